@@ -1,0 +1,68 @@
+"""Readers for on-disk scene layouts, with auto-detection.
+
+Each reader module exposes ``NAME`` (the layout's name for ``data.layout``),
+``detect(path) -> bool`` (cheap check of marker files) and
+``read(path, options: ReadOptions) -> Scene``. Add a layout by writing such a
+module and listing it in ``_MODULES`` (order = detection priority).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from ...errors import SdfsegError
+from ..scene import Scene
+
+_MODULES = [
+    "panoptic_lifting",
+]
+
+
+@dataclass
+class ReadOptions:
+    """Options common to all readers."""
+
+    image_size: tuple[int, int] | None = None
+    """Resize images and maps to (height, width) on load (labels with nearest neighbour); None keeps them."""
+    label_source: str = "m2f"
+    """Name under which the reader stores the layout's noisy 2D labels in ``Scene.labels``."""
+    max_frames: int | None = None
+    """Keep at most this many frames (evenly spaced), for quick experiments."""
+
+
+def _modules() -> list[ModuleType]:
+    return [importlib.import_module(f"{__name__}.{m}") for m in _MODULES]
+
+
+def layout_names() -> list[str]:
+    return [m.NAME for m in _modules()]
+
+
+def detect_layout(path: str | Path) -> str:
+    """Name of the first layout whose markers are found in ``path``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise SdfsegError(f"{path}: scene folder not found")
+    for mod in _modules():
+        if mod.detect(path):
+            return mod.NAME
+    raise SdfsegError(f"{path}: unrecognised scene layout (known layouts: {', '.join(layout_names())}); "
+                      "set data.layout explicitly")
+
+
+def load_scene(path: str | Path, layout: str = "auto", options: ReadOptions | None = None) -> Scene:
+    """Read the scene at ``path`` in world units (see :mod:`sdfseg.data.scene` for conventions)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise SdfsegError(f"{path}: scene folder not found")
+    options = options or ReadOptions()
+    name = detect_layout(path) if layout == "auto" else layout
+    for mod in _modules():
+        if mod.NAME == name:
+            scene = mod.read(path, options)
+            scene.layout = name
+            return scene
+    raise SdfsegError(f"data.layout: unknown layout '{layout}' (expected auto or one of {', '.join(layout_names())})")

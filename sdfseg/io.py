@@ -1,0 +1,142 @@
+"""Atomic file output and label-map image I/O.
+
+Outputs are written to a temporary file in the destination folder and renamed
+into place, so an interrupted run never leaves a half-written file behind.
+
+Label maps (instance / semantic ids) are stored as PNG without ever going through
+8 bits: ids < 65536 as 16-bit greyscale; larger ids as 8-bit RGBA whose four
+bytes are the little-endian int32 id. :func:`read_label_png` reads both (and plain
+8-bit greyscale, as some datasets ship semantic maps that way).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from PIL import Image
+
+from .errors import SdfsegError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    The temporary keeps the destination's suffix so writers that pick a format
+    from the extension (trimesh, PIL) still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Save arrays to a compressed ``.npz`` atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def save_image_atomic(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Save an image atomically. Float images in [0, 1] become 8-bit; uint8/uint16 as is."""
+    arr = np.asarray(image)
+    if arr.dtype.kind == "f":
+        arr = (np.clip(np.nan_to_num(arr), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def encode_label_png(labels: np.ndarray) -> bytes:
+    """Encode an integer label map ``[H, W]`` (ids >= 0) as PNG bytes (16-bit or 32-bit RGBA)."""
+    lab = np.asarray(labels)
+    if lab.ndim != 2 or lab.dtype.kind not in "iu":
+        raise ValueError(f"label map must be a 2D integer array, got {lab.dtype} {lab.shape}")
+    if lab.size and lab.min() < 0:
+        raise ValueError("label ids must be >= 0")
+    buf = io.BytesIO()
+    if lab.size == 0 or int(lab.max()) < 65536:
+        Image.fromarray(lab.astype(np.uint16)).save(buf, format="PNG")
+    else:
+        if int(lab.max()) > np.iinfo(np.int32).max:
+            raise ValueError("label ids must fit in int32")
+        rgba = lab.astype("<i4").view(np.uint8).reshape(lab.shape[0], lab.shape[1], 4)
+        Image.fromarray(np.ascontiguousarray(rgba), mode="RGBA").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """Save an integer label map ``[H, W]`` atomically (see :func:`encode_label_png`)."""
+    write_bytes_atomic(path, encode_label_png(labels))
+
+
+def read_label_png(path: str | os.PathLike) -> np.ndarray:
+    """Read a label map written by :func:`save_label_png` (or 8/16-bit greyscale) as int32 ``[H, W]``."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            arr = np.array(im)
+    except FileNotFoundError:
+        raise SdfsegError(f"{path}: file not found (expected a label PNG)") from None
+    except OSError as exc:
+        raise SdfsegError(f"{path}: cannot read label image ({exc})") from None
+    if mode == "RGBA":
+        return np.ascontiguousarray(arr).view("<i4")[..., 0].astype(np.int32)
+    if arr.ndim != 2:
+        raise SdfsegError(f"{path}: expected a single-channel (8/16-bit) or RGBA-encoded label PNG, got mode {mode}")
+    return arr.astype(np.int32)
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an RGB image as float32 ``[H, W, 3]`` in [0, 1]."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise SdfsegError(f"{path}: file not found (expected an RGB image)") from None
+    except OSError as exc:
+        raise SdfsegError(f"{path}: cannot read image ({exc})") from None
+    return arr
