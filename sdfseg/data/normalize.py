@@ -1,0 +1,64 @@
+"""Scene normalisation: map a world-unit scene into the unit sphere, reversibly.
+
+The room must fit inside the bounding sphere of the SDF (radius ``radius``, 1 by
+default) with all cameras inside it. With depth, the extent is taken from
+back-projected depth points (robust percentiles, subsampled); without depth, from
+the camera centres padded by ``camera_margin`` of their spread. The transform is
+recorded in ``Scene.normalization`` (normalised = (world - center) / scale) so
+meshes and points can be exported in world coordinates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SdfsegError
+from .scene import Normalization, Scene
+
+
+def backproject_depth(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, stride: int = 1) -> np.ndarray:
+    """World points ``[M, 3]`` of the valid pixels of one depth map ``[H, W]`` (z-depth)."""
+    h, w = depth.shape
+    v, u = np.mgrid[0:h:stride, 0:w:stride]
+    d = depth[::stride, ::stride]
+    ok = d > 0
+    pix = np.stack([u[ok] + 0.5, v[ok] + 0.5, np.ones(ok.sum())], axis=0)
+    cam = np.linalg.inv(K) @ pix * d[ok][None]
+    return (c2w[:3, :3] @ cam + c2w[:3, 3:4]).T
+
+
+def scene_extent(scene: Scene, percentile: float = 0.5, stride: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned (lo [3], hi [3]) world bounds of cameras and (if present) depth points."""
+    centres = scene.c2w[:, :3, 3].astype(np.float64)
+    if not np.isfinite(scene.c2w).all():
+        raise SdfsegError(f"{scene.path}: camera poses contain non-finite values")
+    if scene.depth is not None and scene.depth_kind == "metric":
+        pts = [backproject_depth(scene.depth[i], scene.intrinsics[i], scene.c2w[i], stride)
+               for i in range(scene.num_frames)]
+        pts = np.concatenate(pts + [centres])
+        if pts.shape[0] > len(centres):
+            lo = np.minimum(np.percentile(pts, percentile, axis=0), centres.min(0))
+            hi = np.maximum(np.percentile(pts, 100 - percentile, axis=0), centres.max(0))
+            return lo, hi
+    lo, hi = centres.min(0), centres.max(0)
+    pad = 0.5 * np.maximum(hi - lo, 1e-3).max()
+    return lo - pad, hi + pad
+
+
+def normalize_scene(scene: Scene, radius: float = 0.9) -> Scene:
+    """Return a copy of ``scene`` whose content fits in the sphere of ``radius`` (poses, depth rescaled)."""
+    lo, hi = scene_extent(scene)
+    center = 0.5 * (lo + hi)
+    half_diag = 0.5 * float(np.linalg.norm(hi - lo))
+    scale = half_diag / radius if half_diag > 0 else 1.0
+    norm = Normalization(center=center, scale=scale)
+    c2w = scene.c2w.astype(np.float64).copy()
+    c2w[:, :3, 3] = norm.to_normalized(c2w[:, :3, 3])
+    depth = None
+    if scene.depth is not None:
+        depth = scene.depth / scale if scene.depth_kind == "metric" else scene.depth
+    # compose with any normalisation the reader already applied (e.g. ObjectSDF++ scale_mat)
+    prev = scene.normalization
+    total = Normalization(center=prev.to_world(center), scale=prev.scale * scale)
+    return scene.replace(c2w=c2w.astype(np.float32), depth=None if depth is None else depth.astype(np.float32),
+                         normalization=total)

@@ -1,0 +1,172 @@
+"""Ray batches for training: camera rays, key frames, label-comprehensive sampling, id remapping.
+
+All tensors live on one device. Pixel ``(v, u)`` of frame ``i`` is flattened to
+``i * H * W + v * W + u``. Ray directions are unit vectors in normalised scene
+coordinates; ``ray_scale = |K^-1 [u, v, 1]|`` converts z-depth to distance along
+the ray (``t = z * ray_scale``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .scene import Scene
+
+
+def pixel_rays(c2w: torch.Tensor, K: torch.Tensor, v: torch.Tensor, u: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rays through pixel centres.
+
+    Args:
+        c2w: ``[R, 4, 4]`` camera-to-world (OpenCV axes). K: ``[R, 3, 3]``. v, u: ``[R]`` pixel rows/cols.
+    Returns:
+        origins ``[R, 3]``, unit directions ``[R, 3]``, ray_scale ``[R]`` (z-depth -> ray distance).
+    """
+    x = (u.float() + 0.5 - K[:, 0, 2]) / K[:, 0, 0]
+    y = (v.float() + 0.5 - K[:, 1, 2]) / K[:, 1, 1]
+    d_cam = torch.stack([x, y, torch.ones_like(x)], dim=-1)
+    scale = d_cam.norm(dim=-1)
+    d_world = torch.einsum("rij,rj->ri", c2w[:, :3, :3], d_cam / scale[:, None])
+    return c2w[:, :3, 3].clone(), d_world, scale
+
+
+def remap_instance_ids(inst: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Give each frame's non-zero instance ids random distinct new ids (0 stays 0).
+
+    Args: inst ``[N, H, W]`` int. Returns the remapped int64 array. IDs carry no
+    meaning across frames afterwards (the method must not rely on them).
+    """
+    out = np.zeros(inst.shape, dtype=np.int64)
+    for i in range(inst.shape[0]):
+        ids, inv = np.unique(inst[i], return_inverse=True)
+        new = rng.choice(np.arange(1, 100000), size=len(ids), replace=False)
+        new[ids == 0] = 0
+        out[i] = new[inv].reshape(inst.shape[1:])
+    return out
+
+
+def select_keyframes(labels: np.ndarray, frames: np.ndarray, ratio: float) -> np.ndarray:
+    """Frames (subset of ``frames``) with the most unique non-zero labels: the top ``ratio``, at least one."""
+    counts = np.array([len(np.setdiff1d(np.unique(labels[f]), [0])) for f in frames])
+    order = np.argsort(-counts, kind="stable")
+    n = max(1, int(round(ratio * len(frames))))
+    return frames[order[:n]]
+
+
+@dataclass
+class Batch:
+    """One training batch of ``R`` rays (main frame first, then extra views)."""
+
+    origins: torch.Tensor  # [R, 3]
+    dirs: torch.Tensor  # [R, 3]
+    ray_scale: torch.Tensor  # [R]
+    rgb: torch.Tensor  # [R, 3]
+    frame: torch.Tensor  # [R] frame index
+    view: torch.Tensor  # [R] 0 = main view, 1.. = extra views
+    label: torch.Tensor  # [R] segmentation label (instance or semantic id; -1 = ignore)
+    semantic: torch.Tensor  # [R] noisy semantic class (0 = void)
+    confidence: torch.Tensor  # [R]
+    depth: Optional[torch.Tensor] = None  # [R] z-depth, normalised units, 0 invalid
+    normal: Optional[torch.Tensor] = None  # [R, 3] camera-frame normals
+    c2w: Optional[torch.Tensor] = None  # [R, 4, 4]
+
+
+class RaySampler:
+    """Label-comprehensive ray sampling over the training frames of a normalised scene.
+
+    Args:
+        scene: normalised scene. labels: ``[N, H, W]`` int per-frame training labels
+        (instance ids, or semantic ids in semantic mode; -1 or 0 = background/ignore as the
+        caller decides). semantic/confidence: ``[N, H, W]`` noisy semantic classes and confidences.
+    """
+
+    def __init__(self, scene: Scene, labels: np.ndarray, semantic: np.ndarray, confidence: Optional[np.ndarray],
+                 device: torch.device, keyframe_ratio: float = 0.1, replace_prob: float = 0.2, seed: int = 0):
+        self.device = device
+        n, h, w = labels.shape
+        self.h, self.w = h, w
+        self.frames = np.asarray(scene.split["train"], dtype=np.int64)
+        self.keyframes = select_keyframes(labels, self.frames, keyframe_ratio)
+        self.replace_prob = replace_prob
+        self.rng = np.random.default_rng(seed)
+        t = lambda a, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
+        self.rgb = t(scene.rgb.reshape(n * h * w, 3))
+        self.labels = t(labels.reshape(-1), torch.int64)
+        self.semantic = t(semantic.reshape(-1), torch.int64)
+        self.confidence = t(confidence.reshape(-1)) if confidence is not None else torch.ones(n * h * w, device=device)
+        self.depth = t(scene.depth.reshape(-1)) if scene.depth is not None else None
+        self.normals = t(scene.normals.reshape(-1, 3)) if scene.normals is not None else None
+        self.c2w = t(scene.c2w)
+        self.K = t(scene.intrinsics)
+        # per frame: pixel indices sorted by label, and the label segments, for area-proportional sampling
+        self._sorted: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        for f in self.frames:
+            lab = labels[f].reshape(-1)
+            order = np.argsort(lab, kind="stable")
+            ids, starts, counts = np.unique(lab[order], return_index=True, return_counts=True)
+            self._sorted[int(f)] = (order.astype(np.int64), ids, starts, counts)
+        self._has_labels = {int(f): bool((self._sorted[int(f)][1] > 0).any()) for f in self.frames}
+        self._epoch: list[int] = []
+
+    def next_frame(self) -> int:
+        """Next training frame: epoch order, replaced by a random key frame when unlabelled or by chance."""
+        if not self._epoch:
+            self._epoch = list(self.rng.permutation(self.frames))
+        f = int(self._epoch.pop())
+        if not self._has_labels[f] or self.rng.random() < self.replace_prob:
+            f = int(self.rng.choice(self.keyframes))
+        return f
+
+    def frame_pixels(self, f: int, n_random: int, n_label: int) -> np.ndarray:
+        """Pixel indices (within frame) ``[n_random + ~n_label]``: uniform + per-label in proportion to area."""
+        order, ids, starts, counts = self._sorted[f]
+        rand = self.rng.integers(0, self.h * self.w, size=n_random)
+        if n_label <= 0:
+            return rand
+        alloc = np.maximum(1, np.round(n_label * counts / counts.sum()).astype(np.int64))
+        seg = np.repeat(np.arange(len(ids)), alloc)
+        offs = (self.rng.random(seg.size) * counts[seg]).astype(np.int64)
+        return np.concatenate([rand, order[starts[seg] + offs]])
+
+    def foreground_pixels(self, f: int, n: int) -> np.ndarray:
+        """``n`` pixels of frame ``f``, preferring labelled (non-zero) pixels."""
+        order, ids, starts, counts = self._sorted[f]
+        fg = ids > 0
+        if not fg.any():
+            return self.rng.integers(0, self.h * self.w, size=n)
+        pool = np.concatenate([order[s:s + c] for s, c in zip(starts[fg], counts[fg])])
+        return pool[self.rng.integers(0, pool.size, size=n)]
+
+    def gather(self, frame_ids: np.ndarray, pix: np.ndarray, view: np.ndarray) -> Batch:
+        """Build a :class:`Batch` for pixels ``pix`` (within-frame indices) of frames ``frame_ids``."""
+        dev = self.device
+        fr = torch.as_tensor(frame_ids, device=dev, dtype=torch.int64)
+        px = torch.as_tensor(pix, device=dev, dtype=torch.int64)
+        flat = fr * (self.h * self.w) + px
+        v, u = px // self.w, px % self.w
+        c2w = self.c2w[fr]
+        o, d, s = pixel_rays(c2w, self.K[fr], v, u)
+        return Batch(origins=o, dirs=d, ray_scale=s, rgb=self.rgb[flat], frame=fr,
+                     view=torch.as_tensor(view, device=dev, dtype=torch.int64), label=self.labels[flat],
+                     semantic=self.semantic[flat], confidence=self.confidence[flat],
+                     depth=None if self.depth is None else self.depth[flat],
+                     normal=None if self.normals is None else self.normals[flat], c2w=c2w)
+
+    def sample(self, n_random: int, n_label: int, extra_views: int = 0, extra_rays: int = 0) -> Batch:
+        """One iteration's rays: one main frame (label-comprehensive) + ``extra_views`` x ``extra_rays``."""
+        f = self.next_frame()
+        pix = [self.frame_pixels(f, n_random, n_label)]
+        frames = [np.full(pix[0].size, f)]
+        views = [np.zeros(pix[0].size, dtype=np.int64)]
+        if extra_views > 0:
+            others = self.frames[self.frames != f]
+            chosen = self.rng.choice(others, size=min(extra_views, others.size), replace=False) if others.size else []
+            for j, g in enumerate(chosen, start=1):
+                pix.append(self.foreground_pixels(int(g), extra_rays))
+                frames.append(np.full(extra_rays, g))
+                views.append(np.full(extra_rays, j))
+        return self.gather(np.concatenate(frames), np.concatenate(pix), np.concatenate(views))

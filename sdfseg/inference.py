@@ -1,0 +1,136 @@
+"""Inference on a trained model: render views, give object channels classes, write test maps.
+
+Instance mode: a pixel's instance id is the channel with the largest object opacity
+(argmax over O). Each object channel gets ONE class for the whole scene by a
+confidence-weighted vote of the noisy semantic labels of the training pixels it owns
+(``assign_channel_classes``); channels that own mostly stuff (or nothing) are
+background. Background pixels take the best *stuff* class of the semantic head that
+is trained in the same run. Semantic mode: the channel with the largest opacity is
+the class; thing classes form one instance per class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data.rays import RaySampler, pixel_rays
+from .data.scene import ClassInfo, Scene
+from .io import save_image_atomic, save_label_png, write_json_atomic
+from .model import SceneModel
+
+
+@dataclass
+class ChannelTable:
+    """What each SDF channel is: an object (instance id = channel index) of some class, or background."""
+
+    is_object: np.ndarray  # bool [K]
+    classes: np.ndarray  # int64 [K] semantic class per channel (0 for background)
+    votes: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K] number of voting pixels
+
+    def to_json(self, names: ClassInfo) -> list[dict]:
+        return [{"channel": k, "instance_id": int(k) if self.is_object[k] else 0, "object": bool(self.is_object[k]),
+                 "class": int(self.classes[k]), "name": names.name(int(self.classes[k])) if self.is_object[k] else "",
+                 "votes": int(self.votes[k]) if self.votes.size else 0} for k in range(len(self.is_object))]
+
+
+def render_rays_chunked(model: SceneModel, origins: torch.Tensor, dirs: torch.Tensor, chunk: int,
+                        keys: tuple[str, ...], need_normals: bool = False) -> dict[str, torch.Tensor]:
+    """Render ``R`` rays in chunks without building a training graph; returns ``keys`` concatenated."""
+    model.eval()
+    parts: dict[str, list] = {k: [] for k in keys}
+    for i in range(0, origins.shape[0], chunk):
+        with torch.set_grad_enabled(need_normals or model.cfg.model.color_use_normal):
+            out = model.render(origins[i:i + chunk], dirs[i:i + chunk], need_normals=need_normals, create_graph=False)
+        for k in keys:
+            parts[k].append(out[k].detach())
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: ClassInfo, n_rays: int = 16384,
+                           chunk: int = 2048, min_votes: int = 20, seed: int = 0) -> ChannelTable:
+    """Vote a class per channel from the noisy semantic labels of training pixels the channel owns."""
+    rng = np.random.default_rng(seed)
+    frames = rng.choice(sampler.frames, size=n_rays)
+    pix = rng.integers(0, sampler.h * sampler.w, size=n_rays)
+    b = sampler.gather(frames, pix, np.zeros(n_rays, dtype=np.int64))
+    out = render_rays_chunked(model, b.origins, b.dirs, chunk, ("opacity",))
+    owner = out["opacity"].argmax(dim=-1).cpu().numpy()
+    sem = b.semantic.cpu().numpy()
+    conf = b.confidence.cpu().numpy()
+    k, c = model.num_channels, classes.num_classes
+    hist = np.zeros((k, c))
+    np.add.at(hist, (owner, np.clip(sem, 0, c - 1)), conf)
+    hist[:, 0] = 0.0  # void votes for nothing
+    votes = np.bincount(owner[sem > 0], minlength=k)
+    cls = hist.argmax(axis=1)
+    thing = np.isin(cls, classes.thing_ids)
+    is_object = thing & (votes >= min_votes)
+    is_object[0] = False
+    return ChannelTable(is_object=is_object, classes=np.where(is_object, cls, 0), votes=votes)
+
+
+def semantic_channel_table(classes: ClassInfo) -> ChannelTable:
+    """Semantic mode: channel c is class c; thing classes are one object each."""
+    ids = np.arange(classes.num_classes)
+    return ChannelTable(is_object=np.isin(ids, classes.thing_ids), classes=ids)
+
+
+def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], chunk: int,
+                table: ChannelTable, mode: str, stuff_ids: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Render one view: rgb ``[H,W,3]``, depth (z, normalised units) ``[H,W]``, normal (camera frame)
+    ``[H,W,3]``, instance and semantic ids ``[H,W]`` int32."""
+    dev = next(model.parameters()).device
+    h, w = hw
+    v, u = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
+    v, u = v.reshape(-1), u.reshape(-1)
+    c2w_t = torch.as_tensor(c2w, dtype=torch.float32, device=dev)[None].expand(v.numel(), 4, 4)
+    k_t = torch.as_tensor(K, dtype=torch.float32, device=dev)[None].expand(v.numel(), 3, 3)
+    o, d, scale = pixel_rays(c2w_t, k_t, v, u)
+    keys = ("rgb", "depth", "normal", "opacity") + (("semantic",) if model.semantic is not None else ())
+    out = render_rays_chunked(model, o, d, chunk, keys, need_normals=True)
+    z = (out["depth"] / scale).cpu().numpy().reshape(h, w)
+    n_world = out["normal"].cpu().numpy().reshape(-1, 3)
+    n_cam = (n_world @ c2w[:3, :3]).reshape(h, w, 3)
+    owner = out["opacity"].argmax(dim=-1).cpu().numpy()
+    if mode == "semantic":
+        sem = owner.copy()
+        inst = np.where(table.is_object[owner], owner, 0)
+    else:
+        inst = np.where(table.is_object[owner], owner, 0)
+        if "semantic" in out and stuff_ids:
+            logits = out["semantic"].cpu().numpy()[:, list(stuff_ids)]
+            stuff = np.asarray(stuff_ids)[logits.argmax(axis=1)]
+        else:
+            stuff = np.zeros_like(owner)
+        sem = np.where(table.is_object[owner], table.classes[owner], stuff)
+    return {"rgb": out["rgb"].cpu().numpy().reshape(h, w, 3), "depth": z, "normal": n_cam,
+            "instance": inst.reshape(h, w).astype(np.int32), "semantic": sem.reshape(h, w).astype(np.int32)}
+
+
+def write_test_views(model: SceneModel, scene: Scene, out_dir: Path, table: ChannelTable, mode: str,
+                     chunk: int, frames: np.ndarray | None = None) -> None:
+    """Render the test frames into ``out_dir/{rgb,depth,normal,instance,semantic}/<frame>.png``.
+
+    Depth is written as uint16 millimetres in world units; normals as 8-bit (n + 1) / 2.
+    """
+    frames = scene.split["test"] if frames is None else frames
+    for i in tqdm(frames, desc="render test views", dynamic_ncols=True):
+        name = scene.frame_names[int(i)]
+        r = render_view(model, scene.c2w[i], scene.intrinsics[i], scene.hw, chunk, table, mode,
+                        scene.classes.stuff_ids)
+        save_image_atomic(out_dir / "rgb" / f"{name}.png", r["rgb"])
+        mm = np.clip(r["depth"] * scene.normalization.scale * 1000.0, 0, 65535).astype(np.uint16)
+        save_image_atomic(out_dir / "depth" / f"{name}.png", mm)
+        save_image_atomic(out_dir / "normal" / f"{name}.png", (r["normal"] + 1.0) * 0.5)
+        save_label_png(out_dir / "instance" / f"{name}.png", r["instance"])
+        save_label_png(out_dir / "semantic" / f"{name}.png", r["semantic"])
+
+
+def save_channel_table(path: Path, table: ChannelTable, classes: ClassInfo) -> None:
+    write_json_atomic(path, {"channels": table.to_json(classes)})

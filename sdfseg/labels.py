@@ -1,0 +1,75 @@
+"""Training labels from a scene's 2D label source, per training mode and method.
+
+* instance mode, clustering: per-frame instance ids (randomly remapped, 0 = background).
+* instance mode, supervised (ObjectSDF++): ids taken as consistent channel indices. With GT
+  labels (oracle) the GT ids are the channels; with noisy labels each frame's ids are
+  numbered 1..n by size, as a 2D segmenter numbers them, and used as channels.
+* semantic mode: semantic class ids (0 = void, ignored by the segmentation losses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .config import Config
+from .data.rays import remap_instance_ids
+from .data.scene import LabelSource, Scene
+from .errors import SdfsegError
+
+
+@dataclass
+class TrainingLabels:
+    labels: np.ndarray
+    """int64 ``[N, H, W]`` segmentation labels (instance or semantic ids)."""
+    semantic: np.ndarray
+    """int64 ``[N, H, W]`` semantic classes of the same source (0 = void)."""
+    confidence: Optional[np.ndarray]
+    """float32 ``[N, H, W]`` (zeros replaced by 0.1) or None."""
+    source: str
+
+
+def _source(scene: Scene, cfg: Config) -> tuple[LabelSource, str]:
+    if cfg.train.oracle_labels:
+        if scene.gt is None or scene.gt.semantic is None:
+            raise SdfsegError(f"{scene.path}: train.oracle_labels needs GT maps (rs_semantics/, rs_instance/)")
+        return scene.gt, "gt"
+    return scene.label_source(cfg.data.label_source), cfg.data.label_source
+
+
+def rank_ids_per_frame(inst: np.ndarray) -> np.ndarray:
+    """Renumber each frame's non-zero ids 1..n by decreasing area (a segmenter's numbering). ``[N,H,W]``."""
+    out = np.zeros(inst.shape, dtype=np.int64)
+    for i in range(inst.shape[0]):
+        ids, inv, counts = np.unique(inst[i], return_inverse=True, return_counts=True)
+        counts = np.where(ids == 0, -1, counts)
+        rank = np.empty(len(ids), dtype=np.int64)
+        rank[np.argsort(-counts, kind="stable")] = np.arange(len(ids))
+        nz = ids != 0
+        new = np.where(nz, rank + 1, 0)  # id 0 ranks last, so non-zero ranks are 0..n-1
+        out[i] = new[inv].reshape(inst.shape[1:])
+    return out
+
+
+def training_labels(scene: Scene, cfg: Config, num_channels: int) -> TrainingLabels:
+    src, name = _source(scene, cfg)
+    if src.semantic is None:
+        raise SdfsegError(f"{scene.path}: label source '{name}' has no semantic maps")
+    semantic = src.semantic.astype(np.int64)
+    conf = None
+    if src.confidence is not None:
+        conf = np.where(src.confidence > 0, src.confidence, 0.1).astype(np.float32)
+    if cfg.train.mode == "semantic":
+        return TrainingLabels(semantic.copy(), semantic, conf, name)
+    if src.instance is None:
+        raise SdfsegError(f"{scene.path}: label source '{name}' has no instance maps (instance mode)")
+    inst = src.instance.astype(np.int64)
+    if cfg.train.method == "supervised":
+        if not cfg.train.oracle_labels:
+            inst = rank_ids_per_frame(inst)
+        inst = np.where(inst >= num_channels, 0, inst)
+    elif cfg.train.remap_ids:
+        inst = remap_instance_ids(inst, np.random.default_rng(cfg.train.seed + 17))
+    return TrainingLabels(inst, semantic, conf, name)

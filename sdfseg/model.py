@@ -1,0 +1,134 @@
+"""The scene model: multi-channel SDF + colour + semantic head, rendered along rays.
+
+``SceneModel.render`` is the one hook every method uses: sample points along the
+rays, evaluate the fields, and volume-render colour, depth, normals, semantic
+logits and the occlusion-aware object opacities ``O [R, K]`` (REFERENCE 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .config import Config
+from .fields.color import ColorField
+from .fields.density import LaplaceDensity
+from .fields.sdf import MultiChannelSDF
+from .render import samplers, volume
+
+BOUND_RADIUS = 1.0
+"""Radius of the bounding sphere rays are clipped to (scenes are normalised to ``data.sphere_radius`` < 1)."""
+
+
+class SceneModel(nn.Module):
+    """Fields + renderer.
+
+    Args:
+        cfg: experiment config. num_channels: K SDF channels. num_classes: semantic classes
+        (incl. void) of the semantic head, or 0 for none.
+    """
+
+    def __init__(self, cfg: Config, num_channels: int, num_classes: int = 0):
+        super().__init__()
+        m = cfg.model
+        self.cfg = cfg
+        self.num_channels = num_channels
+        self.sdf = MultiChannelSDF(
+            num_channels, hidden_dim=m.hidden_dim, n_hidden_layers=m.n_hidden_layers, feature_dim=m.feature_dim,
+            encoding=dataclasses.asdict(m.encoding), n_frequencies=m.n_frequencies, weight_norm=m.weight_norm,
+            sphere_radius=cfg.data.sphere_radius, object_radius=m.object_radius, inside_out=True)
+        self.color = ColorField(feature_dim=m.feature_dim, hidden_dim=m.color_hidden_dim, n_layers=m.color_layers,
+                                weight_norm=m.weight_norm)
+        self.density = LaplaceDensity(beta_init=m.beta_init)
+        self.semantic = None
+        if num_classes > 0:
+            self.semantic = nn.Sequential(nn.Linear(m.feature_dim, 64), nn.ReLU(), nn.Linear(64, num_classes))
+        s = cfg.sampler
+        if s.kind == "error_bounded":
+            self.sampler = samplers.ErrorBoundedSampler(n_uniform=s.n_coarse, n_importance=s.n_importance)
+        else:
+            self.sampler = samplers.HierarchicalSDFSampler(n_coarse=s.n_coarse, n_importance=s.n_importance,
+                                                           n_rounds=s.n_rounds)
+
+    # ---- parameter groups -------------------------------------------------------------------
+    def grid_parameters(self) -> list[nn.Parameter]:
+        """Hash-grid tables (trained with the larger grid learning rate)."""
+        return list(self.sdf.encoding.parameters()) if hasattr(self.sdf, "encoding") else []
+
+    def other_parameters(self) -> list[nn.Parameter]:
+        grid = {id(p) for p in self.grid_parameters()}
+        return [p for p in self.parameters() if id(p) not in grid]
+
+    # ---- fields --------------------------------------------------------------------------------
+    def scene_sdf(self, x: torch.Tensor) -> torch.Tensor:
+        """Scene SDF (min over channels) ``[P]`` at points ``[P, 3]``."""
+        return self.sdf(x)[0].min(dim=-1).values
+
+    def sample(self, origins: torch.Tensor, dirs: torch.Tensor, depth_t: Optional[torch.Tensor] = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample distances ``t [R, S]`` and the far bound ``[R]`` along rays.
+
+        ``depth_t`` ``[R]`` (ray distance of sensor depth, 0 = invalid) switches to depth-guided sampling.
+        """
+        near, far = samplers.near_far_sphere(origins, dirs, BOUND_RADIUS)
+        with torch.no_grad():
+            if depth_t is not None:
+                s = self.cfg.sampler
+                valid = depth_t > 0
+                t = samplers.depth_guided_samples(near, far, depth_t, valid, s.n_depth_uniform, s.n_depth_near,
+                                                  s.depth_std)
+            else:
+                t = self.sampler.sample(origins, dirs, near, far, self.scene_sdf)
+        return t, far
+
+    def render(self, origins: torch.Tensor, dirs: torch.Tensor, depth_t: Optional[torch.Tensor] = None,
+               need_normals: bool = True, create_graph: bool = True) -> dict[str, torch.Tensor]:
+        """Volume-render ``R`` rays.
+
+        Returns a dict with ``rgb [R,3]``, ``depth [R]`` (ray distance), ``normal [R,3]`` (world,
+        if ``need_normals``), ``acc [R]`` (accumulated weight), ``opacity [R,K]`` (object opacities O),
+        ``semantic [R,C]`` (rendered logits, if the model has a semantic head), ``weights [R,S]``,
+        ``points [R,S,3]``, ``sdf [R,S,K]``, ``grad_min [R,S,3]`` (gradient of the scene SDF, if normals).
+        """
+        t, far = self.sample(origins, dirs, depth_t)
+        r, s = t.shape
+        pts = origins[:, None, :] + t[..., None] * dirs[:, None, :]
+        flat = pts.reshape(-1, 3)
+        need_grad = need_normals or self.cfg.model.color_use_normal
+        if need_grad:
+            flat = flat.detach().requires_grad_(True)
+        with torch.enable_grad() if need_grad else contextlib.nullcontext():
+            sdf, feat = self.sdf(flat)
+            s_min = sdf.min(dim=-1).values
+            grad = None
+            if need_grad:
+                grad = torch.autograd.grad(s_min, flat, torch.ones_like(s_min), create_graph=create_graph)[0]
+        normals = None if grad is None else nn.functional.normalize(grad, dim=-1)
+        view = dirs[:, None, :].expand(r, s, 3).reshape(-1, 3)
+        cn = normals if self.cfg.model.color_use_normal else torch.zeros_like(flat)
+        rgb = self.color(flat, view, cn, feat).reshape(r, s, 3)
+        sigma_k = self.density(sdf).reshape(r, s, -1)
+        sigma_min = self.density(s_min).reshape(r, s)
+        dl = volume.deltas(t, far)
+        w = volume.render_weights(sigma_min, dl)
+        out = {
+            "rgb": volume.composite(w, rgb),
+            "depth": (w * t).sum(-1),
+            "acc": w.sum(-1),
+            "opacity": volume.object_opacity(sigma_min, sigma_k, dl),
+            "weights": w,
+            "points": pts,
+            "sdf": sdf.reshape(r, s, -1),
+            "t": t,
+        }
+        if grad is not None:
+            out["grad_min"] = grad.reshape(r, s, 3)
+            out["normal"] = volume.composite(w, normals.reshape(r, s, 3))
+        if self.semantic is not None:
+            out["semantic"] = volume.composite(w, self.semantic(feat).reshape(r, s, -1))
+        return out
+

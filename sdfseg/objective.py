@@ -1,0 +1,165 @@
+"""The training objective: reconstruction terms + the segmentation terms of the chosen method.
+
+``Objective(cfg, ...)(model, out, batch, step)`` returns ``{name: weighted loss}``; the
+weights are the config's (REFERENCE 1-2). The loss maths lives in
+:mod:`sdfseg.losses`; this module only selects rays and combines terms.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .config import Config
+from .data.rays import Batch
+from .data.scene import ClassInfo
+from .losses import clustering as cl
+from .losses import recon
+
+
+def random_sphere_points(n: int, radius: float, device: torch.device, generator=None) -> torch.Tensor:
+    """``[n, 3]`` points uniform in the ball of ``radius``."""
+    d = torch.randn(n, 3, device=device, generator=generator)
+    d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    r = torch.rand(n, 1, device=device, generator=generator) ** (1.0 / 3.0)
+    return d * r * radius
+
+
+def majority(values: torch.Tensor, groups: torch.Tensor, num_groups: int, num_values: int) -> torch.Tensor:
+    """Most frequent value per group. values, groups ``[R]`` (groups in 0..G-1) -> ``[G]``."""
+    hist = torch.zeros(num_groups * num_values, device=values.device)
+    hist.index_add_(0, groups * num_values + values.clamp(0, num_values - 1), torch.ones_like(values, dtype=hist.dtype))
+    return hist.view(num_groups, num_values).argmax(dim=1)
+
+
+class Objective:
+    def __init__(self, cfg: Config, depth_kind: str, classes: ClassInfo):
+        self.cfg = cfg
+        self.w = cfg.loss
+        self.depth_kind = depth_kind
+        self.classes = classes
+
+    def needs_normals(self, batch: Batch) -> bool:
+        return self.cfg.model.color_use_normal or (batch.normal is not None and
+                                                   (self.w.normal_l1 > 0 or self.w.normal_cos > 0))
+
+    def __call__(self, model, out: dict, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        losses: dict[str, torch.Tensor] = {}
+        w = self.w
+        losses["rgb"] = w.rgb * recon.rgb_l1(out["rgb"], batch.rgb)
+        self._geometry(model, out, batch, step, losses)
+        if batch.depth is not None and w.depth > 0:
+            valid = batch.depth > 0
+            z = out["depth"] / batch.ray_scale
+            if self.depth_kind == "metric":
+                losses["depth"] = w.depth * recon.depth_metric(z, batch.depth, valid)
+            else:
+                losses["depth"] = w.depth * recon.depth_scale_shift_invariant(z, batch.depth, valid)
+        if batch.normal is not None and "normal" in out and (w.normal_l1 > 0 or w.normal_cos > 0):
+            n_cam = recon.world_to_camera_normals(out["normal"], batch.c2w)
+            hit = out["acc"].detach() > 0.5
+            l1, cos = recon.normal_loss(n_cam, batch.normal, hit)
+            losses["normal"] = w.normal_l1 * l1 + w.normal_cos * cos
+        if step >= self.cfg.train.segmentation_start:
+            self._segmentation(out, batch, losses)
+        return losses
+
+    # ---- geometry regularisers ------------------------------------------------------------------
+    def _geometry(self, model, out: dict, batch: Batch, step: int, losses: dict) -> None:
+        cfg, w = self.cfg, self.w
+        n = cfg.train.eikonal_points
+        dev = batch.origins.device
+        surf = out["points"].detach().reshape(-1, 3)
+        pick = torch.randint(0, surf.shape[0], (n,), device=dev)
+        pts = torch.cat([random_sphere_points(n, 1.0, dev), surf[pick]])
+        sdf, _, grad = model.sdf.sdf_and_grad(pts, mode=cfg.model.gradient, eps=cfg.model.fd_eps, create_graph=True)
+        losses["eikonal"] = w.eikonal * recon.eikonal(grad, sdf)
+        if w.smooth > 0:
+            near = surf[pick[: max(1, n // 4)]]
+            g0 = _scene_grad(model, near)
+            g1 = _scene_grad(model, near + 0.005 * torch.randn_like(near))
+            losses["smooth"] = w.smooth * recon.smoothness(g0, g1)
+        start = cfg.train.distinction_start * cfg.train.iterations
+        if w.distinction > 0 and step >= start and sdf.shape[1] > 1:
+            losses["distinction"] = w.distinction * cl.object_distinction_loss(sdf)
+
+    # ---- segmentation --------------------------------------------------------------------------
+    def _segmentation(self, out: dict, batch: Batch, losses: dict) -> None:
+        cfg, w = self.cfg, self.w
+        main = batch.view == 0
+        O = out["opacity"]
+        y = batch.label
+        if cfg.train.mode == "instance" and "semantic" in out and w.semantic_head > 0:
+            sem = batch.semantic
+            ok = sem > 0
+            if ok.any():
+                ce = F.cross_entropy(out["semantic"][ok], sem[ok], reduction="none")
+                losses["semantic_head"] = w.semantic_head * (ce * batch.confidence[ok]).mean()
+        if cfg.train.method == "supervised":
+            om, ym = O[main], y[main]
+            keep = ym >= 0 if cfg.train.mode == "instance" else ym > 0
+            onehot = F.one_hot(ym[keep].clamp(0, O.shape[1] - 1), O.shape[1]).float()
+            losses["supervised"] = w.supervised * w.clustering * cl.supervised_opacity_loss(om[keep], onehot)
+            return
+        c = w.clustering
+        if cfg.train.mode == "semantic":
+            keep = main & (y > 0)
+            om, ym = O[keep], y[keep]
+            if ym.numel() == 0:
+                return
+            P = torch.softmax(om, dim=-1)
+            mu, labs, counts = cl.cluster_centres(P, ym)
+            conf = _mean_per_label(batch.confidence[keep], ym, labs)
+            losses["diff"] = c * w.diff * cl.differentiation_loss(mu)
+            losses["onehot"] = c * w.onehot * cl.onehot_loss(om, torch.ones_like(ym, dtype=torch.bool))
+            losses["reg"] = c * w.reg * cl.regularisation_loss(P, ym)
+            losses["semantic"] = c * w.semantic * cl.semantic_loss(mu, labs, conf)
+            return
+        om, ym = O[main], y[main]
+        P = torch.softmax(om, dim=-1)
+        mu, labs, counts = cl.cluster_centres(P, ym)
+        losses["diff"] = c * w.diff * cl.differentiation_loss(mu)
+        losses["onehot"] = c * w.onehot * cl.onehot_loss(om, ym != 0)
+        losses["reg"] = c * w.reg * cl.regularisation_loss(P, ym)
+        bg, fg = cl.fg_bg_loss(om, ym)
+        losses["fgbg"] = c * (w.bg * bg + w.fg * fg)
+        if w.cross_view > 0 and (batch.view > 0).any():
+            losses["cross_view"] = c * w.cross_view * self._cross_view(O, batch, mu, labs)
+
+    def _cross_view(self, O: torch.Tensor, batch: Batch, mu: torch.Tensor, labs: torch.Tensor) -> torch.Tensor:
+        """Eq. 9 between the main view's clusters and each extra view's clusters (thing labels only)."""
+        nsem = self.classes.num_classes
+        main = batch.view == 0
+        sem_main = _label_semantics(batch.label[main], batch.semantic[main], labs, nsem)
+        terms = []
+        for v in torch.unique(batch.view[batch.view > 0]):
+            sel = batch.view == v
+            yv = batch.label[sel]
+            fg = yv != 0
+            if not fg.any():
+                continue
+            mu_v, labs_v, _ = cl.cluster_centres(torch.softmax(O[sel][fg], dim=-1), yv[fg])
+            sem_v = _label_semantics(yv[fg], batch.semantic[sel][fg], labs_v, nsem)
+            keep = labs != 0
+            terms.append(cl.cross_view_loss(mu[keep], sem_main[keep], mu_v, sem_v))
+        return torch.stack(terms).mean() if terms else O.sum() * 0.0
+
+
+def _label_semantics(y: torch.Tensor, sem: torch.Tensor, labs: torch.Tensor, nsem: int) -> torch.Tensor:
+    """Majority semantic class ``[N]`` of each label in ``labs`` (rays ``y``, ``sem`` ``[R]``)."""
+    idx = torch.searchsorted(labs, y)
+    return majority(sem, idx, labs.numel(), nsem)
+
+
+def _mean_per_label(values: torch.Tensor, y: torch.Tensor, labs: torch.Tensor) -> torch.Tensor:
+    idx = torch.searchsorted(labs, y)
+    s = torch.zeros(labs.numel(), device=values.device).index_add_(0, idx, values)
+    n = torch.zeros(labs.numel(), device=values.device).index_add_(0, idx, torch.ones_like(values))
+    return s / n.clamp_min(1)
+
+
+def _scene_grad(model, x: torch.Tensor) -> torch.Tensor:
+    """Gradient ``[P, 3]`` of the scene SDF (min over channels), differentiable."""
+    x = x.detach().requires_grad_(True)
+    s = model.sdf(x)[0].min(dim=-1).values
+    return torch.autograd.grad(s, x, torch.ones_like(s), create_graph=True)[0]
