@@ -187,6 +187,11 @@ def _check_value(key: str, tp: Any, value: Any) -> Any:
         return _check_value(key, args[0], value)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # PyYAML reads "1e4" / "1.0e4" as strings
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp is bool and isinstance(value, bool):

@@ -1,0 +1,140 @@
+"""End-to-end run: train, give channels classes, render test views, evaluate, export meshes.
+
+Everything lands in the run directory::
+
+    config.yaml          resolved config
+    checkpoints/last.pt  latest checkpoint (atomic)
+    tb/                  TensorBoard event logs
+    channels.json        what each SDF channel is (object id, class) for the rendered maps and meshes
+    test/{rgb,depth,normal,instance,semantic}/<frame>.png   rendered test views (evaluator input)
+    metrics.json         evaluator output (pq, sq, rq, miou, ea, per class, noisy-label baseline)
+    meshes/              object_<id>.ply per object, scene_by_object.ply, scene_by_class.ply, mesh_metrics.json
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .config import Config, load_config
+from .data.scene import Scene
+from .errors import SdfsegError
+from .export.mesh import extract_channel_meshes, palette, save_ply, scene_mesh, to_world
+from .inference import (ChannelTable, assign_channel_classes, save_channel_table, semantic_channel_table,
+                        write_test_views)
+from .io import write_json_atomic
+from .model import BOUND_RADIUS
+from .train import Trainer
+
+
+def channel_table(trainer: Trainer) -> ChannelTable:
+    if trainer.cfg.train.mode == "semantic":
+        return semantic_channel_table(trainer.scene.classes)
+    return assign_channel_classes(trainer.model, trainer.sampler, trainer.scene.classes,
+                                  chunk=trainer.cfg.render.chunk, seed=trainer.cfg.train.seed)
+
+
+def load_channel_table(run_dir: Path) -> ChannelTable:
+    f = run_dir / "channels.json"
+    if not f.exists():
+        raise SdfsegError(f"{f}: not found (the run has not finished training)")
+    rows = json.loads(f.read_text())["channels"]
+    return ChannelTable(is_object=np.array([r["object"] for r in rows]), classes=np.array([r["class"] for r in rows]),
+                        votes=np.array([r["votes"] for r in rows]))
+
+
+def render_and_evaluate(trainer: Trainer, table: ChannelTable) -> dict:
+    """Render the test split into ``run/test`` and evaluate it like ``tools/evaluate.py`` would."""
+    from .eval.report import evaluate_prediction_dir
+
+    run_dir = trainer.run_dir
+    test_dir = run_dir / "test"
+    write_test_views(trainer.model, trainer.scene, test_dir, table, trainer.cfg.train.mode, trainer.cfg.render.chunk)
+    if trainer.scene.gt is None:
+        print("scene has no GT maps: skipping evaluation")
+        return {}
+    metrics = evaluate_prediction_dir(trainer.scene, test_dir, baseline_source=trainer.labels.source
+                                      if trainer.labels.source != "gt" else trainer.cfg.data.label_source)
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_dir: Optional[Path] = None,
+                  progress: bool = True) -> dict:
+    """Write one PLY per object channel and the coloured scene meshes; on synthetic scenes score them."""
+    out_dir = out_dir or trainer.run_dir / "meshes"
+    model, dev = trainer.model, trainer.device
+    model.eval()
+    fn = lambda p: model.sdf(p)[0]
+    objects = [k for k in range(model.num_channels) if table.is_object[k]]
+    meshes = extract_channel_meshes(fn, model.num_channels, resolution, BOUND_RADIUS, dev, channels=objects,
+                                    progress=progress)
+    norm = trainer.scene.normalization
+    world = {k: to_world(m, norm) for k, m in meshes.items()}
+    for k, m in world.items():
+        save_ply(out_dir / f"object_{k:03d}.ply", m)
+    whole, owner = scene_mesh(fn, min(resolution, 256), BOUND_RADIUS, dev)
+    whole = to_world(whole, norm)
+    inst = np.where(table.is_object[owner], owner, 0)
+    cols = palette(model.num_channels)
+    by_obj = whole.copy()
+    by_obj.visual.vertex_colors = np.c_[cols[inst], np.full(len(inst), 255, np.uint8)]
+    save_ply(out_dir / "scene_by_object.ply", by_obj)
+    by_cls = whole.copy()
+    ccols = palette(trainer.scene.classes.num_classes, seed=7)
+    by_cls.visual.vertex_colors = np.c_[ccols[table.classes[owner]], np.full(len(inst), 255, np.uint8)]
+    save_ply(out_dir / "scene_by_class.ply", by_cls)
+    report: dict = {"objects": {int(k): {"class": int(table.classes[k]), "faces": int(len(m.faces)),
+                                         "watertight": bool(m.is_watertight)} for k, m in world.items()}}
+    syn = trainer.scene.meta.get("synthetic")
+    if syn is not None:
+        from .data.synthetic import load_synthetic
+        from .eval.meshes import object_mesh_metrics
+        from .export.gt import synthetic_object_meshes
+
+        gt = synthetic_object_meshes(load_synthetic(syn), resolution=min(resolution, 256))
+        report["gt_comparison"] = object_mesh_metrics(world, gt)
+    write_json_atomic(out_dir / "mesh_metrics.json", report)
+    return report
+
+
+def run(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or resume) and finish the run; returns the metrics dict."""
+    trainer = Trainer(cfg)
+    stats = trainer.fit(resume=resume, progress=progress)
+    print(f"trained {trainer.step} iterations in {stats.get('seconds', 0):.0f} s, final PSNR {stats.get('psnr', 0):.2f}")
+    return finish(trainer, progress)
+
+
+def finish(trainer: Trainer, progress: bool = True) -> dict:
+    table = channel_table(trainer)
+    save_channel_table(trainer.run_dir / "channels.json", table, trainer.scene.classes)
+    metrics = render_and_evaluate(trainer, table)
+    if metrics:
+        from .eval.report import format_table
+
+        print(format_table(metrics))
+    if trainer.cfg.render.export_mesh:
+        rep = export_meshes(trainer, table, trainer.cfg.render.mesh_resolution, progress=progress)
+        if "gt_comparison" in rep:
+            g = rep["gt_comparison"]
+            print(f"meshes: {len(rep['objects'])} objects, mean F-score@{g['tau']} m = {g['mean_fscore']:.3f} "
+                  f"({g['matched']}/{g['gt_objects']} GT objects matched)")
+    return metrics
+
+
+def load_run(run_dir: Path, overrides: Optional[list[str]] = None) -> Trainer:
+    """Rebuild the trainer of a finished or interrupted run from its config and last checkpoint."""
+    run_dir = Path(run_dir)
+    cfg_file = run_dir / "config.yaml"
+    if not cfg_file.exists():
+        raise SdfsegError(f"{cfg_file}: not found (expected a run directory written by tools/train.py)")
+    cfg = load_config(cfg_file, overrides)
+    cfg.run.dir = str(run_dir)
+    trainer = Trainer(cfg)
+    trainer.load_checkpoint()
+    return trainer

@@ -1,0 +1,51 @@
+import pytest
+
+from sdfseg.config import load_config, parse_overrides
+from sdfseg.errors import SdfsegError
+
+
+def test_overrides_nested_and_typed():
+    cfg = load_config(None, ["train.iterations=7", "model.encoding.backend=torch", "data.image_size=[60, 80]",
+                             "loss.reg=2e3", "data.path=some/where"])
+    assert cfg.train.iterations == 7
+    assert cfg.model.encoding.backend == "torch"
+    assert cfg.data.image_size == [60, 80]
+    assert cfg.loss.reg == 2000.0 and isinstance(cfg.loss.reg, float)
+    assert cfg.data.path == "some/where"
+
+
+def test_reference_defaults():
+    cfg = load_config(None)
+    w = cfg.loss
+    assert (w.diff, w.onehot, w.reg, w.bg, w.fg) == (20.0, 0.5, 1e4, 0.2, 0.1)
+    assert (w.rgb, w.eikonal, w.smooth, w.depth) == (1.0, 0.1, 0.005, 0.1)
+    assert (cfg.train.lr, cfg.train.grid_lr) == (5e-4, 1e-2)
+
+
+@pytest.mark.parametrize("item,needle", [
+    ("train.nope=1", "train.nope"),
+    ("train.iterations=abc", "train.iterations"),
+    ("train.mode=panoptic", "train.mode"),
+    ("model.encoding.backend=cuda", "model.encoding.backend"),
+    ("noequals", "key=value"),
+])
+def test_bad_keys_are_one_line_errors(item, needle):
+    with pytest.raises(SdfsegError) as e:
+        load_config(None, [item])
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_yaml_files_load(tmp_path):
+    for name in ("demo", "scannet", "replica"):
+        cfg = load_config(f"confs/{name}.yaml")
+        assert cfg.run.dir.startswith("runs/")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(SdfsegError, match="bad.yaml"):
+        load_config(bad)
+    with pytest.raises(SdfsegError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_parse_overrides():
+    assert parse_overrides(["a.b=1", "a.c=x", "d=[1, 2]"]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2]}
