@@ -57,8 +57,8 @@ def render_and_evaluate(trainer: Trainer, table: ChannelTable) -> dict:
     if trainer.scene.gt is None:
         print("scene has no GT maps: skipping evaluation")
         return {}
-    metrics = evaluate_prediction_dir(trainer.scene, test_dir, baseline_source=trainer.labels.source
-                                      if trainer.labels.source != "gt" else trainer.cfg.data.label_source)
+    baseline = trainer.cfg.data.label_source if trainer.cfg.data.label_source in trainer.scene.labels else None
+    metrics = evaluate_prediction_dir(trainer.scene, test_dir, baseline=baseline)
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
 
