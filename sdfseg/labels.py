@@ -55,9 +55,14 @@ def rank_ids_per_frame(inst: np.ndarray) -> np.ndarray:
 
 def training_labels(scene: Scene, cfg: Config, num_channels: int) -> TrainingLabels:
     src, name = _source(scene, cfg)
+    sem_src = src
     if src.semantic is None:
-        raise SdfsegError(f"{scene.path}: label source '{name}' has no semantic maps")
-    semantic = src.semantic.astype(np.int64)
+        # class-agnostic sources (SAM, classical) take their classes from the layout's Mask2Former labels
+        sem_src = scene.labels.get("m2f")
+        if sem_src is None or sem_src.semantic is None:
+            raise SdfsegError(f"{scene.path}: label source '{name}' has no semantic maps and the scene has no "
+                              "m2f semantics to take classes from")
+    semantic = sem_src.semantic.astype(np.int64)
     conf = None
     if src.confidence is not None:
         conf = np.where(src.confidence > 0, src.confidence, 0.1).astype(np.float32)

@@ -18,6 +18,10 @@ from ..scene import Scene
 
 _MODULES = [
     "panoptic_lifting",
+    "clusteringsdf",
+    "messy_rooms",
+    "objectsdf",
+    "transforms_json",
 ]
 
 

@@ -31,6 +31,7 @@ from PIL import Image
 from ...errors import SdfsegError
 from ...io import read_label_png, read_rgb
 from ..scene import ClassInfo, LabelSource, Scene
+from .common import read_png_sources
 
 NAME = "panoptic_lifting"
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg")
@@ -79,8 +80,9 @@ def _read_classes(path: Path) -> ClassInfo:
         with open(f, "rb") as fh:
             d = pickle.load(fh)
         n = int(d["num_semantic_classes"])
-        things = tuple(sorted(int(c) for c in d["fg_classes"]))
-        stuff = tuple(sorted(int(c) for c in d["bg_classes"]))
+        # Panoptic Lifting lists void (0) among bg_classes; void is never a class here
+        things = tuple(sorted(int(c) for c in d["fg_classes"] if int(c) != 0))
+        stuff = tuple(sorted(int(c) for c in d["bg_classes"] if int(c) != 0))
     except FileNotFoundError:
         raise SdfsegError(f"{f}: file not found (expected num_semantic_classes, fg_classes, bg_classes)") from None
     except (KeyError, TypeError, ValueError, pickle.UnpicklingError, EOFError) as exc:
@@ -230,12 +232,11 @@ def read(path: Path, options) -> Scene:
     m2f = _read_source(path, "m2f", names, size, hw, classes)
     if m2f is not None:
         labels[options.label_source] = m2f
-    for d in sorted(path.glob("*_instance")):
-        prefix = d.name[: -len("_instance")]
-        if prefix not in ("m2f", "rs") and prefix not in labels:
-            src = _read_source(path, prefix, names, size, hw, classes)
-            if src is not None:
-                labels[prefix] = src
+    # sources written by tools/segment2d.py (frames they do not cover get id 0, confidence 0)
+    for prefix, src in read_png_sources(path, names, native_hw, size, exclude=("m2f", "rs")).items():
+        if prefix not in labels:
+            _check_semantic(src.semantic, classes, path / f"{prefix}_semantics")
+            labels[prefix] = src
     gt_sem = _read_label_dir(path, "rs_semantics", names, size, hw)
     gt_inst = _read_label_dir(path, "rs_instance", names, size, hw)
     _check_semantic(gt_sem, classes, path / "rs_semantics")

@@ -1,0 +1,151 @@
+"""Reader for the ClusteringSDF layout (Panoptic Lifting data resized to 240 x 320 with Omnidata cues).
+
+Folder contents::
+
+    color/<f>.png                  RGB
+    depth/<f>_depth.npy            [H, W] monocular depth (Omnidata; depth_kind "mono")
+    normal/<f>_normal.npy          3 x H x W monocular normals in [0, 1], camera frame: n = 2 v - 1
+    m2f_instance/<f>.png           noisy instance ids (0 = no instance; not consistent across frames)
+    m2f_semantics/<f>.png          noisy semantic ids (Panoptic Lifting's reduced classes, 0 = void)
+    m2f_confidence/<f>.npz         optional ``confidence`` [H, W]
+    cameras.npz                    world_mat_<i>, scale_mat_<i> as in MonoSDF (see objectsdf.py)
+    splits_new.json                {"train": [...], "test": [...]} frame indices (or names)
+    rs_instance/, rs_semantics/    optional GT maps (PNG, as in the Panoptic Lifting layout)
+    segmentation_data.pkl          optional class set (else the reduced 21-class set)
+
+Per-frame files are matched by frame name (``<f>`` from ``color/``), or by sorted order
+when the names differ but the counts agree (the reference code pairs them by order).
+Poses are in the scale_mat frame (recorded in ``Scene.normalization``).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import SdfsegError
+from ...io import read_rgb
+from ..scene import ClassInfo, LabelSource, Scene
+from . import common as C
+from .objectsdf import read_cameras_npz
+
+NAME = "clusteringsdf"
+
+
+def detect(path: Path) -> bool:
+    return ((path / "cameras.npz").is_file() and (path / "color").is_dir()
+            and ((path / "splits_new.json").is_file() or (path / "depth").is_dir()))
+
+
+def _read_classes(path: Path) -> ClassInfo:
+    f = path / "segmentation_data.pkl"
+    if not f.exists():
+        return C.PL_REDUCED_CLASSES
+    try:
+        with open(f, "rb") as fh:
+            d = pickle.load(fh)
+        n = int(d["num_semantic_classes"])
+        things = tuple(sorted(int(c) for c in d["fg_classes"]))
+        stuff = tuple(sorted(int(c) for c in d["bg_classes"] if int(c) != 0))
+    except (KeyError, TypeError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+        raise SdfsegError(f"{f}: expected a dict with num_semantic_classes, fg_classes, bg_classes ({exc!r})") from None
+    if any(not 0 < c < n for c in things + stuff) or set(things) & set(stuff):
+        raise SdfsegError(f"{f}: fg/bg classes must be disjoint ids in 1..{n - 1}")
+    names = C.PL_REDUCED_NAMES if n == C.PL_REDUCED_CLASSES.num_classes else ()
+    return ClassInfo(num_classes=n, thing_ids=things, stuff_ids=stuff, names=names)
+
+
+def _read_maps(folder: Path, all_names: list[str], keep: np.ndarray, hw, size, what: str) -> np.ndarray | None:
+    """int32 ``[len(keep), h, w]`` label maps of the kept frames, or None when the folder is absent."""
+    if not folder.is_dir():
+        return None
+    files = C.match_frames(folder, ".png", all_names, what)
+    return C.stack_label_pngs([files[i] for i in keep], hw, size)
+
+
+def _read_source(path: Path, prefix: str, all_names, keep, hw, size, classes: ClassInfo) -> LabelSource | None:
+    inst = _read_maps(path / f"{prefix}_instance", all_names, keep, hw, size, "instance maps")
+    sem = _read_maps(path / f"{prefix}_semantics", all_names, keep, hw, size, "semantic maps")
+    if inst is None and sem is None:
+        return None
+    if inst is not None:
+        C.check_ids(inst, 0, None, path / f"{prefix}_instance", "instance ids")
+    if sem is not None:
+        C.check_ids(sem, 0, classes.num_classes - 1, path / f"{prefix}_semantics", "semantic ids")
+    return LabelSource(instance=inst, semantic=sem)
+
+
+def _read_confidence(folder: Path, all_names, keep, hw, size) -> np.ndarray | None:
+    """float32 ``[len(keep), h, w]`` confidences from ``<f>.npz`` files, or None when the folder is absent."""
+    if not folder.is_dir():
+        return None
+    files = C.match_frames(folder, ".npz", all_names, "confidence maps")
+    out = []
+    for f in (files[i] for i in keep):
+        c = C.load_npz_key(f, "confidence", "an npz with an [H, W] 'confidence' array").astype(np.float32)
+        C.check_hw(c, hw, f)
+        if not np.isfinite(c).all():
+            raise SdfsegError(f"{f}: confidence has non-finite values")
+        out.append(C.resize_map(c, size, nearest=False))
+    return np.stack(out)
+
+
+def read(path: Path, options) -> Scene:
+    path = Path(path)
+    colors = C.frames_with_suffix(path / "color", ".png") or C.frames_with_suffix(path / "color", ".jpg")
+    if not colors:
+        raise SdfsegError(f"{path / 'color'}: no images found (expected color/<frame>.png)")
+    all_names = list(colors)
+    native_hw = read_rgb(colors[all_names[0]]).shape[:2]
+    Ks, c2w, norm = read_cameras_npz(path / "cameras.npz", len(all_names), native_hw)
+    keep = C.select_frames(len(all_names), options.max_frames)
+    names = [all_names[i] for i in keep]
+    size = tuple(options.image_size) if options.image_size else None
+    hw = size or native_hw
+
+    rgbs = []
+    for n in names:
+        img = read_rgb(colors[n])
+        C.check_hw(img, native_hw, colors[n])
+        rgbs.append(C.resize_map(img, size, nearest=False))
+
+    def pick(files: list[Path]) -> list[Path]:
+        return [files[i] for i in keep]
+
+    depth = None
+    if (path / "depth").is_dir():
+        files = pick(C.match_frames(path / "depth", "_depth.npy", all_names, "depth maps"))
+        ds = []
+        for f in files:
+            d = C.load_npy(f, "an [H, W] depth map").astype(np.float32).squeeze()
+            C.check_hw(d, native_hw, f)
+            if not np.isfinite(d).all():
+                raise SdfsegError(f"{f}: depth has non-finite values")
+            ds.append(C.resize_map(d, size, nearest=True))
+        depth = np.stack(ds)
+    normals = None
+    if (path / "normal").is_dir():
+        files = pick(C.match_frames(path / "normal", "_normal.npy", all_names, "normal maps"))
+        normals = np.stack([C.resize_map(C.read_normals_chw(f, native_hw), size, nearest=True) for f in files])
+
+    classes = _read_classes(path)
+    labels = {}
+    m2f = _read_source(path, "m2f", all_names, keep, native_hw, size, classes)
+    if m2f is not None:
+        m2f.confidence = _read_confidence(path / "m2f_confidence", all_names, keep, native_hw, size)
+        labels[options.label_source] = m2f
+    for src, ls in C.read_png_sources(path, names, native_hw, size, exclude=("m2f", "rs")).items():
+        labels[src] = ls
+    gt = _read_source(path, "rs", all_names, keep, native_hw, size, classes)
+
+    split_file = path / "splits_new.json"
+    split = C.read_split_json(split_file, all_names) if split_file.exists() else C.holdout_split(len(all_names))
+    K = np.stack([C.scale_intrinsics(Ks[i], native_hw, hw) for i in keep])
+    return Scene(
+        path=path, frame_names=names, rgb=np.stack(rgbs).astype(np.float32), c2w=c2w[keep].astype(np.float32),
+        intrinsics=K.astype(np.float32), classes=classes, split=C.remap_split(split, keep, split_file),
+        depth=depth, depth_kind="mono", normals=normals, labels=labels, gt=gt,
+        mask_dirs=C.mask_dirs(path), normalization=norm,
+    )

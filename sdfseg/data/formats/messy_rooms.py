@@ -1,0 +1,198 @@
+"""Reader for Messy Rooms (Contrastive Lift's Kubric scenes, instance-only).
+
+Folder contents::
+
+    color/<f>.png                   RGB(A) renders, frames ordered numerically
+    metadata.json                   Kubric metadata: ``camera`` with ``positions`` [N, 3] and
+                                    ``quaternions`` [N, 4] (w, x, y, z), or ``matrix_world`` [N, 4, 4];
+                                    ``K`` (normalised 3x3) or ``focal_length`` + ``sensor_width`` (mm)
+    semantic/<f>.npy, instance/<f>.npy            GT: semantic 0 = background, 1 = object; instance 0 = none
+    detic_semantic/<f>.npy, detic_instance/<f>.npy  Detic predictions (the noisy source)
+    detic_probabilities/<f>.npy     optional [H, W] confidence of the predictions
+    depth/<f>.png                   optional uint16 millimetres, read as metric z-depth
+    invalid/<f>.jpg|png             optional; non-zero = outside the room (confidence set to 0)
+
+Kubric cameras are Blender cameras (looking along -z, y up); poses are converted to
+OpenCV axes by flipping the camera y and z axes. Kubric's normalised intrinsics have
+negative entries ([[fx, 0, -1/2], [0, -fy, -1/2], [0, 0, -1]], pixel-edge convention);
+their magnitudes times the image size give K. Classes are instance-only: semantic
+ids are shifted by one (0 void, 1 background = stuff, 2 object = thing). The last 20%
+of the frames are the test split.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ...errors import SdfsegError
+from ...io import read_label_png, read_rgb
+from ..scene import LabelSource, Scene
+from . import common as C
+
+NAME = "messy_rooms"
+
+
+def detect(path: Path) -> bool:
+    return ((path / "metadata.json").is_file() and (path / "color").is_dir()
+            and ((path / "instance").is_dir() or (path / "semantic").is_dir() or any(path.glob("detic_*"))))
+
+
+def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
+    """Unit quaternion (w, x, y, z) ``[4]`` -> rotation ``[3, 3]``."""
+    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def _blender_poses(cam: dict, file: Path, n: int) -> np.ndarray:
+    """Camera-to-world ``[n, 4, 4]`` in Blender camera axes from a Kubric ``camera`` dict."""
+    try:
+        if "positions" in cam and "quaternions" in cam:
+            pos = np.asarray(cam["positions"], dtype=np.float64)
+            quat = np.asarray(cam["quaternions"], dtype=np.float64)
+            if pos.ndim != 2 or pos.shape[1] != 3 or quat.shape != (pos.shape[0], 4):
+                raise SdfsegError(f"{file}: camera.positions must be [N, 3] and camera.quaternions [N, 4], "
+                                  f"got {pos.shape} and {quat.shape}")
+            C.check_count(len(pos), n, "camera positions", file)
+            if not (np.isfinite(pos).all() and np.isfinite(quat).all()) or (np.linalg.norm(quat, axis=1) < 1e-8).any():
+                raise SdfsegError(f"{file}: camera positions/quaternions have non-finite or zero values")
+            out = np.tile(np.eye(4), (n, 1, 1))
+            for i in range(n):
+                out[i, :3, :3] = quaternion_to_matrix(quat[i])
+                out[i, :3, 3] = pos[i]
+            return out
+        if "matrix_world" in cam:
+            mats = np.asarray(cam["matrix_world"], dtype=np.float64)
+            if mats.ndim != 3 or mats.shape[1:] != (4, 4):
+                raise SdfsegError(f"{file}: camera.matrix_world must be [N, 4, 4], got {mats.shape}")
+            C.check_count(len(mats), n, "camera matrices", file)
+            return mats
+    except (TypeError, ValueError) as exc:
+        raise SdfsegError(f"{file}: cannot parse the camera poses ({exc})") from None
+    raise SdfsegError(f"{file}: camera needs positions + quaternions or matrix_world")
+
+
+def _intrinsics(cam: dict, hw: tuple[int, int], file: Path) -> np.ndarray:
+    """Pixel intrinsics ``[3, 3]`` for an ``hw`` image from Kubric's camera record."""
+    h, w = hw
+    if "K" in cam:
+        Kn = np.abs(np.asarray(cam["K"], dtype=np.float64))
+        if Kn.shape != (3, 3) or not np.isfinite(Kn).all():
+            raise SdfsegError(f"{file}: camera.K must be a finite 3x3 matrix")
+        K = np.array([[Kn[0, 0] * w, 0.0, Kn[0, 2] * w], [0.0, Kn[1, 1] * h, Kn[1, 2] * h], [0.0, 0.0, 1.0]])
+    elif "focal_length" in cam and "sensor_width" in cam:
+        f = float(cam["focal_length"]) / float(cam["sensor_width"]) * w  # square pixels
+        K = np.array([[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]])
+    else:
+        raise SdfsegError(f"{file}: camera needs K or focal_length + sensor_width")
+    return C.check_intrinsics(K, hw, f"{file}: camera")
+
+
+def _read_npy_maps(folder: Path, names: list[str], hw, size, hi: int | None) -> np.ndarray | None:
+    if not folder.is_dir():
+        return None
+    out = []
+    for n in names:
+        f = folder / f"{n}.npy"
+        m = C.as_int_map(C.load_npy(f, "an [H, W] label map"), f)
+        C.check_hw(m, hw, f)
+        C.check_ids(m, 0, hi, f, "ids")
+        out.append(C.resize_map(m, size, nearest=True))
+    return np.stack(out)
+
+
+def _read_source(path: Path, prefix: str, names, hw, size) -> LabelSource | None:
+    """``<prefix>semantic`` / ``<prefix>instance`` npy folders (prefix "" = GT, "detic_" = predictions)."""
+    sem = _read_npy_maps(path / f"{prefix}semantic", names, hw, size, hi=1)
+    inst = _read_npy_maps(path / f"{prefix}instance", names, hw, size, hi=None)
+    if sem is None and inst is None:
+        return None
+    if sem is None:  # instance-only folder: any instance is an object
+        sem = (inst > 0).astype(np.int32)
+    return LabelSource(instance=inst, semantic=(sem + 1).astype(np.int32))
+
+
+def _read_confidence(path: Path, names, hw, size) -> np.ndarray | None:
+    folder = path / "detic_probabilities"
+    invalid = path / "invalid"
+    if not folder.is_dir() and not invalid.is_dir():
+        return None
+    out = []
+    for n in names:
+        c = np.ones(hw, dtype=np.float32)
+        if folder.is_dir():
+            f = folder / f"{n}.npy"
+            c = C.load_npy(f, "an [H, W] confidence map").astype(np.float32).squeeze()
+            C.check_hw(c, hw, f)
+        bad = [p for p in (invalid / f"{n}.jpg", invalid / f"{n}.png") if p.exists()]
+        if bad:
+            with Image.open(bad[0]) as im:
+                room = np.asarray(im.convert("L")) == 0
+            C.check_hw(room, hw, bad[0])
+            c = np.where(room, c, 0.0)
+        out.append(C.resize_map(c.astype(np.float32), size, nearest=False))
+    return np.stack(out)
+
+
+def read(path: Path, options) -> Scene:
+    path = Path(path)
+    colors = C.frames_with_suffix(path / "color", ".png")
+    if not colors:
+        raise SdfsegError(f"{path / 'color'}: no images found (expected color/<frame>.png)")
+    all_names = list(colors)
+    meta_file = path / "metadata.json"
+    try:
+        cam = json.loads(meta_file.read_text())["camera"]
+    except FileNotFoundError:
+        raise SdfsegError(f"{meta_file}: file not found (expected Kubric metadata with a 'camera' record)") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise SdfsegError(f"{meta_file}: expected Kubric metadata with a 'camera' record ({exc!r})") from None
+    native_hw = read_rgb(colors[all_names[0]]).shape[:2]
+    c2w_all = _blender_poses(cam, meta_file, len(all_names)) @ C.OPENGL_TO_OPENCV
+    for i, m in enumerate(c2w_all):
+        C.check_pose(m, f"{meta_file}: camera frame {i}")
+    K = _intrinsics(cam, native_hw, meta_file)
+
+    keep = C.select_frames(len(all_names), options.max_frames)
+    names = [all_names[i] for i in keep]
+    size = tuple(options.image_size) if options.image_size else None
+    hw = size or native_hw
+    rgbs = []
+    for n in names:
+        img = read_rgb(colors[n])
+        C.check_hw(img, native_hw, colors[n])
+        rgbs.append(C.resize_map(img, size, nearest=False))
+
+    depth = None
+    if (path / "depth").is_dir():
+        ds = []
+        for n in names:
+            f = path / "depth" / f"{n}.png"
+            d = read_label_png(f).astype(np.float32) / 1000.0
+            C.check_hw(d, native_hw, f)
+            ds.append(C.resize_map(d, size, nearest=True))
+        depth = np.stack(ds)
+
+    labels = {}
+    detic = _read_source(path, "detic_", names, native_hw, size)
+    if detic is not None:
+        detic.confidence = _read_confidence(path, names, native_hw, size)
+        labels[options.label_source] = detic
+    for src, ls in C.read_png_sources(path, names, native_hw, size, exclude=("detic",)).items():
+        labels[src] = ls
+    gt = _read_source(path, "", names, native_hw, size)
+
+    Ks = np.repeat(C.scale_intrinsics(K, native_hw, hw)[None], len(names), axis=0)
+    return Scene(
+        path=path, frame_names=names, rgb=np.stack(rgbs).astype(np.float32), c2w=c2w_all[keep].astype(np.float32),
+        intrinsics=Ks.astype(np.float32), classes=C.INSTANCE_ONLY_CLASSES,
+        split=C.remap_split(C.tail_split(len(all_names)), keep, meta_file),
+        depth=depth, depth_kind="metric", labels=labels, gt=gt, mask_dirs=C.mask_dirs(path),
+    )

@@ -1,0 +1,153 @@
+"""ObjectSDF++ / MonoSDF layout: a two-view fixture written with MonoSDF's own conventions."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdfseg.data import ReadOptions, detect_layout, load_scene
+from sdfseg.data.formats.objectsdf import decompose_projection
+from sdfseg.errors import SdfsegError
+from sdfseg.io import save_label_png
+
+H, W = 48, 64
+K_INT = np.array([[50.0, 0.0, 30.0], [0.0, 55.0, 22.0], [0.0, 0.0, 1.0]])  # integer-pixel convention
+SCALE_MAT = np.array([[2.0, 0, 0, 0.5], [0, 2.0, 0, -0.3], [0, 0, 2.0, 1.0], [0, 0, 0, 1]])
+POINT = np.array([1.7, 0.6, 1.9])  # world point seen by both cameras
+
+
+def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """OpenCV camera-to-world looking from ``eye`` at ``target`` (y down)."""
+    z = np.asarray(target, float) - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(-np.asarray(up, float), z)
+    x /= np.linalg.norm(x)
+    m = np.eye(4)
+    m[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
+    m[:3, 3] = eye
+    return m
+
+
+def scene_pixel(scene, i, X) -> np.ndarray:
+    """Pixel index (u, v) of world point X in frame i according to the Scene conventions."""
+    xn = scene.normalization.to_normalized(X)
+    pc = np.linalg.inv(scene.c2w[i].astype(np.float64)) @ np.append(xn, 1.0)
+    uv = scene.intrinsics[i].astype(np.float64) @ pc[:3]
+    return uv[:2] / uv[2] - 0.5
+
+
+CAMS = [look_at(np.array([-1.0, -1.5, 2.0]), np.array([1.5, 1.0, 1.5])),
+        look_at(np.array([3.5, -1.0, 2.5]), np.array([1.0, 1.0, 1.5]))]
+NORMAL = np.array([0.2, -0.4, -0.8]) / np.linalg.norm([0.2, -0.4, -0.8])
+
+
+def write_fixture(root, segs_values=(0, 7, 9)):
+    """Two frames; world_mat_0 stored 3x4 with scale -2.5, world_mat_1 4x4. Returns intended pixels."""
+    cams, intended = {}, []
+    for i, c2w in enumerate(CAMS):
+        P = np.eye(4)
+        P[:3] = K_INT @ np.linalg.inv(c2w)[:3]
+        world_mat = -2.5 * P[:3] if i == 0 else P
+        cams[f"world_mat_{i}"] = world_mat
+        cams[f"scale_mat_{i}"] = SCALE_MAT
+        x = P[:3] @ np.append(POINT, 1.0)
+        intended.append(x[:2] / x[2])
+        img = np.full((H, W, 3), 40 * (i + 1), dtype=np.uint8)
+        Image.fromarray(img).save(root / f"{i:06d}_rgb.png")
+        np.save(root / f"{i:06d}_depth.npy", np.full((H, W), 0.5 + i, dtype=np.float32))
+        v = np.broadcast_to(((NORMAL + 1) / 2)[:, None, None], (3, H, W)).astype(np.float32)
+        np.save(root / f"{i:06d}_normal.npy", v)
+        mask = np.ones((H, W), dtype=np.float32)
+        mask[:, :8] = 0
+        np.save(root / f"{i:06d}_mask.npy", mask)
+        seg = np.full((H, W), segs_values[0], dtype=np.int32)
+        seg[10:20, 10:30] = segs_values[1]
+        seg[30:40, 40:60] = segs_values[2]
+        save_label_png(root / "segs" / f"{i:06d}_segs.png", seg)
+    np.savez(root / "cameras.npz", **cams)
+    (root / "instance_mapping.txt").write_text("0,0,0\n7,3,12\n9,5,15\n")
+    return intended
+
+
+@pytest.fixture
+def scene_dir(tmp_path):
+    write_fixture(tmp_path)
+    return tmp_path
+
+
+def test_decompose_projection_recovers_k_and_pose():
+    c2w = CAMS[1]
+    P = -3.0 * (K_INT @ np.linalg.inv(c2w)[:3])
+    K, pose = decompose_projection(P)
+    np.testing.assert_allclose(K, K_INT, atol=1e-9)
+    np.testing.assert_allclose(pose, c2w, atol=1e-9)
+
+
+def test_poses_project_like_monosdf(tmp_path):
+    intended = write_fixture(tmp_path)
+    assert detect_layout(tmp_path) == "objectsdf"
+    scene = load_scene(tmp_path)
+    assert scene.layout == "objectsdf" and scene.frame_names == ["000000", "000001"]
+    np.testing.assert_allclose(scene.normalization.center, [0.5, -0.3, 1.0])
+    assert scene.normalization.scale == 2.0
+    for i in range(2):
+        np.testing.assert_allclose(scene_pixel(scene, i, POINT), intended[i], atol=1e-3)
+    # our pixel-edge convention: MonoSDF's cx = 30 becomes 30.5
+    np.testing.assert_allclose(scene.intrinsics[0], [[50, 0, 30.5], [0, 55, 22.5], [0, 0, 1]], atol=1e-4)
+
+
+def test_cues_labels_and_classes(scene_dir):
+    scene = load_scene(scene_dir, "objectsdf")
+    assert scene.depth_kind == "mono"
+    assert scene.depth[1, 5, 5] == 0.0 and scene.depth[1, 5, 20] == pytest.approx(1.5)  # *_mask.npy zeroes depth
+    np.testing.assert_allclose(scene.normals[0, 3, 3], NORMAL, atol=1e-6)
+    inst = scene.gt.instance
+    assert inst.dtype == np.int32 and inst[0, 15, 15] == 1 and inst[0, 35, 50] == 2 and inst[0, 0, 0] == 0
+    assert scene.gt.semantic[0, 15, 15] == 2 and scene.gt.semantic[0, 0, 0] == 1
+    np.testing.assert_array_equal(scene.labels["m2f"].instance, inst)
+    assert scene.meta["instance_semantics"] == {0: 0, 1: 3, 2: 5}
+    assert scene.classes.thing_ids == (2,) and scene.classes.stuff_ids == (1,)
+    np.testing.assert_array_equal(scene.split["test"], [0])
+    np.testing.assert_array_equal(scene.split["train"], [1])
+
+
+def test_resize_rescales_intrinsics(scene_dir):
+    intended = write_fixture(scene_dir)
+    scene = load_scene(scene_dir, "objectsdf", ReadOptions(image_size=(24, 32)))
+    assert scene.rgb.shape == (2, 24, 32, 3) and scene.gt.instance.shape == (2, 24, 32)
+    # pixel-edge coordinates halve: index_small = (index + 0.5) / 2 - 0.5
+    for i in range(2):
+        np.testing.assert_allclose(scene_pixel(scene, i, POINT), (intended[i] + 0.5) / 2 - 0.5, atol=1e-3)
+
+
+def test_error_missing_cameras(scene_dir):
+    (scene_dir / "cameras.npz").unlink()
+    with pytest.raises(SdfsegError, match=r"cameras\.npz: file not found"):
+        load_scene(scene_dir, "objectsdf")
+
+
+def test_error_count_mismatch(scene_dir):
+    cams = dict(np.load(scene_dir / "cameras.npz"))
+    del cams["world_mat_1"], cams["scale_mat_1"]
+    np.savez(scene_dir / "cameras.npz", **cams)
+    with pytest.raises(SdfsegError, match=r"cameras\.npz: 1 world_mat_<i> entries, expected 2"):
+        load_scene(scene_dir, "objectsdf")
+
+
+def test_error_non_finite_pose(scene_dir):
+    cams = dict(np.load(scene_dir / "cameras.npz"))
+    cams["world_mat_1"][0, 3] = np.nan
+    np.savez(scene_dir / "cameras.npz", **cams)
+    with pytest.raises(SdfsegError, match=r"cameras\.npz: world_mat_1 has non-finite values"):
+        load_scene(scene_dir, "objectsdf")
+
+
+def test_error_shape_mismatch(scene_dir):
+    np.save(scene_dir / "000001_depth.npy", np.ones((H, W + 1), dtype=np.float32))
+    with pytest.raises(SdfsegError, match=r"000001_depth\.npy: map is 48x65, expected 48x64"):
+        load_scene(scene_dir, "objectsdf")
+
+
+def test_error_bad_id(scene_dir):
+    write_fixture(scene_dir, segs_values=(0, 7, 11))
+    with pytest.raises(SdfsegError, match=r"000000_segs\.png: segment ids \[11\] are not in instance_mapping\.txt"):
+        load_scene(scene_dir, "objectsdf")
