@@ -57,7 +57,7 @@ class SceneModel(nn.Module):
     # ---- parameter groups -------------------------------------------------------------------
     def grid_parameters(self) -> list[nn.Parameter]:
         """Hash-grid tables (trained with the larger grid learning rate)."""
-        return list(self.sdf.encoding.parameters()) if hasattr(self.sdf, "encoding") else []
+        return list(self.sdf.grid.parameters()) if self.sdf.grid is not None else []
 
     def other_parameters(self) -> list[nn.Parameter]:
         grid = {id(p) for p in self.grid_parameters()}
@@ -80,9 +80,10 @@ class SceneModel(nn.Module):
                 s = self.cfg.sampler
                 valid = depth_t > 0
                 t = samplers.depth_guided_samples(near, far, depth_t, valid, s.n_depth_uniform, s.n_depth_near,
-                                                  s.depth_std)
+                                                  s.depth_std, perturb=self.training)
             else:
-                t = self.sampler.sample(origins, dirs, near, far, self.scene_sdf)
+                self.sampler.perturb = self.training
+                t = self.sampler.sample(origins, dirs, near, far, self.scene_sdf, beta=float(self.density.beta))
         return t, far
 
     def render(self, origins: torch.Tensor, dirs: torch.Tensor, depth_t: Optional[torch.Tensor] = None,

@@ -1,0 +1,236 @@
+"""Input encodings: a multiresolution hash grid and a sin/cos frequency encoding.
+
+Both encodings map points ``x [P, 3]`` to features ``[P, D]`` and (pure-torch
+backend) can also return the Jacobian of the features with respect to ``x`` laid
+out axis-first as ``[3, P, D]``. The SDF network propagates that Jacobian forward
+through its MLP to obtain the gradients of all K SDF channels in one pass (see
+:mod:`sdfseg.fields.sdf`).
+
+The hash grid has two backends:
+
+* ``"torch"``: pure PyTorch, CPU or GPU. All levels are handled at once: the 8
+  corner indices of every level are computed in one vectorised expression, the
+  feature table (one flat ``[sum_l T_l, F]`` parameter) is read with ONE gather
+  and its gradient is written with one scatter. Coarse levels whose
+  ``(N_l + 1)^3`` vertices fit in the table are indexed densely, finer ones use
+  the spatial hash ``(x * 1) xor (y * 2654435761) xor (z * 805459861) mod T``.
+* ``"tcnn"``: tiny-cuda-nn's fused CUDA kernel (optional ``[tcnn]`` extra).
+  ``"auto"`` picks it when ``tinycudann`` imports and CUDA is available.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import SdfsegError
+
+_PRIMES = (1, 2654435761, 805459861)
+
+
+def _import_tcnn():
+    """Return the ``tinycudann`` module, or None when it cannot be used here.
+
+    tinycudann raises ImportError when absent, but OSError/RuntimeError (or
+    others) when it is installed without a usable CUDA runtime, so any
+    exception means "not available".
+    """
+    try:
+        import tinycudann  # type: ignore
+
+        return tinycudann
+    except Exception:  # noqa: BLE001 - any failure means the backend is unusable
+        return None
+
+
+def tcnn_available() -> bool:
+    """True when the tiny-cuda-nn backend can run (module imports and CUDA is present)."""
+    return torch.cuda.is_available() and _import_tcnn() is not None
+
+
+def level_resolutions(n_levels: int, base_resolution: int, max_resolution: int) -> list[int]:
+    """Grid resolution ``N_l = floor(base * b^l)`` per level, ``b`` chosen so the last is ``max``."""
+    if n_levels < 1 or base_resolution < 1 or max_resolution < base_resolution:
+        raise SdfsegError(
+            "encoding: expected n_levels >= 1 and 1 <= base_resolution <= max_resolution, got "
+            f"n_levels={n_levels}, base_resolution={base_resolution}, max_resolution={max_resolution}"
+        )
+    if n_levels == 1:
+        return [int(base_resolution)]
+    growth = math.exp((math.log(max_resolution) - math.log(base_resolution)) / (n_levels - 1))
+    # the small epsilon keeps floor(base * b^(L-1)) == max despite rounding
+    return [int(math.floor(base_resolution * growth**lvl + 1e-6)) for lvl in range(n_levels)]
+
+
+class HashGridEncoding(nn.Module):
+    """Multiresolution hash grid (Instant-NGP) with trilinear interpolation.
+
+    Points are expected in ``[-bound, bound]^3`` (clamped outside). Output
+    ``[P, n_levels * n_features_per_level]``, level-major (level 0 features first).
+    """
+
+    def __init__(
+        self,
+        n_levels: int = 16,
+        n_features_per_level: int = 2,
+        log2_hashmap_size: int = 19,
+        base_resolution: int = 16,
+        max_resolution: int = 2048,
+        bound: float = 1.0,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if backend not in ("auto", "torch", "tcnn"):
+            raise SdfsegError(f"encoding.backend: expected 'auto', 'torch' or 'tcnn', got '{backend}'")
+        if backend == "tcnn" and not tcnn_available():
+            raise SdfsegError(
+                "encoding.backend: 'tcnn' needs the tinycudann package and a CUDA device; "
+                "use backend 'torch' or 'auto'"
+            )
+        self.backend = "tcnn" if backend == "tcnn" or (backend == "auto" and tcnn_available()) else "torch"
+        self.n_levels = int(n_levels)
+        self.n_features = int(n_features_per_level)
+        self.bound = float(bound)
+        self.out_dim = self.n_levels * self.n_features
+        res = level_resolutions(n_levels, base_resolution, max_resolution)
+        table_size = 2 ** int(log2_hashmap_size)
+        self.table_size = table_size
+        if self.backend == "tcnn":
+            self._init_tcnn(res, log2_hashmap_size, base_resolution)
+            return
+        sizes = [min(table_size, (r + 1) ** 3) for r in res]
+        self.n_dense = sum(1 for r in res if (r + 1) ** 3 <= table_size)
+        offsets = [0]
+        for s in sizes[:-1]:
+            offsets.append(offsets[-1] + s)
+        mult = [[1, r + 1, (r + 1) ** 2] if i < self.n_dense else list(_PRIMES) for i, r in enumerate(res)]
+        self.register_buffer("resolution", torch.tensor(res, dtype=torch.float32), persistent=False)
+        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.int64), persistent=False)
+        self.register_buffer("multipliers", torch.tensor(mult, dtype=torch.int64), persistent=False)
+        self.table = nn.Parameter(torch.empty(sum(sizes), self.n_features).uniform_(-1e-4, 1e-4))
+
+    def _init_tcnn(self, res: list[int], log2_hashmap_size: int, base_resolution: int) -> None:
+        tcnn = _import_tcnn()
+        growth = (res[-1] / res[0]) ** (1.0 / max(1, self.n_levels - 1))
+        config = {
+            "otype": "HashGrid",
+            "n_levels": self.n_levels,
+            "n_features_per_level": self.n_features,
+            "log2_hashmap_size": int(log2_hashmap_size),
+            "base_resolution": int(base_resolution),
+            "per_level_scale": float(growth),
+        }
+        self.tcnn_encoding = tcnn.Encoding(3, config)
+
+    @property
+    def supports_jacobian(self) -> bool:
+        """True when :meth:`forward_with_jacobian` is available (pure-torch backend)."""
+        return self.backend == "torch"
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Encode points ``x [P, 3]`` -> features ``[P, L * F]`` (float32)."""
+        if self.backend == "tcnn":
+            u = ((x + self.bound) / (2.0 * self.bound)).clamp(0.0, 1.0)
+            return self.tcnn_encoding(u).float()
+        feats, weights, _ = self._gather(x, with_jacobian=False)
+        return (feats * weights[..., 0, None]).sum(2).reshape(x.shape[0], self.out_dim)
+
+    def forward_with_jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Features ``[P, D]`` and their Jacobian w.r.t. ``x`` as ``[3, P, D]`` (torch backend)."""
+        if not self.supports_jacobian:
+            raise RuntimeError("forward_with_jacobian needs the pure-torch hash grid backend")
+        feats, weights, scale = self._gather(x, with_jacobian=True)
+        n = x.shape[0]
+        # [P, L, 8, F, 1] * [P, L, 8, 1, 4] summed over corners -> [P, L, F, 4]
+        out = (feats.unsqueeze(-1) * weights.unsqueeze(-2)).sum(2)
+        value = out[..., 0].reshape(n, self.out_dim)
+        jac = (out[..., 1:] * scale[None, :, None, None]).permute(3, 0, 1, 2)
+        return value, jac.reshape(3, n, self.out_dim)
+
+    def _gather(self, x: Tensor, with_jacobian: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """Corner features ``[P, L, 8, F]``, interpolation weights ``[P, L, 8, Q]`` and
+        ``d pos / d x`` per level ``[L]``. ``Q = 1`` (value) or 4 (value, d/dx, d/dy, d/dz)."""
+        n_pts, n_lvl = x.shape[0], self.n_levels
+        res = self.resolution.to(x.dtype)
+        u = ((x + self.bound) / (2.0 * self.bound)).clamp(0.0, 1.0)
+        pos = u[:, None, :] * res[None, :, None]  # [P, L, 3]
+        cell = torch.minimum(torch.floor(pos), (res - 1.0)[None, :, None])
+        frac = pos - cell  # [P, L, 3] in [0, 1]
+        corner = cell.long()
+        idx = self._corner_indices(torch.stack([corner, corner + 1], dim=-1))  # [P, L, 8]
+        feats = self.table.index_select(0, idx.reshape(-1)).view(n_pts, n_lvl, 8, self.n_features)
+        w1 = torch.stack([1.0 - frac, frac], dim=-1)  # [P, L, 3, 2]
+        wx, wy, wz = w1[:, :, 0], w1[:, :, 1], w1[:, :, 2]
+        value = _outer3(wx, wy, wz)
+        scale = res / (2.0 * self.bound)
+        if not with_jacobian:
+            return feats, value.unsqueeze(-1), scale
+        sign = torch.tensor([-1.0, 1.0], dtype=x.dtype, device=x.device).expand_as(wx)
+        gx, gy, gz = _outer3(sign, wy, wz), _outer3(wx, sign, wz), _outer3(wx, wy, sign)
+        return feats, torch.stack([value, gx, gy, gz], dim=-1), scale
+
+    def _corner_indices(self, corners: Tensor) -> Tensor:
+        """Integer corners ``[P, L, 3, 2]`` -> flat table rows ``[P, L, 8]`` (x-major corner order)."""
+        n_pts = corners.shape[0]
+        a = corners * self.multipliers[None, :, :, None]  # [P, L, 3, 2]
+        nd = self.n_dense
+        parts = []
+        if nd > 0:
+            ad = a[:, :nd]
+            dense = ad[:, :, 0, :, None, None] + ad[:, :, 1, None, :, None] + ad[:, :, 2, None, None, :]
+            parts.append(dense.reshape(n_pts, nd, 8))
+        if nd < self.n_levels:
+            ah = a[:, nd:]
+            hashed = ah[:, :, 0, :, None, None] ^ ah[:, :, 1, None, :, None] ^ ah[:, :, 2, None, None, :]
+            parts.append((hashed & (self.table_size - 1)).reshape(n_pts, self.n_levels - nd, 8))
+        idx = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return idx + self.offsets[None, :, None]
+
+
+def _outer3(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """Per-row outer product of three ``[P, L, 2]`` factors -> ``[P, L, 8]`` (x-major)."""
+    n_pts, n_lvl = a.shape[:2]
+    return (a[..., :, None, None] * b[..., None, :, None] * c[..., None, None, :]).reshape(n_pts, n_lvl, 8)
+
+
+class FrequencyEncoding(nn.Module):
+    """IDR/NeRF positional encoding ``[x, sin(2^k x), cos(2^k x)]_{k < n}`` of ``x [P, 3]``.
+
+    Output ``[P, out_dim]`` with ``out_dim = 3 * (include_input + 2 * n_frequencies)``;
+    order: input, then for each frequency ``sin`` (3 dims) then ``cos`` (3 dims).
+    """
+
+    def __init__(self, n_frequencies: int, include_input: bool = True, in_dim: int = 3) -> None:
+        super().__init__()
+        if n_frequencies < 0:
+            raise SdfsegError(f"n_frequencies: expected >= 0, got {n_frequencies}")
+        self.n_frequencies = int(n_frequencies)
+        self.include_input = bool(include_input)
+        self.in_dim = int(in_dim)
+        self.out_dim = self.in_dim * (int(self.include_input) + 2 * self.n_frequencies)
+        self.register_buffer("freqs", 2.0 ** torch.arange(self.n_frequencies, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [P, in_dim]`` -> ``[P, out_dim]``."""
+        parts = [x] if self.include_input else []
+        if self.n_frequencies:
+            xf = x[:, None, :] * self.freqs[None, :, None].to(x.dtype)  # [P, n, in]
+            parts.append(torch.stack([torch.sin(xf), torch.cos(xf)], dim=2).reshape(x.shape[0], -1))
+        return torch.cat(parts, dim=-1)
+
+    def forward_with_jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Encoding ``[P, D]`` and its Jacobian w.r.t. ``x`` as ``[in_dim, P, D]``."""
+        n, d_in = x.shape
+        value = self.forward(x)
+        diag = [torch.ones_like(x)] if self.include_input else []
+        if self.n_frequencies:
+            f = self.freqs[None, :, None].to(x.dtype)
+            xf = x[:, None, :] * f
+            diag.append(torch.stack([f * torch.cos(xf), -f * torch.sin(xf)], dim=2).reshape(n, -1))
+        d = torch.cat(diag, dim=-1)  # [P, D]: derivative w.r.t. the input dim each output uses
+        owner = torch.arange(self.out_dim, device=x.device) % d_in  # output j depends on x[j % in]
+        select = (owner[None, :] == torch.arange(d_in, device=x.device)[:, None]).to(x.dtype)  # [in, D]
+        return value, d[None] * select[:, None, :]

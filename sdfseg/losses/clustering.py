@@ -1,0 +1,181 @@
+"""ClusteringSDF segmentation losses (paper eqs. 4-9) and ObjectSDF++ object losses.
+
+Notation (REFERENCE section 2): ``O [R, K]`` rendered object opacities,
+``P = softmax(O)`` over channels, ``y [R]`` one frame's 2D label per ray
+(arbitrary integers; ids carry no meaning across views), ``mu [N, K]`` the
+cluster centre (mean of ``P``) of each of the ``N`` labels in the batch.
+Pure functions returning 0-d tensors; the caller applies the loss weights.
+Empty selections give an exact 0 that stays connected to the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import SdfsegError
+
+
+def _zero(like: Tensor) -> Tensor:
+    """A 0-d zero attached to ``like``'s graph."""
+    return like.sum() * 0.0
+
+
+def _group_mean(values: Tensor, inverse: Tensor, n_groups: int) -> tuple[Tensor, Tensor]:
+    """Mean of ``values [R, C]`` per group id ``inverse [R]`` -> ``([G, C], counts [G])`` (index_add)."""
+    sums = values.new_zeros(n_groups, values.shape[1]).index_add(0, inverse, values)
+    counts = torch.bincount(inverse, minlength=n_groups)
+    return sums / counts.clamp_min(1)[:, None].to(values.dtype), counts
+
+
+def cluster_centres(P: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Cluster centre of every label: ``P [R, K], y [R] -> (mu [N, K], labels [N], counts [N])``.
+
+    ``labels`` are the sorted unique values of ``y``; ``mu[n]`` is the mean of ``P``
+    over the rays labelled ``labels[n]``. One scatter (index_add), no loop over labels.
+    """
+    labels, inverse = torch.unique(y, sorted=True, return_inverse=True)
+    mu, counts = _group_mean(P, inverse, labels.numel())
+    return mu, labels, counts
+
+
+def cluster_centres_per_view(P: Tensor, y: Tensor, view: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Centres of every (view, label) pair, for rays pooled from several views.
+
+    ``P [R, K], y [R], view [R]`` -> ``(mu [M, K], labels [M], counts [M])``;
+    ``labels`` holds the label of each pair (the view index is dropped).
+    """
+    pairs, inverse = torch.unique(torch.stack([view.long(), y.long()], dim=1), dim=0, return_inverse=True)
+    mu, counts = _group_mean(P, inverse, pairs.shape[0])
+    return mu, pairs[:, 1].to(y.dtype), counts
+
+
+def cluster_confidence(conf: Tensor, y: Tensor, zero_value: float = 0.1) -> Tensor:
+    """Mean per-pixel confidence of each label ``conf [R], y [R] -> [N]`` (order of
+    :func:`cluster_centres`); zero confidences count as ``zero_value`` first."""
+    c = torch.where(conf == 0, torch.full_like(conf, zero_value), conf)
+    labels, inverse = torch.unique(y, sorted=True, return_inverse=True)
+    return _group_mean(c[:, None], inverse, labels.numel())[0][:, 0]
+
+
+def pairwise_distance_sum(mu: Tensor) -> Tensor:
+    """``sum_{i<j} ||mu_i - mu_j||_2`` over the rows of ``mu [N, K]`` (0-d)."""
+    i, j = torch.triu_indices(mu.shape[0], mu.shape[0], offset=1, device=mu.device)
+    return torch.linalg.vector_norm(mu[i] - mu[j], dim=-1).sum()
+
+
+def differentiation_loss(mu: Tensor) -> Tensor:
+    """Eq. 4: ``-(1 / (N (N - 1))) * sum_{i<j} ||mu_i - mu_j||_2``; 0 when ``N < 2``.
+
+    Normalisation exactly as written in the paper (and its code): the sum runs
+    over unordered pairs but is divided by ``N (N - 1)``, i.e. it is half the mean
+    pairwise distance; two centres on two simplex vertices give ``-sqrt(2) / 2``.
+    """
+    n = mu.shape[0]
+    if n < 2:
+        return _zero(mu)
+    return -pairwise_distance_sum(mu) / (n * (n - 1))
+
+
+def onehot_loss(O: Tensor, fg_mask: Tensor) -> Tensor:
+    """Eq. 5 as in the reference code: MSE between the raw opacities ``O [R, K]`` and
+    ``onehot(argmax softmax(O))`` averaged over the ``K`` channels of the foreground
+    rays ``fg_mask [R]``; 0 without foreground rays."""
+    o = O[fg_mask]
+    if o.shape[0] == 0:
+        return _zero(O)
+    target = F.one_hot(o.argmax(dim=-1), num_classes=O.shape[1]).to(o.dtype)
+    return F.mse_loss(o, target)
+
+
+def regularisation_loss(P: Tensor, y: Tensor, bg_label: Optional[int] = 0) -> Tensor:
+    """Eq. 6 / appendix A.2.2: mean over labels ``l != bg_label`` of the mean, over the
+    rays of ``l``, of ``Var(p) = (1/K) sum_k (p_k - 1/K)^2`` (variance of the softmax
+    vector across channels; 0 for a uniform ``p``). ``bg_label=None`` keeps all labels.
+    (The reference code uses the unbiased variance, a factor ``K / (K - 1)``.)
+    """
+    var = P.var(dim=-1, correction=0)  # [R]
+    labels, inverse = torch.unique(y, sorted=True, return_inverse=True)
+    per_label, _ = _group_mean(var[:, None], inverse, labels.numel())
+    keep = torch.ones_like(labels, dtype=torch.bool) if bg_label is None else labels != bg_label
+    if not bool(keep.any()):
+        return _zero(P)
+    return per_label[keep, 0].mean()
+
+
+def fg_bg_loss(O: Tensor, y: Tensor, bg_label: int = 0) -> tuple[Tensor, Tensor]:
+    """Eq. 7 terms ``(bg, fg)``: ``mean |O_0 - 1|`` over background rays (``y == bg_label``)
+    and ``mean |O_0|`` over the other rays (each 0 when empty). Weights 0.2 / 0.1 are the caller's."""
+    bg = y == bg_label
+    o0 = O[:, 0]
+    bg_term = (o0[bg] - 1.0).abs().mean() if bool(bg.any()) else _zero(O)
+    fg_term = o0[~bg].abs().mean() if bool((~bg).any()) else _zero(O)
+    return bg_term, fg_term
+
+
+def semantic_loss(mu: Tensor, labels: Tensor, conf: Optional[Tensor] = None, ignore_label: int = 0) -> Tensor:
+    """Eq. 8: mean over labels ``l != ignore_label`` of ``conf_l * ||mu_l - onehot(l)||_2``.
+
+    ``mu [N, K]`` centres of semantic labels ``labels [N]`` (class id = channel),
+    ``conf [N]`` per-label confidence (1 when None). Raises if a class id >= K.
+    """
+    k = mu.shape[1]
+    if labels.numel() and int(labels.max()) >= k:
+        raise SdfsegError(
+            f"semantic labels go up to {int(labels.max())} but the model has {k} channels; "
+            "set model.num_channels to at least the number of semantic classes"
+        )
+    keep = labels != ignore_label
+    if not bool(keep.any()):
+        return _zero(mu)
+    target = F.one_hot(labels[keep].long(), num_classes=k).to(mu.dtype)
+    dist = torch.linalg.vector_norm(mu[keep] - target, dim=-1)
+    if conf is not None:
+        dist = dist * conf[keep]
+    return dist.mean()
+
+
+def cross_view_loss(mu_a: Tensor, sem_a: Tensor, mu_b: Tensor, sem_b: Tensor, reduction: str = "sum") -> Tensor:
+    """Eq. 9: ``exp(-sum ||mu_a_i - mu_b_j||_2)`` over centre pairs with DIFFERENT semantic labels.
+
+    ``mu_a [Na, K]``/``sem_a [Na]``: centres of the current view's semantic labels;
+    ``mu_b [Nb, K]``/``sem_b [Nb]``: those of the extra views, pooled (the paper's
+    sum over views). The paper does not normalise the sum (``reduction="sum"``);
+    ``"mean"`` uses the mean pair distance instead. 1 when no pair qualifies.
+    """
+    if reduction not in ("sum", "mean"):
+        raise ValueError("reduction must be 'sum' or 'mean'")
+    dist = torch.linalg.vector_norm(mu_a[:, None, :] - mu_b[None, :, :], dim=-1)  # [Na, Nb]
+    differ = (sem_a[:, None] != sem_b[None, :]).to(dist.dtype)
+    total = (dist * differ).sum()
+    if reduction == "mean":
+        total = total / differ.sum().clamp_min(1.0)
+    return torch.exp(-total)
+
+
+def object_distinction_loss(sdf: Tensor) -> Tensor:
+    """ObjectSDF++ regulariser on points ``sdf [P, K]``: mean over points of
+    ``sum_{k != argmin} ReLU(-s_k - s_min.detach())`` (no point inside two objects)."""
+    s_min, idx = sdf.min(dim=-1, keepdim=True)
+    v = torch.relu(-sdf - s_min.detach())
+    return (v.sum(dim=-1, keepdim=True) - v.gather(-1, idx)).mean()
+
+
+def supervised_opacity_loss(O: Tensor, target: Tensor, kind: str = "bce") -> Tensor:
+    """ObjectSDF++ oracle loss between ``O [R, K]`` and GT one-hot opacities.
+
+    ``target`` is ``[R, K]`` (one-hot / soft) or integer channel ids ``[R]``.
+    ``kind="bce"``: binary cross-entropy with ``O`` clamped to ``[1e-4, 1 - 1e-4]``;
+    ``"l1"``: mean ``|O - target|`` (paper eq. 2). Both average over ``R * K``.
+    """
+    if target.dim() == 1:
+        target = F.one_hot(target.long(), num_classes=O.shape[1])
+    target = target.to(O.dtype)
+    if kind == "bce":
+        return F.binary_cross_entropy(O.clamp(1e-4, 1.0 - 1e-4), target)
+    if kind == "l1":
+        return (O - target).abs().mean()
+    raise SdfsegError(f"supervised opacity loss kind: expected 'bce' or 'l1', got '{kind}'")
