@@ -167,7 +167,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{stats['total']:.3f}", psnr=f"{stats['psnr']:.2f}")
                     for k, v in stats.items():
                         writer.add_scalar(f"train/{k}", v, self.step)
-                    writer.add_scalar("train/beta", float(self.model.density.beta), self.step)
+                    writer.add_scalar("train/beta", float(self.model.density.beta.detach()), self.step)
                 if self.step % self.cfg.train.checkpoint_every == 0 and self.step < total:
                     self.save_checkpoint()
         finally:

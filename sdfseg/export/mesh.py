@@ -77,8 +77,8 @@ def marching_cubes(values: np.ndarray, grid: GridSpec) -> tuple[np.ndarray, np.n
     if len(verts) == 0:
         return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
     verts = (verts - 1.0) * grid.spacing + grid.lo
-    # mcubes orients faces for the positive side; we negated, so flip to get outward normals
-    return verts, faces[:, ::-1].astype(np.int64)
+    # on the negated field mcubes' winding gives outward normals (positive volume; tested)
+    return verts, faces.astype(np.int64)
 
 
 def channel_boxes(sdf_fn: SdfFn, bound: float, resolution: int, device, chunk: int = 65536
