@@ -51,6 +51,21 @@ def render_rays_chunked(model: SceneModel, origins: torch.Tensor, dirs: torch.Te
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
+def surface_normals(model: SceneModel, points: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Unit normals ``[P, 3]`` (world) of the scene SDF at ``points`` ``[P, 3]`` (e.g. rendered-depth points).
+
+    One gradient evaluation per pixel instead of per sample: much cheaper than compositing normals.
+    """
+    out = []
+    for i in range(0, points.shape[0], chunk):
+        x = points[i:i + chunk].detach().requires_grad_(True)
+        with torch.enable_grad():
+            s = model.sdf(x)[0].min(dim=-1).values
+            (g,) = torch.autograd.grad(s.sum(), x)
+        out.append(torch.nn.functional.normalize(g, dim=-1))
+    return torch.cat(out)
+
+
 @torch.no_grad()
 def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: ClassInfo, n_rays: int = 16384,
                            chunk: int = 2048, min_votes: int = 20, seed: int = 0) -> ChannelTable:
@@ -92,10 +107,10 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
     c2w_t = torch.as_tensor(c2w, dtype=torch.float32, device=dev)[None].expand(v.numel(), 4, 4)
     k_t = torch.as_tensor(K, dtype=torch.float32, device=dev)[None].expand(v.numel(), 3, 3)
     o, d, scale = pixel_rays(c2w_t, k_t, v, u)
-    keys = ("rgb", "depth", "normal", "opacity") + (("semantic",) if model.semantic is not None else ())
-    out = render_rays_chunked(model, o, d, chunk, keys, need_normals=True)
+    keys = ("rgb", "depth", "opacity") + (("semantic",) if model.semantic is not None else ())
+    out = render_rays_chunked(model, o, d, chunk, keys, need_normals=False)
     z = (out["depth"] / scale).cpu().numpy().reshape(h, w)
-    n_world = out["normal"].cpu().numpy().reshape(-1, 3)
+    n_world = surface_normals(model, o + out["depth"][:, None] * d, chunk).cpu().numpy()
     n_cam = (n_world @ c2w[:3, :3]).reshape(h, w, 3)
     owner = out["opacity"].argmax(dim=-1).cpu().numpy()
     if mode == "semantic":
