@@ -134,6 +134,9 @@ class TrainConfig:
     lr: float = 5.0e-4
     grid_lr: float = 1.0e-2
     lr_final_ratio: float = 0.1
+    beta_lr: Optional[float] = None
+    """Learning rate of the density's beta (null = train.lr). Short CPU runs need a larger one so
+    surfaces sharpen within a few thousand iterations."""
     eikonal_points: int = 1024
     keyframe_ratio: float = 0.1
     replace_prob: float = 0.2
@@ -162,6 +165,67 @@ class RenderConfig:
 
 
 @dataclass
+class FeatureLossConfig:
+    """Loss of the hierarchical feature head (REFERENCE 3); see docs/hierarchy.md for the weights."""
+
+    kind: str = "contrastive"
+    """contrastive (OmniSeg3D hierarchical contrastive, eq. 4) | ultrametric (ultrametric feature fields)."""
+    weight: float = 0.01
+    """Weight of the contrastive (or ultrametric) term. The paper's 5e-4 multiplies a sum over
+    8192 rays; ours is a per-ray mean. With ``detach_geometry`` only the head receives these
+    gradients and Adam makes the overall scale irrelevant: only the ratio to ``norm_weight`` matters."""
+    norm_weight: float = 0.001
+    """Weight of the norm loss ``(||f|| - 1)^2`` (mean over rays)."""
+    decay: float = 0.5
+    """Per-level decay lambda of the contrastive loss (lambda = 0: no hierarchy, only the finest level)."""
+    level_reduction: str = "sum"
+    """sum (eq. 4) | mean (reference code): how the patches of one level are combined."""
+    min_rays: int = 2
+    """Patches hit by fewer feature rays are ignored (their prototypes are noise)."""
+    tau: float = 0.1
+    """Ultrametric: temperature of the pair contrastive loss."""
+    knn: int = 10
+    """Ultrametric: neighbours of the image-space kNN graph over the feature rays."""
+    pairs_per_mask: int = 64
+    """Ultrametric: positive/negative pairs per mask of the inclusion tree."""
+    euclidean_weight: float = 1.0
+    """Ultrametric: weight of the direct (Euclidean-space) pair term added to the ultrametric one."""
+
+
+@dataclass
+class FeatureConfig:
+    """Hierarchical feature head (OmniSeg3D / ultrametric feature fields) on the SDF backbone."""
+
+    enabled: bool = False
+    """Train a feature head in the same run as the SDF channels (off = the run is unchanged)."""
+    dim: int = 16
+    """Feature size D."""
+    hidden: int = 64
+    """Hidden width of the head MLP."""
+    layers: int = 2
+    """Hidden layers of the head MLP."""
+    num_freqs: int = 6
+    """Frequencies of the head's own position encoding (0 = geometry feature only)."""
+    detach_geometry: bool = True
+    """Stop feature-loss gradients at the backbone (geometry feature and rendering weights)."""
+    grid_levels: int = 8
+    """Levels of the head's own hash grid (2 features each; 0 = none: geometry feature + encoding only)."""
+    grid_log2_hashmap_size: int = 15
+    grid_max_resolution: int = 256
+    grid_lr: float = 1.0e-2
+    """Learning rate of the head's hash grid."""
+    mask_source: str = "sim"
+    """Multi-granular 2D masks: the scene's ``masks_<source>/`` folder (sim, sam, classical)."""
+    rays: int = 1024
+    """Feature rays per iteration, all from one training frame (half uniform, half per patch)."""
+    lr: float = 5.0e-3
+    """Learning rate of the head (decays with the run's schedule)."""
+    start: int = 0
+    """Iteration at which the feature loss starts."""
+    loss: FeatureLossConfig = field(default_factory=FeatureLossConfig)
+
+
+@dataclass
 class RunConfig:
     dir: str = "runs/demo"
     """Run directory: config.yaml, checkpoints/, tb/, test/, metrics.json, meshes/."""
@@ -176,6 +240,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    """Optional hierarchical feature head (disabled by default)."""
 
 
 def _check_value(key: str, tp: Any, value: Any) -> Any:
@@ -278,6 +344,8 @@ def validate(cfg: Config) -> None:
         "model.gradient": (cfg.model.gradient, ("analytic", "finite_difference")),
         "model.encoding.backend": (cfg.model.encoding.backend, ("auto", "torch", "tcnn")),
         "sampler.kind": (cfg.sampler.kind, ("hierarchical", "error_bounded")),
+        "features.loss.kind": (cfg.features.loss.kind, ("contrastive", "ultrametric")),
+        "features.loss.level_reduction": (cfg.features.loss.level_reduction, ("sum", "mean")),
     }
     for key, (val, allowed) in choices.items():
         if val not in allowed:
@@ -287,8 +355,28 @@ def validate(cfg: Config) -> None:
     for key, val in positives.items():
         if val <= 0:
             raise SdfsegError(f"config key '{key}': must be positive (num_channels >= 2)")
+    _validate_features(cfg.features)
     if cfg.data.image_size is not None and (len(cfg.data.image_size) != 2 or min(cfg.data.image_size) <= 0):
         raise SdfsegError(f"config key 'data.image_size': expected [height, width], got {cfg.data.image_size}")
+
+
+def _validate_features(f: FeatureConfig) -> None:
+    """Ranges of the feature head keys (checked even when the head is disabled)."""
+    sizes = {"features.dim": f.dim, "features.hidden": f.hidden, "features.rays": f.rays,
+             "features.loss.min_rays": f.loss.min_rays, "features.loss.knn": f.loss.knn,
+             "features.loss.pairs_per_mask": f.loss.pairs_per_mask}
+    for key, val in sizes.items():
+        if val <= 0:
+            raise SdfsegError(f"config key '{key}': must be positive, got {val}")
+    non_negative = {"features.layers": f.layers, "features.num_freqs": f.num_freqs, "features.start": f.start,
+                    "features.grid_levels": f.grid_levels,
+                    "features.loss.weight": f.loss.weight, "features.loss.norm_weight": f.loss.norm_weight,
+                    "features.loss.decay": f.loss.decay, "features.loss.euclidean_weight": f.loss.euclidean_weight}
+    for key, val in non_negative.items():
+        if val < 0:
+            raise SdfsegError(f"config key '{key}': must be >= 0, got {val}")
+    if f.loss.tau <= 0 or f.lr <= 0 or f.grid_lr <= 0:
+        raise SdfsegError("config keys 'features.loss.tau', 'features.lr', 'features.grid_lr': must be positive")
 
 
 def to_dict(cfg: Any) -> dict:

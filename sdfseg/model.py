@@ -17,6 +17,7 @@ from torch import nn
 from .config import Config
 from .fields.color import ColorField
 from .fields.density import LaplaceDensity
+from .fields.feature_head import FeatureHead
 from .fields.sdf import MultiChannelSDF
 from .render import samplers, volume
 
@@ -53,15 +54,31 @@ class SceneModel(nn.Module):
         else:
             self.sampler = samplers.HierarchicalSDFSampler(n_coarse=s.n_coarse, n_importance=s.n_importance,
                                                            n_rounds=s.n_rounds)
+        self.features: Optional[FeatureHead] = None
+        if cfg.features.enabled:
+            f = cfg.features
+            self.features = FeatureHead(m.feature_dim, dim=f.dim, hidden=f.hidden, layers=f.layers,
+                                        num_freqs=f.num_freqs, detach_geometry=f.detach_geometry,
+                                        grid_levels=f.grid_levels, log2_hashmap_size=f.grid_log2_hashmap_size,
+                                        max_resolution=f.grid_max_resolution, backend=m.encoding.backend)
 
     # ---- parameter groups -------------------------------------------------------------------
     def grid_parameters(self) -> list[nn.Parameter]:
         """Hash-grid tables (trained with the larger grid learning rate)."""
         return list(self.sdf.grid.parameters()) if self.sdf.grid is not None else []
 
+    def feature_parameters(self) -> list[nn.Parameter]:
+        """MLP parameters of the hierarchical feature head (empty when it is disabled)."""
+        return self.features.mlp_parameters() if self.features is not None else []
+
+    def feature_grid_parameters(self) -> list[nn.Parameter]:
+        """Hash-grid parameters of the feature head (empty when it is disabled or has no grid)."""
+        return self.features.grid_parameters() if self.features is not None else []
+
     def other_parameters(self) -> list[nn.Parameter]:
-        grid = {id(p) for p in self.grid_parameters()}
-        return [p for p in self.parameters() if id(p) not in grid]
+        head = self.feature_parameters() + self.feature_grid_parameters() + list(self.density.parameters())
+        skip = {id(p) for p in self.grid_parameters()} | {id(p) for p in head}
+        return [p for p in self.parameters() if id(p) not in skip]
 
     # ---- fields --------------------------------------------------------------------------------
     def scene_sdf(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,3 +150,31 @@ class SceneModel(nn.Module):
             out["semantic"] = volume.composite(w, self.semantic(feat).reshape(r, s, -1))
         return out
 
+
+    # ---- hierarchical feature head ----------------------------------------------------------------
+    def point_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature head at points ``[P, 3]`` -> ``[P, D]`` (no rendering: e.g. mesh vertices)."""
+        if self.features is None:
+            raise RuntimeError("SceneModel.point_features: the model has no feature head (features.enabled)")
+        return self.features(self.sdf(x)[1], x)
+
+    def render_features(self, origins: torch.Tensor, dirs: torch.Tensor, depth_t: Optional[torch.Tensor] = None
+                        ) -> dict[str, torch.Tensor]:
+        """Volume-render the feature head along ``R`` rays with the backbone's weights.
+
+        With ``features.detach_geometry`` the backbone (SDF, geometry feature, weights) runs
+        without autograd, so feature losses only train the head. Returns ``features [R, D]``,
+        ``depth [R]`` (ray distance), ``acc [R]`` and ``weights [R, S]``.
+        """
+        if self.features is None:
+            raise RuntimeError("SceneModel.render_features: the model has no feature head (features.enabled)")
+        t, far = self.sample(origins, dirs, depth_t)
+        r, s = t.shape
+        pts = origins[:, None, :] + t[..., None] * dirs[:, None, :]
+        flat = pts.reshape(-1, 3)
+        with torch.no_grad() if self.features.detach_geometry else contextlib.nullcontext():
+            sdf, geo = self.sdf(flat)
+            sigma_min = self.density(sdf.min(dim=-1).values).reshape(r, s)
+            w = volume.render_weights(sigma_min, volume.deltas(t, far))
+        feats = self.features(geo, flat).reshape(r, s, -1)
+        return {"features": volume.composite(w, feats), "depth": (w * t).sum(-1), "acc": w.sum(-1), "weights": w}

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from .config import Config
 from .data.rays import Batch
 from .data.scene import ClassInfo
+from .hierarchy_head import FeatureLoss, FrameHierarchy, feature_depth_t
 from .losses import clustering as cl
 from .losses import recon
 
@@ -38,6 +39,7 @@ class Objective:
         self.w = cfg.loss
         self.depth_kind = depth_kind
         self.classes = classes
+        self.feature_loss = FeatureLoss(cfg.features, cfg.train.seed) if cfg.features.enabled else None
 
     def needs_normals(self, batch: Batch) -> bool:
         return self.cfg.model.color_use_normal or (batch.normal is not None and
@@ -63,6 +65,12 @@ class Objective:
         if step >= self.cfg.train.segmentation_start:
             self._segmentation(out, batch, losses)
         return losses
+
+    def feature_terms(self, model, batch: Batch, fh: FrameHierarchy) -> dict[str, torch.Tensor]:
+        """Feature-head losses: render the feature rays ``batch`` (one frame, patch ids set) and score them."""
+        depth_t = feature_depth_t(batch, self.cfg.sampler.use_depth, self.depth_kind)
+        out = model.render_features(batch.origins, batch.dirs, depth_t)
+        return self.feature_loss(out["features"], batch, fh)
 
     # ---- geometry regularisers ------------------------------------------------------------------
     def _geometry(self, model, out: dict, batch: Batch, step: int, losses: dict) -> None:

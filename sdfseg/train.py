@@ -76,11 +76,23 @@ class Trainer:
         n_sem = self.scene.classes.num_classes if cfg.train.mode == "instance" else 0
         self.model = SceneModel(cfg, self.k, n_sem).to(self.device)
         self.objective = Objective(cfg, self.scene.depth_kind, self.scene.classes)
+        self.feature_sup = None
+        if cfg.features.enabled:
+            from .hierarchy_head import FeatureSupervision
+
+            self.feature_sup = FeatureSupervision(self.scene, cfg.features, self.sampler, cfg.train.seed)
         t = cfg.train
-        self.optimizer = torch.optim.Adam([
+        groups = [
             {"params": self.model.grid_parameters(), "lr": t.grid_lr, "base_lr": t.grid_lr},
             {"params": self.model.other_parameters(), "lr": t.lr, "base_lr": t.lr},
-        ], betas=(0.9, 0.99), eps=1e-15)
+            {"params": list(self.model.density.parameters()), "lr": t.beta_lr or t.lr, "base_lr": t.beta_lr or t.lr},
+        ]
+        if self.model.features is not None:
+            f = cfg.features
+            groups.append({"params": self.model.feature_parameters(), "lr": f.lr, "base_lr": f.lr})
+            if self.model.feature_grid_parameters():
+                groups.append({"params": self.model.feature_grid_parameters(), "lr": f.grid_lr, "base_lr": f.grid_lr})
+        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
         self.step = 0
         self.run_dir = Path(cfg.run.dir)
 
@@ -99,6 +111,9 @@ class Trainer:
         state = {"step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "sampler_rng": self.sampler.rng.bit_generator.state, "sampler_epoch": list(self.sampler._epoch),
                  "torch_rng": torch.get_rng_state(), "num_channels": self.k}
+        if self.feature_sup is not None:
+            state["feature_rng"] = self.feature_sup.rng.bit_generator.state
+            state["feature_loss_rng"] = self.objective.feature_loss.rng.bit_generator.state
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(state, tmp)
 
@@ -115,6 +130,9 @@ class Trainer:
         self.sampler.rng.bit_generator.state = state["sampler_rng"]
         self.sampler._epoch = list(state["sampler_epoch"])
         torch.set_rng_state(state["torch_rng"])
+        if self.feature_sup is not None and "feature_rng" in state:
+            self.feature_sup.rng.bit_generator.state = state["feature_rng"]
+            self.objective.feature_loss.rng.bit_generator.state = state["feature_loss_rng"]
         self.step = int(state["step"])
 
     # ---- training --------------------------------------------------------------------------------
@@ -132,6 +150,10 @@ class Trainer:
         out = self.model.render(batch.origins, batch.dirs, depth_t,
                                 need_normals=self.objective.needs_normals(batch))
         losses = self.objective(self.model, out, batch, self.step)
+        if self.feature_sup is not None and self.step >= cfg.features.start:
+            fbatch = self.feature_sup.sample(int(batch.frame[0]))
+            fh = self.feature_sup.hierarchy(int(fbatch.frame[0]))
+            losses.update(self.objective.feature_terms(self.model, fbatch, fh))
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()

@@ -73,6 +73,8 @@ class Batch:
     depth: Optional[torch.Tensor] = None  # [R] z-depth, normalised units, 0 invalid
     normal: Optional[torch.Tensor] = None  # [R, 3] camera-frame normals
     c2w: Optional[torch.Tensor] = None  # [R, 4, 4]
+    patch: Optional[torch.Tensor] = None  # [R] patch id in the frame's PatchHierarchy (-1 = no mask); feature rays
+    pixel: Optional[torch.Tensor] = None  # [R, 2] (y, x) pixel of each ray; feature rays
 
 
 class RaySampler:

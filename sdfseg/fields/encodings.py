@@ -11,9 +11,13 @@ The hash grid has two backends:
 * ``"torch"``: pure PyTorch, CPU or GPU. All levels are handled at once: the 8
   corner indices of every level are computed in one vectorised expression, the
   feature table (one flat ``[sum_l T_l, F]`` parameter) is read with ONE gather
-  and its gradient is written with one scatter. Coarse levels whose
-  ``(N_l + 1)^3`` vertices fit in the table are indexed densely, finer ones use
-  the spatial hash ``(x * 1) xor (y * 2654435761) xor (z * 805459861) mod T``.
+  and its gradient is written with one scatter. Coarse levels whose dense grid
+  fits in the table (bit-packed: ``2^(3b)`` rows for ``b`` bits per axis) are
+  indexed densely (no collisions), finer ones use the spatial hash
+  ``(x * 1) xor (y * 2654435761) xor (z * 805459861) mod T``.
+  Measured on the shared 2-core CPU, 65536 points, forward + backward:
+  ~1.4-2.3 s for the default config (16 levels, 2^19, 16 -> 2048), ~0.5-0.6 s
+  for 8 levels, 2^15, 16 -> 256 (the ranges are from runs beside other jobs).
 * ``"tcnn"``: tiny-cuda-nn's fused CUDA kernel (optional ``[tcnn]`` extra).
   ``"auto"`` picks it when ``tinycudann`` imports and CUDA is available.
 """
@@ -101,16 +105,19 @@ class HashGridEncoding(nn.Module):
         if self.backend == "tcnn":
             self._init_tcnn(res, log2_hashmap_size, base_resolution)
             return
-        sizes = [min(table_size, (r + 1) ** 3) for r in res]
-        self.n_dense = sum(1 for r in res if (r + 1) ** 3 <= table_size)
-        offsets = [0]
-        for s in sizes[:-1]:
-            offsets.append(offsets[-1] + s)
-        mult = [[1, r + 1, (r + 1) ** 2] if i < self.n_dense else list(_PRIMES) for i, r in enumerate(res)]
+        levels = [_level_layout(r, table_size) for r in res]  # (size, multipliers) per level
+        offsets, end = [], 0
+        for size, _ in levels:  # align each level to its (power-of-two) size, see _corner_indices
+            end = -(-end // size) * size
+            offsets.append(end)
+            end += size
+        self.n_dense = sum(1 for _, mult in levels if list(mult) != list(_PRIMES))
         self.register_buffer("resolution", torch.tensor(res, dtype=torch.float32), persistent=False)
         self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.int64), persistent=False)
-        self.register_buffer("multipliers", torch.tensor(mult, dtype=torch.int64), persistent=False)
-        self.table = nn.Parameter(torch.empty(sum(sizes), self.n_features).uniform_(-1e-4, 1e-4))
+        self.register_buffer("multipliers", torch.tensor([m for _, m in levels], dtype=torch.int64), persistent=False)
+        masks = torch.tensor([size - 1 for size, _ in levels], dtype=torch.int64)
+        self.register_buffer("masks", masks, persistent=False)
+        self.table = nn.Parameter(torch.empty(end, self.n_features).uniform_(-1e-4, 1e-4))
 
     def _init_tcnn(self, res: list[int], log2_hashmap_size: int, base_resolution: int) -> None:
         tcnn = _import_tcnn()
@@ -144,8 +151,8 @@ class HashGridEncoding(nn.Module):
             raise RuntimeError("forward_with_jacobian needs the pure-torch hash grid backend")
         feats, weights, scale = self._gather(x, with_jacobian=True)
         n = x.shape[0]
-        # [P, L, 8, F, 1] * [P, L, 8, 1, 4] summed over corners -> [P, L, F, 4]
-        out = (feats.unsqueeze(-1) * weights.unsqueeze(-2)).sum(2)
+        # [P, L, F, 8] @ [P, L, 8, 4] -> [P, L, F, 4] (batched matmul: no [P, L, 8, F, 4] temporary)
+        out = torch.matmul(feats.transpose(-1, -2), weights)
         value = out[..., 0].reshape(n, self.out_dim)
         jac = (out[..., 1:] * scale[None, :, None, None]).permute(3, 0, 1, 2)
         return value, jac.reshape(3, n, self.out_dim)
@@ -161,7 +168,7 @@ class HashGridEncoding(nn.Module):
         frac = pos - cell  # [P, L, 3] in [0, 1]
         corner = cell.long()
         idx = self._corner_indices(torch.stack([corner, corner + 1], dim=-1))  # [P, L, 8]
-        feats = self.table.index_select(0, idx.reshape(-1)).view(n_pts, n_lvl, 8, self.n_features)
+        feats = _GatherRows.apply(self.table, idx.reshape(-1)).view(n_pts, n_lvl, 8, self.n_features)
         w1 = torch.stack([1.0 - frac, frac], dim=-1)  # [P, L, 3, 2]
         wx, wy, wz = w1[:, :, 0], w1[:, :, 1], w1[:, :, 2]
         value = _outer3(wx, wy, wz)
@@ -173,27 +180,68 @@ class HashGridEncoding(nn.Module):
         return feats, torch.stack([value, gx, gy, gz], dim=-1), scale
 
     def _corner_indices(self, corners: Tensor) -> Tensor:
-        """Integer corners ``[P, L, 3, 2]`` -> flat table rows ``[P, L, 8]`` (x-major corner order)."""
-        n_pts = corners.shape[0]
-        a = corners * self.multipliers[None, :, :, None]  # [P, L, 3, 2]
-        nd = self.n_dense
-        parts = []
-        if nd > 0:
-            ad = a[:, :nd]
-            dense = ad[:, :, 0, :, None, None] + ad[:, :, 1, None, :, None] + ad[:, :, 2, None, None, :]
-            parts.append(dense.reshape(n_pts, nd, 8))
-        if nd < self.n_levels:
-            ah = a[:, nd:]
-            hashed = ah[:, :, 0, :, None, None] ^ ah[:, :, 1, None, :, None] ^ ah[:, :, 2, None, None, :]
-            parts.append((hashed & (self.table_size - 1)).reshape(n_pts, self.n_levels - nd, 8))
-        idx = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        return idx + self.offsets[None, :, None]
+        """Integer corners ``[P, L, 3, 2]`` -> flat table rows ``[P, L, 8]`` (x-major corner order).
+
+        Every level uses ``(x m_x) xor (y m_y) xor (z m_z)`` masked to its power-of-two
+        size: dense levels have bit-packed strides ``m = (1, 2^b, 2^2b)`` (disjoint bits,
+        so xor == sum: a collision-free dense index), hashed levels the primes. Level
+        offsets are aligned to the level size, so adding one is an ``or`` on the x term;
+        the masks and offsets are applied to the small per-axis terms before the
+        2 x 2 x 2 expansion.
+        """
+        n_pts, n_lvl = corners.shape[:2]
+        a = (corners * self.multipliers[None, :, :, None]) & self.masks[None, :, None, None]  # [P, L, 3, 2]
+        ax = a[:, :, 0] | self.offsets[None, :, None]
+        idx = ax[..., :, None, None] ^ a[:, :, 1, None, :, None] ^ a[:, :, 2, None, None, :]
+        return idx.reshape(n_pts, n_lvl, 8)
+
+
+def _level_layout(resolution: int, table_size: int) -> tuple[int, list[int]]:
+    """Table rows and per-axis multipliers of one level: dense bit-packed when
+    ``2^(3b) <= T`` with ``b = ceil(log2(N + 1))`` bits per axis, else hashed into ``T`` rows."""
+    bits = max(1, math.ceil(math.log2(resolution + 1)))
+    if 2 ** (3 * bits) <= table_size:
+        return 2 ** (3 * bits), [1, 2**bits, 2 ** (2 * bits)]
+    return table_size, list(_PRIMES)
 
 
 def _outer3(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     """Per-row outer product of three ``[P, L, 2]`` factors -> ``[P, L, 8]`` (x-major)."""
     n_pts, n_lvl = a.shape[:2]
     return (a[..., :, None, None] * b[..., None, :, None] * c[..., None, None, :]).reshape(n_pts, n_lvl, 8)
+
+
+class _GatherRows(torch.autograd.Function):
+    """``table[idx]`` whose backward scatters with per-feature ``bincount`` (about 2x
+    faster than ``index_add`` on CPU); under ``create_graph`` it uses the
+    differentiable ``index_add`` so higher-order gradients still work. Supports
+    torch.func transforms (forward-mode ``jvp``, generated vmap rule)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(table: Tensor, idx: Tensor) -> Tensor:
+        return table.index_select(0, idx)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        table, idx = inputs
+        ctx.save_for_backward(idx)
+        ctx.save_for_forward(idx)
+        ctx.n_rows = table.shape[0]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (idx,) = ctx.saved_tensors
+        if torch.is_grad_enabled() or grad.is_cuda or grad.dim() != 2:
+            return grad.new_zeros((ctx.n_rows,) + grad.shape[1:]).index_add(0, idx, grad), None
+        cols = [torch.bincount(idx, weights=grad[:, f], minlength=ctx.n_rows) for f in range(grad.shape[1])]
+        return torch.stack(cols, dim=1).to(grad.dtype), None
+
+    @staticmethod
+    def jvp(ctx, table_tangent: Tensor, idx_tangent: Optional[Tensor]) -> Tensor:
+        (idx,) = ctx.saved_tensors
+        return table_tangent.index_select(0, idx)
 
 
 class FrequencyEncoding(nn.Module):

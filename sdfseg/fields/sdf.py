@@ -10,12 +10,20 @@ Gradients of all K channels (for normals and the eikonal loss) come from one
 forward pass that carries the Jacobian ``d h / d x`` (3 tangent directions)
 through the MLP (forward-mode, hand-written: 3 extra GEMMs per layer), instead of
 K reverse-mode autograd calls. The result is made of ordinary differentiable ops,
-so losses on it back-propagate to the parameters (``create_graph`` semantics).
-Measured on a 2-core CPU (P = 8192, default network, forward + eikonal backward):
-this is ~2x faster than a vmapped batched vjp for K = 8 and ~5x for K = 50, and
-~1.6x faster than central finite differences (see the helper's report).
+so losses on it back-propagate to the parameters (``create_graph`` semantics),
+and it also works under ``torch.no_grad`` (normals at inference).
+Measured on the shared 2-core CPU (P = 8192, default network and hash grid,
+forward + gradients + eikonal backward, median of 3, other jobs running):
+K = 8: 2.1 s vs 4.2 s central differences, 5.1 s torch.func.jvp, 6.3 s batched
+vmapped vjp, 12.2 s one autograd call per channel; K = 50: 1.9 s vs 4.2 s, 4.9 s,
+95 s and 52 s.
 With the tiny-cuda-nn grid (no Jacobian available) the analytic mode falls back
 to one reverse pass over K replicated copies of the points.
+
+Geometric init ("spread", default): first-layer xyz rows are unit vectors spread
+evenly on the sphere and deeper hidden layers start as the identity, which makes
+the init spheres accurate to ~0.01 at width 256 (plain IDR init, ``init_mode="idr"``,
+is only right on average: ~0.1 mean / 0.3 max error at this width).
 """
 
 from __future__ import annotations

@@ -111,7 +111,9 @@ class HierarchicalSDFSampler:
     Cost per ray: ``n_coarse + n_importance * (n_rounds - 1) / n_rounds`` SDF
     evaluations (the last round's samples are not evaluated); returns
     ``n_coarse + n_importance`` samples. Round ``i`` uses logistic sharpness
-    ``base_sharpness * 2**i``.
+    ``base_sharpness * 2**i``, capped at ``beta_sharpness / beta`` when the model's
+    Laplace ``beta`` is passed (a soft density's weights are spread over ~beta, so
+    sharper up-sampling would miss part of them).
     """
 
     def __init__(
@@ -134,7 +136,7 @@ class HierarchicalSDFSampler:
     def sample(
         self, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, sdf_fn: SdfFn, beta: Optional[float] = None
     ) -> Tensor:
-        """Sorted ``t [R, n_coarse + n_importance]``; ``beta`` is accepted and unused."""
+        """Sorted ``t [R, n_coarse + n_importance]``; ``beta`` (optional) caps the sharpness."""
         t = stratified_samples(near, far, self.n_coarse, self.perturb)
         sdf = _eval_sdf(sdf_fn, origins, dirs, t)
         evals = self.n_coarse
@@ -158,25 +160,26 @@ class ErrorBoundedSampler:
     ``n_uniform`` stratified samples; while the opacity error bound ``B(T, beta)``
     of a ray exceeds ``eps`` (up to ``max_rounds`` rounds) find by bisection the
     smallest ``beta* >= beta`` whose bound is below ``eps`` and add ``n_add``
-    samples where that bound's error is; finally draw ``n_final`` inverse-CDF
+    samples where that bound's error is; finally draw ``n_importance`` inverse-CDF
     samples from the weights at ``beta`` (converged) or ``beta*`` and add
-    ``n_extra`` of the evaluated samples at random. Output ``[R, n_final + n_extra]``.
+    ``n_extra`` of the evaluated samples at random. Output ``[R, n_importance + n_extra]``.
+    Converged rays stop early (they cost no more SDF evaluations).
     The model's ``beta`` comes from ``sample(..., beta=)`` or the ``density`` module.
     """
 
     def __init__(
         self,
         n_uniform: int = 128,
-        n_add: int = 64,
-        n_final: int = 64,
+        n_importance: int = 64,
         n_extra: int = 32,
+        n_add: int = 64,
         eps: float = 0.1,
         max_rounds: int = 5,
         n_bisection: int = 10,
         density: Optional[torch.nn.Module] = None,
         perturb: bool = True,
     ) -> None:
-        self.n_uniform, self.n_add, self.n_final = n_uniform, n_add, n_final
+        self.n_uniform, self.n_add, self.n_importance = n_uniform, n_add, n_importance
         self.n_extra = min(n_extra, n_uniform)
         self.eps, self.max_rounds, self.n_bisection = eps, max_rounds, n_bisection
         self.density, self.perturb = density, perturb
@@ -193,10 +196,10 @@ class ErrorBoundedSampler:
     def sample(
         self, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, sdf_fn: SdfFn, beta: Optional[float] = None
     ) -> Tensor:
-        """Sorted ``t [R, n_final + n_extra]``."""
+        """Sorted ``t [R, n_importance + n_extra]``."""
         beta0 = self._model_beta(beta)
         n_rays = origins.shape[0]
-        out = torch.empty(n_rays, self.n_final + self.n_extra, device=origins.device, dtype=origins.dtype)
+        out = torch.empty(n_rays, self.n_importance + self.n_extra, device=origins.device, dtype=origins.dtype)
         t = stratified_samples(near, far, self.n_uniform, self.perturb)
         sdf = _eval_sdf(sdf_fn, origins, dirs, t)
         total_evals = float(n_rays * self.n_uniform)
@@ -235,13 +238,13 @@ class ErrorBoundedSampler:
     def _finish(self, t: Tensor, sdf: Tensor, betas: Tensor) -> Tensor:
         """Final samples for finished rays: inverse CDF of the weights + random extra samples."""
         if t.shape[0] == 0:
-            return t.new_zeros(0, self.n_final + self.n_extra)
+            return t.new_zeros(0, self.n_importance + self.n_extra)
         sigma = laplace_density(sdf, betas[:, None])
         delta = t[:, 1:] - t[:, :-1]
         tau = sigma[:, :-1] * delta
         trans = torch.exp(-torch.cumsum(torch.cat([torch.zeros_like(tau[:, :1]), tau[:, :-1]], -1), -1))
         weights = trans * -torch.expm1(-tau)
-        t_final = sample_pdf(t, weights, self.n_final, self.perturb)
+        t_final = sample_pdf(t, weights, self.n_importance, self.perturb)
         if self.perturb:
             pick = torch.rand(t.shape, device=t.device).argsort(dim=-1)[:, : self.n_extra]
         else:

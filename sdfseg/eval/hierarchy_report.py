@@ -1,0 +1,214 @@
+"""Hierarchy evaluation of feature-head runs against a synthetic scene's GT hierarchy.
+
+Protocol (test split of the scene; all methods get the same queries and view pairs):
+
+* **Queries**: in every test frame, one click per GT segment of the finest level (parts)
+  of at least ``min_area`` pixels, at a random pixel at least 2 px inside it (seeded).
+  Its GT masks are the part / object / group segments containing it (id 0 = stuff, left
+  out). **Hierarchical mIoU** per level = mean IoU at the best score threshold.
+* **NC** per level: mean over test frames of the Normalized Covering of that level's
+  GT segments by the method's masks: the raw masks themselves, or for a feature map the
+  segments of its 4-neighbour feature graph cut at 50 distances ``0.02 .. 1.0``.
+* **VC** per level: each test frame is paired with the frame whose viewing direction is
+  closest to 10 degrees away (within 5); masks of a click and of its warped click (GT
+  depth) are compared on co-visible pixels; VC = mean over levels.
+
+The raw 2D masks (``masks_<source>/`` of the test frames, never used for training) are the
+baseline row: their score map for a click ranks the masks containing it by size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+from tqdm import tqdm
+
+from ..data.masks import MaskSet
+from ..data.scene import Scene
+from ..errors import SdfsegError
+from ..query import CandidateFn, feature_candidates, score_map, segment_image_hierarchy
+from .hierarchy import (View, gt_level_masks, hierarchical_miou, normalized_covering, raw_mask_candidates,
+                        raw_mask_score_map, view_consistency, view_pairs)
+
+LEVELS = ("part", "object", "group")
+NC_DISTANCES = np.linspace(0.02, 1.0, 50)
+"""Feature-distance cuts (1 - cos) of the feature maps' segmentation hierarchy for NC."""
+
+
+def scene_levels(scene: Scene) -> list[str]:
+    levels = [lv for lv in LEVELS if lv in scene.gt_hierarchy]
+    if not levels:
+        raise SdfsegError(f"{scene.path}: no GT hierarchy maps (gt_part/, gt_group/ + rs_instance/); hierarchy "
+                          f"evaluation needs a synthetic scene (tools/make_synthetic.py)")
+    return levels
+
+
+def sample_queries(finest: np.ndarray, rng: np.random.Generator, min_area: int = 20, inset: int = 2
+                   ) -> list[tuple[int, int]]:
+    """One click (y, x) per segment (id != 0, >= ``min_area`` px) of a label map ``[H, W]``, ``inset`` px inside."""
+    out = []
+    for sid in np.unique(finest):
+        seg = finest == sid
+        if sid == 0 or seg.sum() < min_area:
+            continue
+        inner = ndimage.binary_erosion(seg, iterations=inset, border_value=1)
+        pix = np.argwhere(inner if inner.any() else seg)
+        y, x = pix[rng.integers(0, len(pix))]
+        out.append((int(y), int(x)))
+    return out
+
+
+def partner_frames(scene: Scene, frames: Sequence[int], angle: float = 10.0, tol: float = 5.0) -> dict[int, int]:
+    """For each frame in ``frames``, the frame (any split) about ``angle`` degrees away, where one exists."""
+    pairs = dict(view_pairs(scene.c2w, angle, tol))
+    return {int(i): int(pairs[int(i)]) for i in frames if int(i) in pairs}
+
+
+class Method:
+    """What the metrics need of one method on one frame: score maps, candidate masks, NC masks."""
+
+    def score(self, frame: int, click: tuple[int, int]) -> np.ndarray:  # float [H, W]
+        raise NotImplementedError
+
+    def candidates(self, frame: int) -> CandidateFn:
+        raise NotImplementedError
+
+    def nc_masks(self, frame: int):  # iterable of bool or label maps [H, W]
+        raise NotImplementedError
+
+
+class RawMasks(Method):
+    """The raw 2D masks of each frame (a :class:`MaskSet` per frame)."""
+
+    def __init__(self, masks: dict[int, MaskSet]):
+        self.masks = masks
+
+    def score(self, frame, click):
+        return raw_mask_score_map(self.masks[frame], click)
+
+    def candidates(self, frame):
+        return raw_mask_candidates(self.masks[frame])
+
+    def nc_masks(self, frame):
+        return self.masks[frame]
+
+
+class FeatureMaps(Method):
+    """Rendered feature maps ``[H, W, D]`` per frame."""
+
+    def __init__(self, features: dict[int, np.ndarray]):
+        self.features = features
+
+    def score(self, frame, click):
+        return score_map(self.features[frame], click)
+
+    def candidates(self, frame):
+        return feature_candidates(self.features[frame])
+
+    def nc_masks(self, frame):
+        return list(segment_image_hierarchy(self.features[frame], NC_DISTANCES))
+
+
+def _view(scene: Scene, i: int) -> View:
+    if scene.depth is None:
+        raise SdfsegError(f"{scene.path}: view consistency needs depth maps (depth/)")
+    return View(scene.depth[i], scene.intrinsics[i], scene.c2w[i])
+
+
+def evaluate_method(method: Method, scene: Scene, queries: dict[int, list[tuple[int, int]]],
+                    partners: dict[int, int], levels: Sequence[str], vc_samples: int = 10, seed: int = 0,
+                    desc: str = "") -> dict:
+    """Hierarchical mIoU, NC and VC per level of one method (see the module docstring)."""
+    gt = scene.gt_hierarchy
+    scores, gts = [], []
+    nc: dict[str, list[float]] = {lv: [] for lv in levels}
+    vc: dict[str, list[float]] = {lv: [] for lv in levels}
+    for f in tqdm(list(queries), desc=f"score {desc}", dynamic_ncols=True, leave=False):
+        maps = {lv: gt[lv][f] for lv in levels}
+        for c in queries[f]:
+            scores.append(method.score(f, c))
+            gts.append(gt_level_masks(maps, c))
+        predictions = method.nc_masks(f)
+        for lv in levels:
+            nc[lv].append(normalized_covering(maps[lv], predictions))
+        if f in partners:
+            g = partners[f]
+            for lv in levels:
+                rng = np.random.default_rng([seed, f, levels.index(lv)])
+                vc[lv].append(view_consistency(method.candidates(f), method.candidates(g), gt[lv][f], gt[lv][g],
+                                               _view(scene, f), _view(scene, g), n_samples=vc_samples, rng=rng))
+    miou = hierarchical_miou(scores, gts)
+    nc_mean = {lv: _nanmean(v) for lv, v in nc.items()}
+    vc_mean = {lv: _nanmean(v) for lv, v in vc.items()}
+    vc_mean["mean"] = _nanmean(list(vc_mean.values()))
+    return {"miou": miou, "nc": nc_mean, "vc": vc_mean}
+
+
+def _nanmean(values: Sequence[float]) -> Optional[float]:
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    return float(np.nanmean(arr)) if arr.size and not np.isnan(arr).all() else None
+
+
+def raw_masks_of(scene: Scene, source: str, frames: Sequence[int]) -> dict[int, MaskSet]:
+    """Mask sets of ``frames`` from ``masks_<source>/`` at the scene's resolution (frames without masks: empty)."""
+    from ..hierarchy_head import frame_masks
+
+    h, w = scene.hw
+    out = {}
+    for f in frames:
+        m = frame_masks(scene, source, int(f))
+        out[int(f)] = m if m is not None else MaskSet.from_masks([], h, w)
+    return out
+
+
+def evaluate_runs(runs: Sequence, names: Sequence[str], mask_source: Optional[str] = None, vc_samples: int = 10,
+                  seed: int = 0, progress: bool = True) -> dict:
+    """Evaluate feature-head runs (:class:`~sdfseg.hierarchy_run.FeatureRun`, same scene) + the raw masks row."""
+    from ..hierarchy_run import render_feature_view
+
+    scene = runs[0].scene
+    for r in runs[1:]:
+        if r.scene.path != scene.path or r.scene.hw != scene.hw:
+            raise SdfsegError(f"{r.run_dir}: trained on {r.scene.path} {r.scene.hw}, not {scene.path} {scene.hw}")
+    levels = scene_levels(scene)
+    source = mask_source or runs[0].cfg.features.mask_source
+    test = [int(i) for i in scene.split["test"]]
+    rng = np.random.default_rng(seed)
+    queries = {f: sample_queries(scene.gt_hierarchy[levels[0]][f], rng) for f in test}
+    partners = partner_frames(scene, test)
+    needed = sorted(set(test) | set(partners.values()))
+    rows = [{"name": f"raw 2D masks ({source})", "run": None,
+             **evaluate_method(RawMasks(raw_masks_of(scene, source, needed)), scene, queries, partners, levels,
+                               vc_samples, seed, "raw masks")}]
+    for run, name in zip(runs, names):
+        feats = {}
+        for f in tqdm(needed, desc=f"render {name}", dynamic_ncols=True, disable=not progress, leave=False):
+            feats[f] = render_feature_view(run.model, scene.c2w[f], scene.intrinsics[f], scene.hw,
+                                           run.cfg.render.chunk)["features"]
+        rows.append({"name": name, "run": str(run.run_dir),
+                     **evaluate_method(FeatureMaps(feats), scene, queries, partners, levels, vc_samples, seed, name)})
+    return {"scene": str(scene.path), "mask_source": source, "levels": levels,
+            "test_frames": [scene.frame_names[f] for f in test], "queries": sum(len(q) for q in queries.values()),
+            "vc_pairs": [[scene.frame_names[a], scene.frame_names[b]] for a, b in partners.items()], "rows": rows}
+
+
+def format_hierarchy_table(result: dict) -> str:
+    """Terminal table (percent) of :func:`evaluate_runs`' result."""
+    levels = result["levels"]
+    short = {"part": "part", "object": "obj", "group": "grp"}
+    head = (["method"] + [f"mIoU {short[lv]}" for lv in levels] + ["mIoU mean"] + [f"NC {short[lv]}" for lv in levels]
+            + [f"VC {short[lv]}" for lv in levels] + ["VC"])
+    lines = [head]
+    fmt = lambda v: "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.1f}"
+    for row in result["rows"]:
+        vals = ([row["miou"].get(lv) for lv in levels] + [row["miou"].get("mean")] + [row["nc"][lv] for lv in levels]
+                + [row["vc"][lv] for lv in levels] + [row["vc"]["mean"]])
+        lines.append([row["name"]] + [fmt(v) for v in vals])
+    width = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    out = ["  ".join(c.ljust(width[i]) if i == 0 else c.rjust(width[i]) for i, c in enumerate(r)) for r in lines]
+    out.insert(1, "-" * len(out[0]))
+    info = f"{result['queries']} queries on {len(result['test_frames'])} test frames, {len(result['vc_pairs'])} VC pairs"
+    return "\n".join(out + [info])

@@ -1,0 +1,150 @@
+"""A trained run's hierarchical feature head: load it, render feature maps of any view.
+
+Used by ``tools/query.py`` and ``tools/eval_hierarchy.py``. Loading rebuilds only the
+scene and the model from ``RUN_DIR/config.yaml`` and ``RUN_DIR/checkpoints/last.pt``
+(no training labels, ray sampler or mask hierarchies), so it is cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .config import Config, load_config
+from .data.rays import pixel_rays
+from .data.scene import Scene
+from .errors import SdfsegError
+from .inference import render_rays_chunked
+from .model import SceneModel
+from .train import load_training_scene, pick_device
+
+
+@dataclass
+class FeatureRun:
+    """A run with a feature head: its config, normalised scene and model (eval mode)."""
+
+    run_dir: Path
+    cfg: Config
+    scene: Scene
+    model: SceneModel
+    device: torch.device
+
+
+def load_feature_run(run_dir: str | Path, device: Optional[str] = None) -> FeatureRun:
+    """Rebuild scene and model of ``run_dir``; a one-line error when it has no trained feature head."""
+    run_dir = Path(run_dir)
+    cfg_file = run_dir / "config.yaml"
+    if not cfg_file.exists():
+        raise SdfsegError(f"{cfg_file}: not found (expected a run directory written by tools/train.py)")
+    cfg = load_config(cfg_file)
+    if not cfg.features.enabled:
+        raise SdfsegError(f"{cfg_file}: features.enabled is false (this run has no hierarchical feature head; "
+                          f"train with features.enabled=true, e.g. confs/demo_hierarchy.yaml)")
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    if not ckpt.exists():
+        raise SdfsegError(f"{ckpt}: no checkpoint (the run has not trained yet)")
+    dev = pick_device(device or cfg.train.device)
+    scene = load_training_scene(cfg)
+    try:
+        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        k = int(state["num_channels"])
+        n_sem = scene.classes.num_classes if cfg.train.mode == "instance" else 0
+        model = SceneModel(cfg, k, n_sem).to(dev)
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, EOFError, OSError) as exc:
+        raise SdfsegError(f"{ckpt}: checkpoint does not match {cfg_file} ({str(exc).splitlines()[0]})") from None
+    model.eval()
+    return FeatureRun(run_dir, cfg, scene, model, dev)
+
+
+def frame_index(scene: Scene, name: str) -> int:
+    """Index of the frame called ``name``; a one-line error lists a few valid names."""
+    try:
+        return scene.frame_names.index(str(name))
+    except ValueError:
+        some = ", ".join(scene.frame_names[:3] + (["..."] if scene.num_frames > 3 else []))
+        raise SdfsegError(f"--frame '{name}': no such frame in {scene.path} (frames: {some})") from None
+
+
+def read_pose(path: str | Path, scene: Scene) -> np.ndarray:
+    """A camera-to-world 4x4 text file in world units (OpenCV axes) -> float32 normalised c2w ``[4, 4]``."""
+    path = Path(path)
+    try:
+        c2w = np.loadtxt(path, dtype=np.float64)
+    except (OSError, ValueError) as exc:
+        raise SdfsegError(f"{path}: cannot read a 4x4 pose ({' '.join(str(exc).split())})") from None
+    if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
+        raise SdfsegError(f"{path}: expected a finite 4x4 camera-to-world matrix, got shape {c2w.shape}")
+    out = c2w.copy()
+    out[:3, 3] = scene.normalization.to_normalized(c2w[:3, 3])
+    return out.astype(np.float32)
+
+
+def view_rays(c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], device: torch.device
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rays of every pixel of a view (row-major): origins, dirs ``[H*W, 3]`` and ray_scale ``[H*W]``."""
+    h, w = hw
+    v, u = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    v, u = v.reshape(-1), u.reshape(-1)
+    c2w_t = torch.as_tensor(c2w, dtype=torch.float32, device=device)[None].expand(v.numel(), 4, 4)
+    k_t = torch.as_tensor(K, dtype=torch.float32, device=device)[None].expand(v.numel(), 3, 3)
+    return pixel_rays(c2w_t, k_t, v, u)
+
+
+@torch.no_grad()
+def render_feature_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], chunk: int,
+                        with_rgb: bool = False, depth: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    """Render one view: ``features`` float32 ``[H, W, D]``, ``depth`` (z, normalised units) ``[H, W]``,
+    ``acc`` ``[H, W]`` and, with ``with_rgb``, ``rgb`` ``[H, W, 3]``.
+
+    ``depth`` (sensor z-depth ``[H, W]`` in normalised units, 0 = invalid) switches the feature
+    rays to the depth-guided samples used in training; without it the SDF sampler places them.
+    """
+    model.eval()
+    dev = next(model.parameters()).device
+    h, w = hw
+    o, d, scale = view_rays(c2w, K, hw, dev)
+    depth_t = None
+    if depth is not None:
+        depth_t = torch.as_tensor(np.asarray(depth, dtype=np.float32).reshape(-1), device=dev) * scale
+    parts: dict[str, list] = {"features": [], "depth": [], "acc": []}
+    for i in range(0, o.shape[0], chunk):
+        dt = None if depth_t is None else depth_t[i:i + chunk]
+        out = model.render_features(o[i:i + chunk], d[i:i + chunk], dt)
+        for key in parts:
+            parts[key].append(out[key])
+    res = {k: torch.cat(v).cpu().numpy() for k, v in parts.items()}
+    out = {"features": res["features"].reshape(h, w, -1).astype(np.float32),
+           "depth": (res["depth"] / scale.cpu().numpy()).reshape(h, w).astype(np.float32),
+           "acc": res["acc"].reshape(h, w).astype(np.float32)}
+    if with_rgb:
+        rgb = render_rays_chunked(model, o, d, chunk, ("rgb",))["rgb"]
+        out["rgb"] = rgb.cpu().numpy().reshape(h, w, 3)
+    return out
+
+
+@torch.no_grad()
+def point_features(model: SceneModel, points: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Feature head at normalised points ``[P, 3]`` -> float32 ``[P, D]``."""
+    dev = next(model.parameters()).device
+    out = [model.point_features(torch.as_tensor(points[i:i + chunk], dtype=torch.float32, device=dev)).cpu()
+           for i in range(0, len(points), chunk)]
+    return torch.cat(out).numpy() if out else np.zeros((0, model.features.dim), np.float32)
+
+
+def pca_image(features: np.ndarray) -> np.ndarray:
+    """Visualise a feature map ``[H, W, D]`` as RGB ``[H, W, 3]`` in [0, 1] (top 3 principal components)."""
+    h, w, d = features.shape
+    f = features.reshape(-1, d).astype(np.float64)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-8)
+    f = f - f.mean(axis=0)
+    _, _, vt = np.linalg.svd(f, full_matrices=False)
+    proj = f @ vt[:3].T
+    if proj.shape[1] < 3:
+        proj = np.pad(proj, ((0, 0), (0, 3 - proj.shape[1])))
+    lo, hi = np.percentile(proj, 1, axis=0), np.percentile(proj, 99, axis=0)
+    return np.clip((proj - lo) / np.maximum(hi - lo, 1e-8), 0, 1).reshape(h, w, 3).astype(np.float32)

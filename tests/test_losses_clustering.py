@@ -1,0 +1,115 @@
+import math
+
+import pytest
+import torch
+
+from sdfseg.errors import SdfsegError
+from sdfseg.losses import clustering as C
+
+SQRT2 = math.sqrt(2.0)
+
+
+def test_cluster_centres_arbitrary_labels():
+    P = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.2, 0.8]])
+    y = torch.tensor([7, -3, 7, 100000])
+    mu, labels, counts = C.cluster_centres(P, y)
+    assert labels.tolist() == [-3, 7, 100000] and counts.tolist() == [1, 2, 1]
+    assert torch.allclose(mu, torch.tensor([[0.0, 1.0], [0.75, 0.25], [0.2, 0.8]]))
+    Pg = P.clone().requires_grad_(True)
+    C.cluster_centres(Pg, y)[0][1, 0].backward()
+    assert Pg.grad[:, 0].tolist() == [0.5, 0.0, 0.5, 0.0]
+
+
+def test_cluster_centres_per_view_and_confidence():
+    P = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.6, 0.4]])
+    y = torch.tensor([1, 1, 1, 2])
+    view = torch.tensor([0, 1, 1, 1])
+    mu, labels, counts = C.cluster_centres_per_view(P, y, view)
+    assert labels.tolist() == [1, 1, 2] and counts.tolist() == [1, 2, 1]
+    assert torch.allclose(mu, torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.4]]))
+    conf = C.cluster_confidence(torch.tensor([0.0, 0.5, 1.0, 0.3]), y)
+    assert conf.tolist() == pytest.approx([(0.1 + 0.5 + 1.0) / 3, 0.3])
+
+
+def test_differentiation_loss_normalisation():
+    two_vertices = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    # distance sqrt(2); eq. 4 divides the single pair by N (N - 1) = 2
+    assert C.differentiation_loss(two_vertices).item() == pytest.approx(-SQRT2 / 2)
+    three_vertices = torch.eye(3)
+    assert C.differentiation_loss(three_vertices).item() == pytest.approx(-3 * SQRT2 / 6)
+    same = torch.full((2, 3), 1.0 / 3.0, requires_grad=True)
+    loss = C.differentiation_loss(same)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.isfinite(same.grad).all()
+    assert C.differentiation_loss(torch.rand(1, 4)).item() == 0.0
+    # from opacities: saturated softmax of two labels lands on two vertices
+    O = torch.tensor([[50.0, 0.0], [50.0, 0.0], [0.0, 50.0]])
+    mu, _, _ = C.cluster_centres(torch.softmax(O, -1), torch.tensor([4, 4, 9]))
+    assert C.differentiation_loss(mu).item() == pytest.approx(-SQRT2 / 2, rel=1e-6)
+
+
+def test_onehot_loss():
+    O = torch.tensor([[0.8, 0.2], [0.1, 0.3]])
+    # targets [1, 0] and [0, 1]: squared errors 0.04, 0.04, 0.01, 0.49
+    assert C.onehot_loss(O, torch.tensor([True, True])).item() == pytest.approx(0.58 / 4)
+    assert C.onehot_loss(O, torch.tensor([True, False])).item() == pytest.approx(0.04)
+    assert C.onehot_loss(O, torch.tensor([False, False])).item() == 0.0
+
+
+def test_regularisation_loss():
+    uniform = torch.full((3, 4), 0.25)
+    assert C.regularisation_loss(uniform, torch.tensor([1, 2, 2])).item() == 0.0
+    P = torch.tensor([[1.0, 0.0], [0.5, 0.5], [1.0, 0.0]])
+    y = torch.tensor([0, 5, 6])
+    # Var([1, 0]) = ((0.5)^2 + (0.5)^2) / 2 = 0.25; label 0 is skipped: mean(0, 0.25)
+    assert C.regularisation_loss(P, y).item() == pytest.approx(0.125)
+    assert C.regularisation_loss(P, y, bg_label=None).item() == pytest.approx(0.5 / 3)
+    assert C.regularisation_loss(P[:1], y[:1]).item() == 0.0  # only background
+
+
+def test_fg_bg_loss():
+    O = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]])
+    bg, fg = C.fg_bg_loss(O, torch.tensor([0, 3, 4]))
+    assert bg.item() == pytest.approx(0.1) and fg.item() == pytest.approx(0.3)
+    bg, fg = C.fg_bg_loss(O, torch.tensor([3, 3, 4]))
+    assert bg.item() == 0.0 and fg.item() == pytest.approx(0.5)
+
+
+def test_semantic_loss():
+    mu = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    labels = torch.tensor([1, 2, 0])
+    conf = torch.tensor([0.5, 1.0, 1.0])
+    # label 1: ||(0.5, -0.5, 0)|| = sqrt(0.5), times 0.5; label 2: 0; label 0 ignored
+    assert C.semantic_loss(mu, labels, conf).item() == pytest.approx(0.5 * math.sqrt(0.5) / 2)
+    assert C.semantic_loss(mu, labels).item() == pytest.approx(math.sqrt(0.5) / 2)
+    with pytest.raises(SdfsegError):
+        C.semantic_loss(mu, torch.tensor([1, 3, 0]))
+
+
+def test_cross_view_loss():
+    mu_a, sem_a = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([1, 2])
+    mu_b, sem_b = torch.tensor([[1.0, 0.0], [0.5, 0.5]]), torch.tensor([1, 2])
+    # pairs with different semantics: (a0, b1) at sqrt(0.5) and (a1, b0) at sqrt(2)
+    total = math.sqrt(0.5) + SQRT2
+    assert C.cross_view_loss(mu_a, sem_a, mu_b, sem_b).item() == pytest.approx(math.exp(-total))
+    assert C.cross_view_loss(mu_a, sem_a, mu_b, sem_b, reduction="mean").item() == pytest.approx(math.exp(-total / 2))
+    same = torch.tensor([1, 1])
+    assert C.cross_view_loss(mu_a, same, mu_b, same).item() == 1.0
+
+
+def test_object_distinction_loss():
+    sdf = torch.tensor([[-0.1, 0.05, 0.3], [0.2, 0.4, 0.5]], requires_grad=True)
+    # point 0: min -0.1; k=1: relu(-0.05 + 0.1) = 0.05, k=2: 0; point 1: all zero -> mean 0.025
+    loss = C.object_distinction_loss(sdf)
+    assert loss.item() == pytest.approx(0.025)
+    loss.backward()
+    assert sdf.grad[0].tolist() == [0.0, -0.5, 0.0]  # s_min is detached
+
+
+def test_supervised_opacity_loss():
+    O = torch.tensor([[0.9, 0.1]])
+    assert C.supervised_opacity_loss(O, torch.tensor([0])).item() == pytest.approx(-math.log(0.9), rel=1e-5)
+    assert C.supervised_opacity_loss(O, torch.tensor([[1.0, 0.0]]), kind="l1").item() == pytest.approx(0.1)
+    with pytest.raises(SdfsegError):
+        C.supervised_opacity_loss(O, torch.tensor([0]), kind="mse")

@@ -1,0 +1,163 @@
+import math
+
+import pytest
+import torch
+
+from sdfseg.errors import SdfsegError
+from sdfseg.fields.color import ColorField
+from sdfseg.fields.density import LaplaceDensity, laplace_density
+from sdfseg.fields.sdf import MultiChannelSDF, fibonacci_sphere, min_channel_grad, scene_sdf
+
+SMALL_GRID = dict(n_levels=4, log2_hashmap_size=10, base_resolution=4, max_resolution=32, backend="torch")
+
+
+def make_sdf(k=4, hidden=64, **kw):
+    torch.manual_seed(0)
+    return MultiChannelSDF(k, hidden_dim=hidden, feature_dim=16, encoding=SMALL_GRID, **kw)
+
+
+def random_points(n, r_min=0.0, r_max=0.95, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    d = torch.randn(n, 3, generator=g)
+    r = r_min + (r_max - r_min) * torch.rand(n, 1, generator=g)
+    return d / d.norm(dim=-1, keepdim=True) * r
+
+
+def test_geometric_init_room_and_small_objects():
+    model = make_sdf(k=3, hidden=128)
+    x = random_points(500, 0.15, 0.95)
+    r = x.norm(dim=-1)
+    with torch.no_grad():
+        sdf, feat = model(x)
+    assert sdf.shape == (500, 3) and feat.shape == (500, 16)
+    assert (sdf[:, 0] - (0.9 - r)).abs().max() < 0.02  # inside-out room: positive inside
+    assert (sdf[:, 1:] - (r[:, None] - 0.1)).abs().max() < 0.02  # small spheres: positive almost everywhere
+    # the hash grid contributes nothing at init: zeroing the table changes nothing
+    with torch.no_grad():
+        model.grid.table.zero_()
+        assert torch.allclose(model(x)[0], sdf, atol=1e-6)
+    assert torch.equal(scene_sdf(sdf), sdf.min(-1).values)
+
+
+def test_init_not_inside_out_and_idr_mode():
+    model = make_sdf(k=2, hidden=128, inside_out=False, sphere_radius=0.5)
+    x = random_points(200, 0.2, 0.9)
+    with torch.no_grad():
+        s = model.sdf(x)
+    assert (s[:, 0] - (x.norm(dim=-1) - 0.5)).abs().max() < 0.02
+    idr = make_sdf(k=2, hidden=128, init_mode="idr")
+    with torch.no_grad():
+        s = idr.sdf(x)
+    # plain IDR init is only right on average at this width
+    assert (s[:, 0] - (0.9 - x.norm(dim=-1))).abs().mean() < 0.2
+    with pytest.raises(SdfsegError):
+        make_sdf(init_mode="zero")
+
+
+def test_fibonacci_sphere_is_unit_and_balanced():
+    u = fibonacci_sphere(256)
+    assert torch.allclose(u.norm(dim=-1), torch.ones(256), atol=1e-6)
+    assert u.mean(0).abs().max() < 0.01
+
+
+def per_channel_autograd(model, x):
+    x = x.clone().requires_grad_(True)
+    sdf, _ = model(x)
+    rows = [torch.autograd.grad(sdf[:, k].sum(), x, create_graph=True)[0] for k in range(sdf.shape[1])]
+    return torch.stack(rows, dim=1)
+
+
+def randomise(model):
+    """Turn the init sphere field into a random, non-trivial one (grid inputs used)."""
+    with torch.no_grad():
+        model.grid.table.normal_(0, 0.5)
+        for lin in model.layers:
+            v = lin.parametrizations.weight.original1
+            v.add_(0.05 * torch.randn_like(v))
+    return model
+
+
+def test_analytic_gradients_match_per_channel_autograd_and_fd():
+    model = randomise(make_sdf(k=5, weight_norm=True))
+    x = random_points(64, 0.1, 0.9)
+    sdf_a, feat_a, g_a = model.sdf_and_grad(x, mode="analytic")
+    assert g_a.shape == (64, 5, 3)
+    g_ref = per_channel_autograd(model, x)
+    assert torch.allclose(g_a, g_ref, atol=1e-4, rtol=1e-4)
+    sdf_f, feat_f, g_f = model.sdf_and_grad(x, mode="finite_difference", eps=1e-4)
+    assert torch.allclose(sdf_f, sdf_a, atol=1e-6) and torch.allclose(feat_f, feat_a, atol=1e-6)
+    # FD error: cell crossings of the grid and float32 rounding, small relative to |g|
+    assert (g_f - g_a).abs().mean() < 2e-2 * g_a.abs().mean()
+    _, _, g_rep = model._grad_replicated(x, create_graph=True)
+    assert torch.allclose(g_rep, g_a, atol=1e-4, rtol=1e-4)
+    with pytest.raises(SdfsegError):
+        model.sdf_and_grad(x, mode="symbolic")
+
+
+def test_eikonal_backward_through_analytic_gradient_matches_autograd():
+    model = randomise(make_sdf(k=3))
+    x = random_points(32, 0.1, 0.9)
+    params = [p for p in model.parameters() if p.requires_grad]
+    _, _, g = model.sdf_and_grad(x, create_graph=True)
+    loss = ((g.norm(dim=-1) - 1) ** 2).mean()
+    grads_a = torch.autograd.grad(loss, params, allow_unused=True)
+    g_ref = per_channel_autograd(model, x)
+    loss_ref = ((g_ref.norm(dim=-1) - 1) ** 2).mean()
+    grads_r = torch.autograd.grad(loss_ref, params, allow_unused=True)
+    assert loss.item() == pytest.approx(loss_ref.item(), rel=1e-5)
+    for a, r in zip(grads_a, grads_r):
+        if r is None:
+            continue
+        assert torch.allclose(a, r, atol=1e-5, rtol=1e-3)
+    # hash table receives second-order gradient (table enters the MLP input)
+    assert grads_a[0] is not None and grads_a[0].abs().sum() > 0
+    _, _, g_nograd = model.sdf_and_grad(x, create_graph=False)
+    assert not g_nograd.requires_grad
+
+
+def test_min_channel_grad_picks_argmin_channel():
+    sdf = torch.tensor([[0.3, -0.1, 0.2], [0.5, 0.6, 0.4]])
+    grad = torch.arange(18.0).view(2, 3, 3)
+    out = min_channel_grad(sdf, grad)
+    assert out.tolist() == [[3.0, 4.0, 5.0], [15.0, 16.0, 17.0]]
+
+
+def test_laplace_density_hand_values():
+    dens = LaplaceDensity(beta_init=0.1, beta_min=1e-4)
+    b = 0.1 + 1e-4
+    assert dens.beta.item() == pytest.approx(b)
+    s = torch.tensor([0.0, b, -b, 10.0])
+    sigma = dens(s)
+    assert sigma[0].item() == pytest.approx(0.5 / b)
+    assert sigma[1].item() == pytest.approx(0.5 * math.exp(-1) / b, rel=1e-5)
+    assert sigma[2].item() == pytest.approx((1 - 0.5 * math.exp(-1)) / b, rel=1e-5)
+    assert sigma[3].item() < 1e-30
+    assert torch.allclose(dens(s[None, :, None].expand(2, 4, 3))[1, :, 2], sigma)
+    assert laplace_density(torch.tensor([0.0]), 0.5).item() == pytest.approx(1.0)
+    dens(s).sum().backward()
+    assert dens.beta_param.grad is not None
+
+
+def test_color_field_shapes_and_range():
+    torch.manual_seed(0)
+    head = ColorField(feature_dim=16, hidden_dim=32, n_layers=2, n_dir_frequencies=4)
+    p = 10
+    rgb = head(torch.randn(p, 3), torch.randn(p, 3), torch.randn(p, 3), torch.randn(p, 16))
+    assert rgb.shape == (p, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    assert head.layers[0].in_features == 3 + 27 + 3 + 16
+
+
+@pytest.mark.parametrize("use_grid", [True, False])
+def test_plain_linear_layers_and_no_grid(use_grid):
+    torch.manual_seed(0)
+    model = MultiChannelSDF(3, hidden_dim=32, feature_dim=8, encoding=SMALL_GRID, weight_norm=False, use_grid=use_grid)
+    with torch.no_grad():
+        for lin in model.layers:
+            lin.weight.add_(0.1 * torch.randn_like(lin.weight))
+    x = random_points(16, 0.1, 0.9)
+    _, _, g = model.sdf_and_grad(x)
+    assert torch.allclose(g, per_channel_autograd(model, x), atol=1e-5)
+    assert model.layers[0].in_features == 39 + (8 if use_grid else 0)
+    with torch.no_grad():  # analytic normals need no autograd at all
+        _, _, g_ng = model.sdf_and_grad(x)
+    assert torch.allclose(g_ng, g)
