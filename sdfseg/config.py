@@ -75,6 +75,9 @@ class ModelConfig:
     color_layers: int = 2
     color_use_normal: bool = True
     beta_init: float = 0.1
+    beta_final: Optional[float] = None
+    """null: beta is learned (reference). A value anneals beta geometrically from beta_init to it over
+    training: surfaces sharpen on schedule, which short CPU runs need."""
     object_radius: float = 0.1
     gradient: str = "analytic"
     """analytic | finite_difference (SDF gradients for eikonal, normals)."""
@@ -212,14 +215,14 @@ class FeatureConfig:
     """Levels of the head's own hash grid (2 features each; 0 = none: geometry feature + encoding only)."""
     grid_log2_hashmap_size: int = 15
     grid_max_resolution: int = 256
-    grid_lr: float = 1.0e-2
+    grid_lr: float = 5.0e-2
     """Learning rate of the head's hash grid."""
     mask_source: str = "sim"
     """Multi-granular 2D masks: the scene's ``masks_<source>/`` folder (sim, sam, classical)."""
     rays: int = 1024
-    """Feature rays per iteration, all from one training frame (half uniform, half per patch)."""
-    lr: float = 5.0e-3
-    """Learning rate of the head (decays with the run's schedule)."""
+    """Feature rays per iteration, all from one training frame (half uniform, half shared by its patches)."""
+    lr: float = 2.0e-2
+    """Learning rate of the head's MLP (decays with the run's schedule)."""
     start: int = 0
     """Iteration at which the feature loss starts."""
     loss: FeatureLossConfig = field(default_factory=FeatureLossConfig)

@@ -8,8 +8,8 @@ loss, the parents of the mask inclusion tree. No ``[M, H, W]`` array is kept: me
 about two int32 ``[H, W]`` maps per frame plus the incidence (:meth:`memory_bytes`).
 
 Each iteration :meth:`FeatureSupervision.sample` draws ``features.rays`` rays of one
-frame (half uniform over the image, half allocated per patch in proportion to its area,
-at least ``loss.min_rays`` per patch) and gives each ray its patch id and pixel.
+frame (half uniform over the image, half shared equally by its patches, at least
+``loss.min_rays`` per patch, so that small parts are seen as often as walls) and gives each ray its patch id and pixel.
 :class:`FeatureLoss` turns the rendered features of those rays into the weighted
 contrastive (OmniSeg3D eq. 4, vectorised over rays, patches and levels) or ultrametric
 loss plus the norm loss. It uses its own random generator, so enabling the head does
@@ -126,12 +126,12 @@ class FeatureSupervision:
         return int(self.rng.choice(self._with_masks))
 
     def _patch_pixels(self, fh: FrameHierarchy, n: int) -> np.ndarray:
-        """About ``n`` pixels allocated per patch in proportion to area (>= min_rays each; random patches kept)."""
+        """About ``n`` pixels shared equally by the patches (>= min_rays each; random patches kept if too many)."""
         area = fh.hier.patch_area
         if n <= 0 or area.size == 0:
             return np.zeros(0, dtype=np.int64)
         m = self.cfg.loss.min_rays
-        alloc = np.maximum(m, np.round(n * area / area.sum()).astype(np.int64))
+        alloc = np.full(area.size, max(m, n // area.size), dtype=np.int64)
         perm = self.rng.permutation(area.size)
         keep = perm[np.cumsum(alloc[perm]) <= max(n, m)]
         seg = np.repeat(keep, alloc[keep])

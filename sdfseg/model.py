@@ -80,6 +80,19 @@ class SceneModel(nn.Module):
         skip = {id(p) for p in self.grid_parameters()} | {id(p) for p in head}
         return [p for p in self.parameters() if id(p) not in skip]
 
+    # ---- density sharpness ---------------------------------------------------------------------
+    progress: float = 1.0
+    """Training progress in [0, 1] (set by the trainer each step; 1 = end of training, for inference)."""
+
+    def beta(self) -> torch.Tensor:
+        """Laplace scale: the learned beta, or the annealed one when ``model.beta_final`` is set
+        (geometric from ``beta_init`` to ``beta_final`` over training)."""
+        final = self.cfg.model.beta_final
+        if final is None:
+            return self.density.beta
+        b0 = self.cfg.model.beta_init
+        return torch.tensor(b0 * (final / b0) ** min(1.0, max(0.0, self.progress)), device=self.density.beta.device)
+
     # ---- fields --------------------------------------------------------------------------------
     def scene_sdf(self, x: torch.Tensor) -> torch.Tensor:
         """Scene SDF (min over channels) ``[P]`` at points ``[P, 3]``."""
@@ -100,7 +113,7 @@ class SceneModel(nn.Module):
                                                   s.depth_std, perturb=self.training)
             else:
                 self.sampler.perturb = self.training
-                t = self.sampler.sample(origins, dirs, near, far, self.scene_sdf, beta=float(self.density.beta))
+                t = self.sampler.sample(origins, dirs, near, far, self.scene_sdf, beta=float(self.beta()))
         return t, far
 
     def render(self, origins: torch.Tensor, dirs: torch.Tensor, depth_t: Optional[torch.Tensor] = None,
@@ -129,8 +142,8 @@ class SceneModel(nn.Module):
         view = dirs[:, None, :].expand(r, s, 3).reshape(-1, 3)
         cn = normals if self.cfg.model.color_use_normal else torch.zeros_like(flat)
         rgb = self.color(flat, view, cn, feat).reshape(r, s, 3)
-        sigma_k = self.density(sdf).reshape(r, s, -1)
-        sigma_min = self.density(s_min).reshape(r, s)
+        sigma_k = self.density(sdf, self.beta()).reshape(r, s, -1)
+        sigma_min = self.density(s_min, self.beta()).reshape(r, s)
         dl = volume.deltas(t, far)
         w = volume.render_weights(sigma_min, dl)
         out = {
@@ -174,7 +187,7 @@ class SceneModel(nn.Module):
         flat = pts.reshape(-1, 3)
         with torch.no_grad() if self.features.detach_geometry else contextlib.nullcontext():
             sdf, geo = self.sdf(flat)
-            sigma_min = self.density(sdf.min(dim=-1).values).reshape(r, s)
+            sigma_min = self.density(sdf.min(dim=-1).values, self.beta()).reshape(r, s)
             w = volume.render_weights(sigma_min, volume.deltas(t, far))
         feats = self.features(geo, flat).reshape(r, s, -1)
         return {"features": volume.composite(w, feats), "depth": (w * t).sum(-1), "acc": w.sum(-1), "weights": w}

@@ -140,6 +140,7 @@ class Trainer:
         """One optimiser step; returns the scalar losses (weighted) and PSNR."""
         cfg = self.cfg
         self._set_lr()
+        self.model.progress = self.step / max(1, cfg.train.iterations)
         self.model.train()
         use_extra = cfg.train.mode == "instance" and cfg.train.method == "clustering" and cfg.loss.cross_view > 0
         batch = self.sampler.sample(cfg.train.rays - cfg.train.label_rays, cfg.train.label_rays,
@@ -189,7 +190,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{stats['total']:.3f}", psnr=f"{stats['psnr']:.2f}")
                     for k, v in stats.items():
                         writer.add_scalar(f"train/{k}", v, self.step)
-                    writer.add_scalar("train/beta", float(self.model.density.beta.detach()), self.step)
+                    writer.add_scalar("train/beta", float(self.model.beta().detach()), self.step)
                 if self.step % self.cfg.train.checkpoint_every == 0 and self.step < total:
                     self.save_checkpoint()
         finally:
