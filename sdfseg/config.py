@@ -106,6 +106,10 @@ class LossWeights:
     eikonal: float = 0.1
     smooth: float = 0.005
     depth: float = 0.1
+    opacity: float = 0.0
+    """Sensor depth only: rays with a depth reading are opaque, ``|1 - acc|`` (0 = off, the reference)."""
+    surface_sdf: float = 0.0
+    """Sensor depth only: scene SDF is zero at the observed surface point, ``|s(o + t_d d)|`` (0 = off)."""
     normal_l1: float = 0.05
     normal_cos: float = 0.05
     diff: float = 20.0

@@ -57,6 +57,8 @@ class Objective:
                 losses["depth"] = w.depth * recon.depth_metric(z, batch.depth, valid)
             else:
                 losses["depth"] = w.depth * recon.depth_scale_shift_invariant(z, batch.depth, valid)
+        if batch.depth is not None and self.depth_kind == "metric" and (w.opacity > 0 or w.surface_sdf > 0):
+            self._sensor_depth(model, out, batch, losses)
         if batch.normal is not None and "normal" in out and (w.normal_l1 > 0 or w.normal_cos > 0):
             n_cam = recon.world_to_camera_normals(out["normal"], batch.c2w)
             hit = out["acc"].detach() > 0.5
@@ -71,6 +73,21 @@ class Objective:
         depth_t = feature_depth_t(batch, self.cfg.sampler.use_depth, self.depth_kind)
         out = model.render_features(batch.origins, batch.dirs, depth_t)
         return self.feature_loss(out["features"], batch, fh)
+
+    # ---- sensor-depth priors (metric depth only) --------------------------------------------------
+    def _sensor_depth(self, model, out: dict, batch: Batch, losses: dict) -> None:
+        """Rays with sensor depth end on a surface: opacity 1 (``|1 - acc|``) and a zero scene SDF at
+        the observed surface point (``|s_min(o + t_d d)|``)."""
+        w = self.w
+        valid = batch.depth > 0
+        if not valid.any():
+            return
+        if w.opacity > 0:
+            losses["opacity"] = w.opacity * (1.0 - out["acc"][valid]).abs().mean()
+        if w.surface_sdf > 0:
+            t_d = batch.depth[valid] * batch.ray_scale[valid]
+            x = batch.origins[valid] + t_d[:, None] * batch.dirs[valid]
+            losses["surface_sdf"] = w.surface_sdf * model.sdf(x)[0].min(dim=-1).values.abs().mean()
 
     # ---- geometry regularisers ------------------------------------------------------------------
     def _geometry(self, model, out: dict, batch: Batch, step: int, losses: dict) -> None:
