@@ -2,7 +2,7 @@
 """Make per-frame 2D labels for a scene with SAM, Mask2Former or a weight-free classical segmenter.
 
 The labels are written INTO the scene folder as a named label source that every
-layout reader picks up (see docs/layouts.md):
+layout reader picks up (see the README, "Data layouts"):
 
     <name>_instance/<frame>.png   flat instance map (ids mean nothing across frames)
     masks_<name>/<frame>.npz      all overlapping / multi-granular masks (MaskSet)
