@@ -110,6 +110,10 @@ class LossWeights:
     """Sensor depth only: rays with a depth reading are opaque, ``|1 - acc|`` (0 = off, the reference)."""
     surface_sdf: float = 0.0
     """Sensor depth only: scene SDF is zero at the observed surface point, ``|s(o + t_d d)|`` (0 = off)."""
+    sdf_band: float = 0.0
+    """Sensor depth only: truncated SDF supervision along rays (projective distance inside a band of
+    +-``sdf_trunc`` around the depth, SDF >= ``sdf_trunc`` in front of it). 0 = off (the reference)."""
+    sdf_trunc: float = 0.05
     normal_l1: float = 0.05
     normal_cos: float = 0.05
     diff: float = 20.0

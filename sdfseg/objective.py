@@ -57,7 +57,8 @@ class Objective:
                 losses["depth"] = w.depth * recon.depth_metric(z, batch.depth, valid)
             else:
                 losses["depth"] = w.depth * recon.depth_scale_shift_invariant(z, batch.depth, valid)
-        if batch.depth is not None and self.depth_kind == "metric" and (w.opacity > 0 or w.surface_sdf > 0):
+        if batch.depth is not None and self.depth_kind == "metric" and (w.opacity > 0 or w.surface_sdf > 0
+                                                                        or w.sdf_band > 0):
             self._sensor_depth(model, out, batch, losses)
         if batch.normal is not None and "normal" in out and (w.normal_l1 > 0 or w.normal_cos > 0):
             n_cam = recon.world_to_camera_normals(out["normal"], batch.c2w)
@@ -88,6 +89,9 @@ class Objective:
             t_d = batch.depth[valid] * batch.ray_scale[valid]
             x = batch.origins[valid] + t_d[:, None] * batch.dirs[valid]
             losses["surface_sdf"] = w.surface_sdf * model.sdf(x)[0].min(dim=-1).values.abs().mean()
+        if w.sdf_band > 0:
+            losses["sdf_band"] = w.sdf_band * recon.truncated_sdf_loss(
+                out["sdf"].min(dim=-1).values, out["t"], batch.depth * batch.ray_scale, valid, w.sdf_trunc)
 
     # ---- geometry regularisers ------------------------------------------------------------------
     def _geometry(self, model, out: dict, batch: Batch, step: int, losses: dict) -> None:

@@ -78,3 +78,17 @@ def test_normal_loss_and_hit_mask():
     assert l1.item() == pytest.approx(2.0) and cos.item() == pytest.approx(1.0)
     sdf = torch.tensor([[0.5, 0.1, -0.2], [0.5, 0.3, 0.1], [-0.1, -0.2, -0.3]])
     assert L.surface_hit_mask(sdf).tolist() == [True, False, False]
+
+
+def test_truncated_sdf_loss_hand_computed():
+    from sdfseg.losses.recon import truncated_sdf_loss
+
+    t = torch.tensor([[0.1, 0.48, 0.52, 0.9]])
+    # surface at t = 0.5, band 0.05: samples 0.48 (target +0.02), 0.52 (target -0.02) in the band;
+    # 0.1 is free space (needs sdf >= 0.05); 0.9 is behind the band (ignored)
+    sdf = torch.tensor([[0.01, 0.05, -0.02, 3.0]])
+    got = truncated_sdf_loss(sdf, t, torch.tensor([0.5]), torch.tensor([True]), 0.05)
+    expect = (abs(0.05 - 0.02) + abs(-0.02 + 0.02) + (0.05 - 0.01)) / 3
+    assert torch.allclose(got, torch.tensor(expect), atol=1e-6)
+    none = truncated_sdf_loss(sdf, t, torch.tensor([0.5]), torch.tensor([False]), 0.05)
+    assert none.item() == 0.0

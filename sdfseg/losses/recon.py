@@ -122,3 +122,22 @@ def normal_loss(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> 
 def surface_hit_mask(sdf_along_rays: Tensor) -> Tensor:
     """Rays whose scene SDF samples ``[R, S]`` change sign (the ray hits a surface) -> ``[R]`` bool."""
     return (sdf_along_rays > 0).any(dim=-1) & (sdf_along_rays < 0).any(dim=-1)
+
+
+def truncated_sdf_loss(sdf: Tensor, t: Tensor, t_depth: Tensor, valid: Tensor, trunc: float) -> Tensor:
+    """SDF supervision from sensor depth along rays (RGB-D neural SDF style).
+
+    Args:
+        sdf: ``[R, S]`` scene SDF at the ray samples. t: ``[R, S]`` sample distances.
+        t_depth: ``[R]`` ray distance of the observed surface. valid: ``[R]`` rays with depth.
+        trunc: half-width of the band around the surface.
+    Within the band the SDF should equal the projective distance ``t_depth - t`` (L1);
+    in front of the band (free space) it must be at least ``trunc`` (hinge). Rays without
+    depth and samples behind the band are ignored. Returns the mean over counted samples.
+    """
+    diff = t_depth[:, None] - t
+    v = valid[:, None].expand_as(t)
+    band = v & (diff.abs() <= trunc)
+    free = v & (diff > trunc)
+    terms = torch.cat([(sdf - diff).abs()[band], torch.relu(trunc - sdf)[free]])
+    return terms.mean() if terms.numel() else sdf.sum() * 0.0
