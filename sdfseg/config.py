@@ -74,6 +74,12 @@ class ModelConfig:
     color_hidden_dim: int = 256
     color_layers: int = 2
     color_use_normal: bool = True
+    opacity: str = "density"
+    """Object opacity O: density (reference, ObjectSDF++ eq.) | ownership (detached render weights split
+    by a softmax over -sdf / ownership_tau; segmentation cannot move surfaces)."""
+    ownership_tau: float = 0.01
+    detach_occlusion: bool = False
+    """Object opacities O use a detached scene transmittance (segmentation losses do not move surfaces)."""
     beta_init: float = 0.1
     beta_final: Optional[float] = None
     """null: beta is learned (reference). A value anneals beta geometrically from beta_init to it over
@@ -355,6 +361,7 @@ def validate(cfg: Config) -> None:
         "model.gradient": (cfg.model.gradient, ("analytic", "finite_difference")),
         "model.encoding.backend": (cfg.model.encoding.backend, ("auto", "torch", "tcnn")),
         "sampler.kind": (cfg.sampler.kind, ("hierarchical", "error_bounded")),
+        "model.opacity": (cfg.model.opacity, ("density", "ownership")),
         "features.loss.kind": (cfg.features.loss.kind, ("contrastive", "ultrametric")),
         "features.loss.level_reduction": (cfg.features.loss.level_reduction, ("sum", "mean")),
     }

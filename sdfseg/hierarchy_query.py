@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from .errors import SdfsegError
 from .export.mesh import palette, scene_mesh
-from .hierarchy_run import FeatureRun, frame_index, pca_image, point_features, read_pose, render_feature_view
+from .hierarchy_run import (FeatureRun, frame_index, pca_image, point_features, read_pose, render_feature_view,
+                            render_frame)
 from .io import atomic_path, save_image_atomic, write_json_atomic
 from .model import BOUND_RADIUS
 from .query import click_feature, feature_score, segment_points
@@ -37,12 +38,14 @@ from .query import click_feature, feature_score, segment_points
 
 @dataclass
 class QueryView:
-    """A camera to query: ``name`` (output folder), normalised ``c2w [4, 4]``, ``K [3, 3]``, ``hw``."""
+    """A camera to query: ``name`` (output folder), normalised ``c2w [4, 4]``, ``K [3, 3]``, ``hw``,
+    and the dataset frame index (None for a novel pose)."""
 
     name: str
     c2w: np.ndarray
     K: np.ndarray
     hw: tuple[int, int]
+    frame: Optional[int] = None
 
 
 def resolve_view(run: FeatureRun, frame: Optional[str], pose: Optional[Path]) -> QueryView:
@@ -52,7 +55,7 @@ def resolve_view(run: FeatureRun, frame: Optional[str], pose: Optional[Path]) ->
         raise SdfsegError("give --frame NAME (a training or test frame) or --pose FILE (a novel camera)")
     i = frame_index(scene, frame) if frame is not None else 0
     if pose is None:
-        return QueryView(scene.frame_names[i], scene.c2w[i], scene.intrinsics[i], scene.hw)
+        return QueryView(scene.frame_names[i], scene.c2w[i], scene.intrinsics[i], scene.hw, i)
     return QueryView(f"pose_{Path(pose).stem}", read_pose(pose, scene), scene.intrinsics[i], scene.hw)
 
 
@@ -104,8 +107,10 @@ def write_view_outputs(out_dir: Path, features: np.ndarray, score: np.ndarray, t
 def query_2d(run: FeatureRun, view: QueryView, clicks: Sequence[tuple[int, int]], thresholds: Sequence[float],
              out_dir: Path, apply_to: Sequence[int] = ()) -> dict:
     """Click query on ``view``, then the same query features on frames ``apply_to``; writes PNGs + query.json."""
-    chunk = run.cfg.render.chunk
-    r = render_feature_view(run.model, view.c2w, view.K, view.hw, chunk, with_rgb=True)
+    if view.frame is not None:  # a dataset frame: its photo underlays the overlays
+        r = dict(render_frame(run, view.frame), rgb=run.scene.rgb[view.frame])
+    else:
+        r = render_feature_view(run.model, view.c2w, view.K, view.hw, run.cfg.render.chunk, with_rgb=True)
     qfeats = np.stack([click_feature(r["features"], c) for c in clicks])
     summary = {"view": view.name, "clicks": [list(c) for c in clicks], "thresholds": list(thresholds),
                "query_features": qfeats.tolist(), "mask_area": {}}
@@ -114,7 +119,7 @@ def query_2d(run: FeatureRun, view: QueryView, clicks: Sequence[tuple[int, int]]
     scene = run.scene
     for i in tqdm(apply_to, desc="apply query to views", dynamic_ncols=True, disable=len(apply_to) == 0):
         name = scene.frame_names[int(i)]
-        ri = render_feature_view(run.model, scene.c2w[i], scene.intrinsics[i], scene.hw, chunk)
+        ri = render_frame(run, int(i))
         summary["mask_area"][name] = write_view_outputs(out_dir / name, ri["features"],
                                                         query_scores(ri["features"], qfeats), thresholds,
                                                         scene.rgb[i])
@@ -138,7 +143,7 @@ def depth_points(run: FeatureRun, frames: Sequence[int], stride: int = 2) -> tup
     """Back-projected rendered depth of ``frames`` (normalised coords) ``[P, 3]`` and their features ``[P, D]``."""
     scene, pts, feats = run.scene, [], []
     for i in tqdm(frames, desc="render depth + features", dynamic_ncols=True):
-        r = render_feature_view(run.model, scene.c2w[i], scene.intrinsics[i], scene.hw, run.cfg.render.chunk)
+        r = render_frame(run, int(i))
         h, w = scene.hw
         v, u = np.mgrid[0:h:stride, 0:w:stride]
         ok = r["acc"][::stride, ::stride] > 0.5

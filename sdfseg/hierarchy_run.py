@@ -61,13 +61,13 @@ def load_feature_run(run_dir: str | Path, device: Optional[str] = None) -> Featu
     return FeatureRun(run_dir, cfg, scene, model, dev)
 
 
-def frame_index(scene: Scene, name: str) -> int:
-    """Index of the frame called ``name``; a one-line error lists a few valid names."""
+def frame_index(scene: Scene, name: str, option: str = "--frame") -> int:
+    """Index of the frame called ``name``; a one-line error (naming ``option``) lists a few valid names."""
     try:
         return scene.frame_names.index(str(name))
     except ValueError:
         some = ", ".join(scene.frame_names[:3] + (["..."] if scene.num_frames > 3 else []))
-        raise SdfsegError(f"--frame '{name}': no such frame in {scene.path} (frames: {some})") from None
+        raise SdfsegError(f"{option} '{name}': no such frame in {scene.path} (frames: {some})") from None
 
 
 def read_pose(path: str | Path, scene: Scene) -> np.ndarray:
@@ -148,3 +148,22 @@ def pca_image(features: np.ndarray) -> np.ndarray:
         proj = np.pad(proj, ((0, 0), (0, 3 - proj.shape[1])))
     lo, hi = np.percentile(proj, 1, axis=0), np.percentile(proj, 99, axis=0)
     return np.clip((proj - lo) / np.maximum(hi - lo, 1e-8), 0, 1).reshape(h, w, 3).astype(np.float32)
+
+
+def frame_depth(run: FeatureRun, i: int) -> Optional[np.ndarray]:
+    """Sensor depth ``[H, W]`` of frame ``i`` when the run trains with depth-guided samples, else None.
+
+    Frames of the dataset are rendered like the training rays (``sampler.use_depth`` with
+    metric depth); novel poses have no depth and use the SDF sampler.
+    """
+    s = run.scene
+    if run.cfg.sampler.use_depth and s.depth is not None and s.depth_kind == "metric":
+        return s.depth[i]
+    return None
+
+
+def render_frame(run: FeatureRun, i: int, with_rgb: bool = False) -> dict[str, np.ndarray]:
+    """:func:`render_feature_view` of dataset frame ``i`` (depth-guided when the run trains that way)."""
+    s = run.scene
+    return render_feature_view(run.model, s.c2w[i], s.intrinsics[i], s.hw, run.cfg.render.chunk, with_rgb,
+                               depth=frame_depth(run, i))

@@ -57,10 +57,12 @@ class SceneModel(nn.Module):
         self.features: Optional[FeatureHead] = None
         if cfg.features.enabled:
             f = cfg.features
-            self.features = FeatureHead(m.feature_dim, dim=f.dim, hidden=f.hidden, layers=f.layers,
-                                        num_freqs=f.num_freqs, detach_geometry=f.detach_geometry,
-                                        grid_levels=f.grid_levels, log2_hashmap_size=f.grid_log2_hashmap_size,
-                                        max_resolution=f.grid_max_resolution, backend=m.encoding.backend)
+            with torch.random.fork_rng(devices=[]):  # the head's init leaves the global random stream alone
+                torch.manual_seed(cfg.train.seed + 1)
+                self.features = FeatureHead(m.feature_dim, dim=f.dim, hidden=f.hidden, layers=f.layers,
+                                            num_freqs=f.num_freqs, detach_geometry=f.detach_geometry,
+                                            grid_levels=f.grid_levels, log2_hashmap_size=f.grid_log2_hashmap_size,
+                                            max_resolution=f.grid_max_resolution, backend=m.encoding.backend)
 
     # ---- parameter groups -------------------------------------------------------------------
     def grid_parameters(self) -> list[nn.Parameter]:
@@ -79,6 +81,22 @@ class SceneModel(nn.Module):
         head = self.feature_parameters() + self.feature_grid_parameters() + list(self.density.parameters())
         skip = {id(p) for p in self.grid_parameters()} | {id(p) for p in head}
         return [p for p in self.parameters() if id(p) not in skip]
+
+    def _object_opacity(self, sigma_min: torch.Tensor, sigma_k: torch.Tensor, dl: torch.Tensor, w: torch.Tensor,
+                        sdf: torch.Tensor) -> torch.Tensor:
+        """Object opacities ``O [R, K]``.
+
+        ``model.opacity: density`` (reference, ObjectSDF++ eq.): ``O_k = sum_i T_i alpha_{k,i}``.
+        ``model.opacity: ownership``: ``O_k = sum_i w_i.detach() softmax_k(-s_{k,i} / tau)``: the scene's
+        render weights (detached) split among channels by which channel is closest to owning each
+        sample, so segmentation losses decide ownership without moving or fogging the surface.
+        ``model.detach_occlusion`` detaches the transmittance of the density form.
+        """
+        m = self.cfg.model
+        if m.opacity == "ownership":
+            own = torch.softmax(-sdf / m.ownership_tau, dim=-1)
+            return (w.detach()[..., None] * own).sum(dim=1)
+        return volume.object_opacity(sigma_min.detach() if m.detach_occlusion else sigma_min, sigma_k, dl)
 
     # ---- density sharpness ---------------------------------------------------------------------
     progress: float = 1.0
@@ -150,7 +168,7 @@ class SceneModel(nn.Module):
             "rgb": volume.composite(w, rgb),
             "depth": (w * t).sum(-1),
             "acc": w.sum(-1),
-            "opacity": volume.object_opacity(sigma_min, sigma_k, dl),
+            "opacity": self._object_opacity(sigma_min, sigma_k, dl, w, sdf.reshape(r, s, -1)),
             "weights": w,
             "points": pts,
             "sdf": sdf.reshape(r, s, -1),

@@ -4,7 +4,7 @@
 Examples:
   python tools/query.py runs/demo_hierarchy --frame 0002 --click 60 80 --thresholds 0.7 0.8 0.9
   python tools/query.py runs/demo_hierarchy --frame 0002 --click 60 80 --click 90 30 --apply-to test
-  python tools/query.py runs/demo_hierarchy --pose my_pose.txt --click 50 70
+  python tools/query.py runs/demo_hierarchy --pose data/demo/pose/0003.txt --click 50 70
   python tools/query.py runs/demo_hierarchy --3d --distances 0.1 0.3 0.6
   python tools/query.py runs/demo_hierarchy --3d --frame 0002 --click 60 80 --thresholds 0.9
 """
@@ -29,9 +29,11 @@ novel camera with --pose FILE: a 4x4 camera-to-world text matrix in world units,
 axes, using the intrinsics of --frame or of the first frame). Each --click Y X picks the
 feature under pixel (row Y, column X); every pixel scores (f . f_click + 1) / 2, several
 clicks take the max (multi-select). A mask is score > threshold: high thresholds give
-parts, lower ones whole objects, then groups. Written to OUT/<view>/: rgb.png,
-features.png (3 principal components), score.png, mask_<t>.png, overlay_<t>.png; plus
-OUT/query.json. --apply-to test|train|all|NAME... applies the same query features to
+parts, lower ones whole objects, then groups. Written to OUT/<view>/: rgb.png (the
+frame's photo, or the rendered image of a novel pose), features.png (3 principal
+components), score.png, mask_<t>.png, overlay_<t>.png; plus OUT/query.json. Frames are
+rendered like the training rays (depth-guided samples when the run trains with depth);
+a novel pose (OUT/pose_<file stem>/) uses the SDF sampler. --apply-to test|train|all|NAME... applies the same query features to
 other frames (the answer is consistent across views).
 
 3D (--3d): features on the scene mesh vertices (marching cubes of the SDF, --points
@@ -79,7 +81,7 @@ def frames_for(scene, names: list[str]) -> list[int]:
         elif n == "all":
             out += list(range(scene.num_frames))
         else:
-            out.append(frame_index(scene, n))
+            out.append(frame_index(scene, n, "--apply-to"))
     return list(dict.fromkeys(out))
 
 

@@ -14,7 +14,9 @@ Protocol (test split of the scene; all methods get the same queries and view pai
   depth) are compared on co-visible pixels; VC = mean over levels.
 
 The raw 2D masks (``masks_<source>/`` of the test frames, never used for training) are the
-baseline row: their score map for a click ranks the masks containing it by size.
+baseline row: their score map for a click ranks the masks containing it by size. Feature
+maps of dataset frames are rendered like the training rays (depth-guided samples when the
+run trains with ``sampler.use_depth``, see :func:`sdfseg.hierarchy_run.frame_depth`).
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ def raw_masks_of(scene: Scene, source: str, frames: Sequence[int]) -> dict[int, 
 def evaluate_runs(runs: Sequence, names: Sequence[str], mask_source: Optional[str] = None, vc_samples: int = 10,
                   seed: int = 0, progress: bool = True) -> dict:
     """Evaluate feature-head runs (:class:`~sdfseg.hierarchy_run.FeatureRun`, same scene) + the raw masks row."""
-    from ..hierarchy_run import render_feature_view
+    from ..hierarchy_run import render_frame
 
     scene = runs[0].scene
     for r in runs[1:]:
@@ -186,8 +188,7 @@ def evaluate_runs(runs: Sequence, names: Sequence[str], mask_source: Optional[st
     for run, name in zip(runs, names):
         feats = {}
         for f in tqdm(needed, desc=f"render {name}", dynamic_ncols=True, disable=not progress, leave=False):
-            feats[f] = render_feature_view(run.model, scene.c2w[f], scene.intrinsics[f], scene.hw,
-                                           run.cfg.render.chunk)["features"]
+            feats[f] = render_frame(run, f)["features"]
         rows.append({"name": name, "run": str(run.run_dir),
                      **evaluate_method(FeatureMaps(feats), scene, queries, partners, levels, vc_samples, seed, name)})
     return {"scene": str(scene.path), "mask_source": source, "levels": levels,
