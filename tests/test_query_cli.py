@@ -57,7 +57,7 @@ def test_query_cli_2d_and_3d(runs, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         run_cli(lambda: query.main([str(runs["head"]), "--frame", "0001", "--click", "5", "7", "--click", "20", "30",
                                     "--thresholds", "0.5", "0.95", "--apply-to", "test", "--out", str(out),
-                                    "--3d", "--mesh-resolution", "16", "--distances", "0.05", "2.5",
+                                    "--3d", "--points", "mesh", "--mesh-resolution", "16", "--distances", "0.05", "2.5",
                                     "--min-size", "1"]))
     assert e.value.code == 0
     summary = json.loads((out / "query.json").read_text())
@@ -81,6 +81,11 @@ def test_query_cli_2d_and_3d(runs, tmp_path, capsys):
                        "--thresholds", "0.9", "--out", str(out / "novel")]) == 0
     novel = json.loads((out / "novel" / "query.json").read_text())
     assert novel["view"] == "pose_0003" and (out / "novel" / "pose_0003" / "mask_0.90.png").exists()
+    assert query.main([str(runs["head"]), "--3d", "--voxel", "0", "--distances", "2.5", "--min-size", "1",
+                       "--out", str(out / "depth")]) == 0
+    seg = json.loads((out / "depth" / "3d" / "segments.json").read_text())
+    assert seg["source"] == "depth" and seg["segments"]["2.50"] == [seg["points"]] and "selection" not in seg
+    assert 0 < seg["points"] <= 2 * 24 * 32 // 4                            # 2 test frames, stride 2
 
 
 def test_eval_hierarchy_cli(runs, tmp_path, capsys):
