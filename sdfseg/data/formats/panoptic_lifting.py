@@ -26,12 +26,11 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ...errors import SdfsegError
 from ...io import read_label_png, read_rgb
 from ..scene import ClassInfo, LabelSource, Scene
-from .common import read_png_sources
+from .common import mask_dirs, read_png_sources, resize_map
 
 NAME = "panoptic_lifting"
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg")
@@ -43,21 +42,6 @@ def detect(path: Path) -> bool:
 
 def _frame_files(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in exts}
-
-
-def _resize(arr: np.ndarray, size: tuple[int, int] | None, nearest: bool) -> np.ndarray:
-    """Resize ``[H, W]`` or ``[H, W, C]`` to ``size`` = (H, W)."""
-    if size is None or arr.shape[:2] == tuple(size):
-        return arr
-    h, w = size
-    if arr.ndim == 3:
-        return np.stack([_resize(arr[..., c], size, nearest) for c in range(arr.shape[2])], axis=-1)
-    if nearest:
-        ys = (np.arange(h) + 0.5) * arr.shape[0] / h
-        xs = (np.arange(w) + 0.5) * arr.shape[1] / w
-        return arr[ys.astype(np.int64)[:, None], xs.astype(np.int64)[None, :]]
-    im = Image.fromarray(arr.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR)
-    return np.asarray(im, dtype=np.float32)
 
 
 def _read_matrix(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -135,7 +119,7 @@ def _read_label_dir(path: Path, folder: str, names: list[str], size, hw) -> np.n
         lab = read_label_png(f)
         if size is None and lab.shape != tuple(hw):
             raise SdfsegError(f"{f}: label map is {lab.shape[0]}x{lab.shape[1]}, expected {hw[0]}x{hw[1]} like color/")
-        out[i] = _resize(lab, hw, nearest=True)
+        out[i] = resize_map(lab, hw, nearest=True)
     return out
 
 
@@ -164,13 +148,13 @@ def _read_source(path: Path, prefix: str, names, size, hw, classes) -> LabelSour
                 continue
             with np.load(f) as z:
                 if "confidence" in z:
-                    conf[i] = _resize(z["confidence"].astype(np.float32), hw, nearest=False)
+                    conf[i] = resize_map(z["confidence"].astype(np.float32), hw, nearest=False)
     invalid_dir = path / f"{prefix}_invalid"
     if invalid_dir.is_dir():
         for i, n in enumerate(names):
             f = invalid_dir / f"{n}.png"
             if f.exists():
-                bad = _resize(read_label_png(f), hw, nearest=True) != 0
+                bad = resize_map(read_label_png(f), hw, nearest=True) != 0
                 if sem is not None:
                     sem[i][bad] = 0
                 if inst is not None:
@@ -198,7 +182,7 @@ def read(path: Path, options) -> Scene:
             native_hw = rgb.shape[:2]
         elif rgb.shape[:2] != native_hw:
             raise SdfsegError(f"{colors[n]}: image is {rgb.shape[0]}x{rgb.shape[1]}, expected {native_hw[0]}x{native_hw[1]}")
-        rgbs.append(_resize(rgb, size, nearest=False))
+        rgbs.append(resize_map(rgb, size, nearest=False))
         poses.append(_read_matrix(path / "pose" / f"{n}.txt", (4, 4)))
     hw = size or native_hw
     k = k4[:3, :3].copy()
@@ -211,7 +195,7 @@ def read(path: Path, options) -> Scene:
         for i, n in enumerate(names):
             f = path / "depth" / f"{n}.png"
             d = read_label_png(f).astype(np.float32) / 1000.0
-            depth[i] = _resize(d, hw, nearest=True)
+            depth[i] = resize_map(d, hw, nearest=True)
     normals = None
     if (path / "normal").is_dir():
         normals = np.zeros((len(names),) + tuple(hw) + (3,), dtype=np.float32)
@@ -223,7 +207,7 @@ def read(path: Path, options) -> Scene:
                 raise SdfsegError(f"{f}: file not found (expected [H, W, 3] camera-frame normals)") from None
             if nm.ndim != 3 or nm.shape[2] != 3:
                 raise SdfsegError(f"{f}: expected [H, W, 3] normals, got shape {nm.shape}")
-            nm = _resize(nm, hw, nearest=True)
+            nm = resize_map(nm, hw, nearest=True)
             normals[i] = nm / np.maximum(np.linalg.norm(nm, axis=-1, keepdims=True), 1e-8)
 
     classes = _read_classes(path)
@@ -248,7 +232,6 @@ def read(path: Path, options) -> Scene:
             hierarchy[level] = arr
     if hierarchy and gt_inst is not None:
         hierarchy["object"] = gt_inst
-    mask_dirs = {d.name[len("masks_"):]: d for d in sorted(path.glob("masks_*")) if d.is_dir()}
     meta = {}
     if (path / "synthetic.json").exists():
         meta["synthetic"] = path / "synthetic.json"
@@ -257,5 +240,5 @@ def read(path: Path, options) -> Scene:
         c2w=np.stack(poses).astype(np.float32),
         intrinsics=np.repeat(k[None].astype(np.float32), len(names), axis=0),
         classes=classes, split=split, depth=depth, depth_kind="metric", normals=normals,
-        labels=labels, gt=gt, gt_hierarchy=hierarchy, mask_dirs=mask_dirs, meta=meta,
+        labels=labels, gt=gt, gt_hierarchy=hierarchy, mask_dirs=mask_dirs(path), meta=meta,
     )
