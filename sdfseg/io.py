@@ -16,6 +16,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -71,11 +72,23 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def save_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """Save arrays to a compressed ``.npz`` atomically."""
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    """A compressed ``.npz`` archive of ``arrays`` with fixed member timestamps (byte-deterministic,
+    unlike ``np.savez_compressed``)."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    write_bytes_atomic(path, buf.getvalue())
+    with zipfile.ZipFile(buf, mode="w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, val in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(val), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, member.getvalue())
+    return buf.getvalue()
+
+
+def save_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Save arrays to a compressed ``.npz`` atomically (byte-deterministic)."""
+    write_bytes_atomic(path, npz_bytes(**arrays))
 
 
 def save_image_atomic(path: str | os.PathLike, image: np.ndarray) -> None:

@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
 from .config import Config, load_config
-from .data.scene import Scene
 from .errors import SdfsegError
 from .export.mesh import extract_channel_meshes, palette, save_ply, scene_mesh, to_world
 from .inference import (ChannelTable, assign_channel_classes, save_channel_table, semantic_channel_table,

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 from tqdm import tqdm
 

@@ -10,7 +10,6 @@ row-major), and ``scores`` float32 [M].
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -18,7 +17,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import SdfsegError
-from ..io import write_bytes_atomic
+from ..io import save_npz_atomic
 
 
 @dataclass
@@ -89,11 +88,9 @@ class MaskSet:
                          for i in range(len(self))], dtype=np.int64)
 
     def save(self, path: str | Path) -> None:
-        """Write atomically as ``.npz`` (see module docstring)."""
-        buf = io.BytesIO()
-        np.savez_compressed(buf, hw=np.array([self.height, self.width], dtype=np.int64), boxes=self.boxes,
-                            offsets=self.offsets, bits=self.bits, scores=self.scores)
-        write_bytes_atomic(path, buf.getvalue())
+        """Write atomically as ``.npz`` (see module docstring); byte-deterministic."""
+        save_npz_atomic(path, hw=np.array([self.height, self.width], dtype=np.int64), boxes=self.boxes,
+                        offsets=self.offsets, bits=self.bits, scores=self.scores)
 
     @classmethod
     def load(cls, path: str | Path) -> "MaskSet":

@@ -21,7 +21,6 @@ run trains with ``sampler.use_depth``, see :func:`sdfseg.hierarchy_run.frame_dep
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np

@@ -4,7 +4,7 @@ Everything is written into a hidden staging folder next to ``out`` (each file at
 and the folder is renamed into place at the end, so an interrupted run leaves no
 half-written scene. Files are byte-identical for the same arguments: PNG, text and
 pickle output is deterministic, and ``.npz`` archives are written with fixed
-timestamps (:func:`npz_bytes`) in the same format as :meth:`MaskSet.save`.
+timestamps (:func:`sdfseg.io.npz_bytes`), the format of :meth:`MaskSet.save`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import io
 import os
 import pickle
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -23,7 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ...errors import SdfsegError
-from ...io import save_image_atomic, save_label_png, write_bytes_atomic, write_json_atomic, write_text_atomic
+from ...io import (npz_bytes, save_image_atomic, save_label_png, write_bytes_atomic, write_json_atomic,
+                   write_text_atomic)
 from ..label_noise import NoiseConfig, probability_map, simulate_labels
 from ..mask_sim import MaskSimConfig, simulate_masks
 from ..masks import MaskSet
@@ -43,24 +43,9 @@ def frame_name(i: int) -> str:
     return f"{i:04d}"
 
 
-def npz_bytes(**arrays: np.ndarray) -> bytes:
-    """A compressed ``.npz`` archive of ``arrays`` with fixed member timestamps (byte-deterministic)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, mode="w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for key, val in arrays.items():
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.asanyarray(val), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, member.getvalue())
-    return buf.getvalue()
-
-
 def save_maskset(masks: MaskSet, path: str | os.PathLike) -> None:
-    """Write ``masks`` atomically with the keys of :meth:`MaskSet.save`, byte-deterministically."""
-    write_bytes_atomic(path, npz_bytes(hw=np.array([masks.height, masks.width], dtype=np.int64),
-                                       boxes=masks.boxes, offsets=masks.offsets, bits=masks.bits,
-                                       scores=masks.scores))
+    """Write ``masks`` atomically and byte-deterministically (:meth:`MaskSet.save`)."""
+    masks.save(path)
 
 
 def _matrix_text(m: np.ndarray) -> str:
