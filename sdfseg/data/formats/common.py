@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import SdfsegError
-from ...io import read_label_png
+from ...io import read_label_png, read_rgb
 from ..scene import ClassInfo, LabelSource
 
 INSTANCE_ONLY_CLASSES = ClassInfo(num_classes=3, thing_ids=(2,), stuff_ids=(1,),
@@ -137,6 +137,16 @@ def resize_map(arr: np.ndarray, size: Optional[tuple[int, int]], nearest: bool) 
         return np.stack([resize_map(arr[..., c], size, False) for c in range(arr.shape[2])], axis=-1)
     im = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32), mode="F").resize((w, h), Image.BILINEAR)
     return np.asarray(im, dtype=np.float32)
+
+
+def read_rgb_stack(files: list[Path], native_hw: tuple[int, int], size) -> np.ndarray:
+    """Read RGB images (each must be ``native_hw``), resized to ``size``: float32 ``[N, H, W, 3]``."""
+    rgbs = []
+    for f in files:
+        img = read_rgb(f)
+        check_hw(img, native_hw, f)
+        rgbs.append(resize_map(img, size, nearest=False))
+    return np.stack(rgbs).astype(np.float32)
 
 
 def scale_intrinsics(K: np.ndarray, native_hw: tuple[int, int], hw: tuple[int, int]) -> np.ndarray:

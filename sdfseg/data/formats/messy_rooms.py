@@ -164,11 +164,7 @@ def read(path: Path, options) -> Scene:
     names = [all_names[i] for i in keep]
     size = tuple(options.image_size) if options.image_size else None
     hw = size or native_hw
-    rgbs = []
-    for n in names:
-        img = read_rgb(colors[n])
-        C.check_hw(img, native_hw, colors[n])
-        rgbs.append(C.resize_map(img, size, nearest=False))
+    rgb = C.read_rgb_stack([colors[n] for n in names], native_hw, size)
 
     depth = None
     if (path / "depth").is_dir():
@@ -191,7 +187,7 @@ def read(path: Path, options) -> Scene:
 
     Ks = np.repeat(C.scale_intrinsics(K, native_hw, hw)[None], len(names), axis=0)
     return Scene(
-        path=path, frame_names=names, rgb=np.stack(rgbs).astype(np.float32), c2w=c2w_all[keep].astype(np.float32),
+        path=path, frame_names=names, rgb=rgb, c2w=c2w_all[keep].astype(np.float32),
         intrinsics=Ks.astype(np.float32), classes=C.INSTANCE_ONLY_CLASSES,
         split=C.remap_split(C.tail_split(len(all_names)), keep, meta_file),
         depth=depth, depth_kind="metric", labels=labels, gt=gt, mask_dirs=C.mask_dirs(path),

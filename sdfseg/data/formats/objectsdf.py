@@ -197,11 +197,7 @@ def read(path: Path, options) -> Scene:
     names = [all_names[i] for i in keep]
     hw = size or native_hw
 
-    rgbs = []
-    for n in names:
-        img = read_rgb(rgb_files[n])
-        C.check_hw(img, native_hw, rgb_files[n])
-        rgbs.append(C.resize_map(img, size, nearest=False))
+    rgb = C.read_rgb_stack([rgb_files[n] for n in names], native_hw, size)
 
     depth = None
     if any(path.glob("*_depth.npy")):
@@ -236,7 +232,7 @@ def read(path: Path, options) -> Scene:
     split = C.read_split_json(split_file, all_names) if split_file.exists() else C.holdout_split(len(all_names))
     K = np.stack([C.scale_intrinsics(Ks[i], native_hw, hw) for i in keep])
     return Scene(
-        path=path, frame_names=names, rgb=np.stack(rgbs).astype(np.float32), c2w=c2w[keep].astype(np.float32),
+        path=path, frame_names=names, rgb=rgb, c2w=c2w[keep].astype(np.float32),
         intrinsics=K.astype(np.float32), classes=C.INSTANCE_ONLY_CLASSES,
         split=C.remap_split(split, keep, split_file), depth=depth, depth_kind="mono", normals=normals,
         labels=labels, gt=gt, mask_dirs=C.mask_dirs(path), normalization=norm,
