@@ -334,19 +334,36 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """One config file as a dict; a top-level ``base: other.yaml`` (relative to this file) is loaded
+    first and this file's keys are merged over it (recursively, so bases can have bases)."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        where = f" (the base of {chain[-1]})" if chain else ""
+        raise SdfsegError(f"{path}: config file not found{where}") from None
+    except yaml.YAMLError as exc:
+        raise SdfsegError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise SdfsegError(f"{path}: expected a mapping of config sections at the top level")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise SdfsegError(f"{path}: key 'base' must be a config file name, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise SdfsegError(f"{path}: key 'base' makes a cycle through {base_path.name}")
+    return _merge(_read_yaml(base_path, chain + (path.resolve(),)), data)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise SdfsegError(f"{path}: config file not found") from None
-        except yaml.YAMLError as exc:
-            raise SdfsegError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from None
-        if not isinstance(data, dict):
-            raise SdfsegError(f"{path}: expected a mapping of config sections at the top level")
+    """Load a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides.
+
+    A config may start from another one with a top-level ``base: FILE`` (path relative to the
+    config); its own keys override the base's, section by section.
+    """
+    data: dict = _read_yaml(Path(path)) if path is not None else {}
     data = _merge(data, parse_overrides(overrides or []))
     cfg = _from_dict(Config, data, "")
     validate(cfg)

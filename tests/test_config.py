@@ -36,7 +36,7 @@ def test_bad_keys_are_one_line_errors(item, needle):
 
 
 def test_yaml_files_load(tmp_path):
-    for name in ("demo", "scannet", "replica"):
+    for name in ("demo", "scannet", "replica", "demo_hierarchy"):
         cfg = load_config(f"confs/{name}.yaml")
         assert cfg.run.dir.startswith("runs/")
     bad = tmp_path / "bad.yaml"
@@ -49,3 +49,17 @@ def test_yaml_files_load(tmp_path):
 
 def test_parse_overrides():
     assert parse_overrides(["a.b=1", "a.c=x", "d=[1, 2]"]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2]}
+
+
+def test_base_config_is_merged_under_the_file(tmp_path):
+    (tmp_path / "parent.yaml").write_text("train: {iterations: 50, rays: 64}\nmodel: {num_channels: 5}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\ntrain: {iterations: 9}\n")
+    cfg = load_config(tmp_path / "child.yaml", ["model.num_channels=7"])
+    assert (cfg.train.iterations, cfg.train.rays, cfg.model.num_channels) == (9, 64, 7)
+    (tmp_path / "loop.yaml").write_text("base: loop2.yaml\n")
+    (tmp_path / "loop2.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(SdfsegError, match="cycle"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(SdfsegError, match="nowhere.yaml: config file not found .the base of"):
+        load_config(tmp_path / "orphan.yaml")
