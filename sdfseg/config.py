@@ -162,7 +162,10 @@ class TrainConfig:
     distinction_start: float = 0.5
     """Fraction of training after which the object-distinction regulariser is on."""
     segmentation_start: int = 0
-    """Iteration at which the segmentation losses start (geometry warm-up before)."""
+    """Iteration at which the ClusteringSDF instance losses start (geometry warm-up before). Only for
+    ``mode: instance, method: clustering``: channels tied to fixed ids (semantic mode, the supervised
+    baselines) get their losses from step 0, since a channel that owns no geometry after a warm-up
+    cannot win it back."""
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 1000

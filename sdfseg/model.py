@@ -41,7 +41,8 @@ class SceneModel(nn.Module):
         self.sdf = MultiChannelSDF(
             num_channels, hidden_dim=m.hidden_dim, n_hidden_layers=m.n_hidden_layers, feature_dim=m.feature_dim,
             encoding=dataclasses.asdict(m.encoding), n_frequencies=m.n_frequencies, weight_norm=m.weight_norm,
-            sphere_radius=cfg.data.sphere_radius, object_radius=m.object_radius, inside_out=True)
+            sphere_radius=cfg.data.sphere_radius, object_radius=m.object_radius, inside_out=True,
+            room_channels=num_channels if cfg.train.mode == "semantic" else 1)
         self.color = ColorField(feature_dim=m.feature_dim, hidden_dim=m.color_hidden_dim, n_layers=m.color_layers,
                                 weight_norm=m.weight_norm)
         self.density = LaplaceDensity(beta_init=m.beta_init)

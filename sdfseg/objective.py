@@ -40,6 +40,10 @@ class Objective:
         self.depth_kind = depth_kind
         self.classes = classes
         self.feature_loss = FeatureLoss(cfg.features, cfg.train.seed) if cfg.features.enabled else None
+        free_ids = cfg.train.mode == "instance" and cfg.train.method == "clustering"
+        self.segmentation_start = cfg.train.segmentation_start if free_ids else 0
+        """Step at which the segmentation losses start: the warm-up only applies to clustering,
+        whose channels are free; fixed-id channels (semantic mode, supervised) train from step 0."""
 
     def needs_normals(self, batch: Batch) -> bool:
         return self.cfg.model.color_use_normal or (batch.normal is not None and
@@ -65,7 +69,7 @@ class Objective:
             hit = out["acc"].detach() > 0.5
             l1, cos = recon.normal_loss(n_cam, batch.normal, hit)
             losses["normal"] = w.normal_l1 * l1 + w.normal_cos * cos
-        if step >= self.cfg.train.segmentation_start:
+        if step >= self.segmentation_start:
             self._segmentation(out, batch, losses)
         return losses
 

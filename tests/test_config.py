@@ -63,3 +63,17 @@ def test_base_config_is_merged_under_the_file(tmp_path):
     (tmp_path / "orphan.yaml").write_text("base: nowhere.yaml\n")
     with pytest.raises(SdfsegError, match="nowhere.yaml: config file not found .the base of"):
         load_config(tmp_path / "orphan.yaml")
+
+
+def test_segmentation_warmup_only_delays_clustering():
+    from sdfseg.data.scene import ClassInfo
+    from sdfseg.objective import Objective
+
+    classes = ClassInfo(num_classes=3, thing_ids=(2,), stuff_ids=(1,))
+
+    def start(*overrides):
+        cfg = load_config(None, ["train.segmentation_start=300", *overrides])
+        return Objective(cfg, "metric", classes).segmentation_start
+    assert start() == 300  # instance mode, clustering: free channels, geometry warm-up first
+    assert start("train.mode=semantic") == 0
+    assert start("train.method=supervised") == 0

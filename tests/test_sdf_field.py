@@ -39,6 +39,20 @@ def test_geometric_init_room_and_small_objects():
     assert torch.equal(scene_sdf(sdf), sdf.min(-1).values)
 
 
+def test_room_channels_all_start_as_the_room():
+    # semantic mode: every channel is a class (walls included), so all start as the room sphere
+    model = make_sdf(k=4, hidden=128, room_channels=4)
+    x = random_points(300, 0.15, 0.95)
+    with torch.no_grad():
+        s = model.sdf(x)
+    assert (s - (0.9 - x.norm(dim=-1))[:, None]).abs().max() < 0.02
+    two = make_sdf(k=4, hidden=128, room_channels=2)
+    with torch.no_grad():
+        s = two.sdf(x)
+    assert (s[:, 1] - (0.9 - x.norm(dim=-1))).abs().max() < 0.02
+    assert (s[:, 2] - (x.norm(dim=-1) - 0.1)).abs().max() < 0.02
+
+
 def test_init_not_inside_out_and_idr_mode():
     model = make_sdf(k=2, hidden=128, inside_out=False, sphere_radius=0.5)
     x = random_points(200, 0.2, 0.9)

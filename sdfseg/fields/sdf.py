@@ -69,8 +69,10 @@ class MultiChannelSDF(nn.Module):
         inside_out: bool = True,
         use_grid: bool = True,
         init_mode: str = "spread",
+        room_channels: int = 1,
     ) -> None:
         super().__init__()
+        self.room_channels = max(1, min(int(room_channels), int(num_channels)))
         if init_mode not in ("spread", "idr"):
             raise SdfsegError(f"sdf.init_mode: expected 'spread' or 'idr', got '{init_mode}'")
         if num_channels < 1 or n_hidden_layers < 1:
@@ -118,11 +120,12 @@ class MultiChannelSDF(nn.Module):
         with torch.no_grad():
             nn.init.normal_(lin.weight[:k], mean=slope, std=1e-4)
             lin.bias[:k].fill_(-object_radius - offset)
-            if inside_out:  # sdf_0 ~ sphere_radius - |x|: positive inside the room
-                nn.init.normal_(lin.weight[:1], mean=-slope, std=1e-4)
-                lin.bias[:1].fill_(sphere_radius + offset)
+            r = self.room_channels  # channels 0..r-1 start as the room sphere (default: channel 0 only)
+            if inside_out:  # sdf ~ sphere_radius - |x|: positive inside the room
+                nn.init.normal_(lin.weight[:r], mean=-slope, std=1e-4)
+                lin.bias[:r].fill_(sphere_radius + offset)
             else:
-                lin.bias[:1].fill_(-sphere_radius - offset)
+                lin.bias[:r].fill_(-sphere_radius - offset)
             nn.init.normal_(lin.weight[k:], mean=0.0, std=1.0 / math.sqrt(d_in))
             lin.bias[k:].zero_()
 
