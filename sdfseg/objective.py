@@ -40,10 +40,10 @@ class Objective:
         self.depth_kind = depth_kind
         self.classes = classes
         self.feature_loss = FeatureLoss(cfg.features, cfg.train.seed) if cfg.features.enabled else None
+        # the geometry warm-up only delays clustering, whose channels are free; channels tied to
+        # fixed ids (semantic mode, the supervised baselines) get their losses from step 0
         free_ids = cfg.train.mode == "instance" and cfg.train.method == "clustering"
         self.segmentation_start = cfg.train.segmentation_start if free_ids else 0
-        """Step at which the segmentation losses start: the warm-up only applies to clustering,
-        whose channels are free; fixed-id channels (semantic mode, supervised) train from step 0."""
 
     def needs_normals(self, batch: Batch) -> bool:
         return self.cfg.model.color_use_normal or (batch.normal is not None and

@@ -15,14 +15,10 @@ from sdfseg.hierarchy_head import FeatureLoss, FeatureSupervision, frame_hierarc
 from sdfseg.model import SceneModel
 from sdfseg.train import Trainer
 
+from _helpers import HEAD, TINY as BASE_TINY
+
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["model.num_channels=5", "model.hidden_dim=16", "model.feature_dim=8", "model.color_hidden_dim=16",
-        "model.encoding.n_levels=4", "model.encoding.log2_hashmap_size=12", "model.encoding.max_resolution=64",
-        "sampler.n_coarse=8", "sampler.n_importance=4", "sampler.n_depth_uniform=4", "sampler.n_depth_near=4",
-        "train.rays=64", "train.label_rays=32", "train.eikonal_points=32", "train.extra_views=2",
-        "train.extra_rays=8", "render.chunk=512", "train.log_every=1", "train.segmentation_start=0"]
-HEAD = ["features.enabled=true", "features.rays=64", "features.grid_levels=2", "features.grid_log2_hashmap_size=10",
-        "features.grid_max_resolution=32", "features.hidden=16", "features.num_freqs=2"]
+TINY = BASE_TINY + ["render.chunk=512", "train.log_every=1", "train.segmentation_start=0"]
 
 
 @pytest.fixture(scope="module")

@@ -10,28 +10,12 @@ from sdfseg.data import ReadOptions, detect_layout, load_scene
 from sdfseg.errors import SdfsegError
 from sdfseg.io import save_label_png
 
+from _helpers import look_at, scene_pixel
+
 H, W = 24, 32
 K_INT = np.array([[30.0, 0.0, 15.5], [0.0, 30.0, 11.5], [0.0, 0.0, 1.0]])
 SCALE_MAT = np.array([[3.0, 0, 0, -1.0], [0, 3.0, 0, 2.0], [0, 0, 3.0, 0.5], [0, 0, 0, 1]])
 POINT = np.array([0.4, 2.9, 1.1])
-
-
-def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    z = np.asarray(target, float) - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(-np.asarray(up, float), z)
-    x /= np.linalg.norm(x)
-    m = np.eye(4)
-    m[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
-    m[:3, 3] = eye
-    return m
-
-
-def scene_pixel(scene, i, X) -> np.ndarray:
-    xn = scene.normalization.to_normalized(X)
-    pc = np.linalg.inv(scene.c2w[i].astype(np.float64)) @ np.append(xn, 1.0)
-    uv = scene.intrinsics[i].astype(np.float64) @ pc[:3]
-    return uv[:2] / uv[2] - 0.5
 
 
 CAMS = [look_at(np.array([-2.0, 0.0, 1.5]), np.array([0.0, 2.0, 1.0])),

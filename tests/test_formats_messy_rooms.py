@@ -11,6 +11,8 @@ from sdfseg.data import detect_layout, load_scene
 from sdfseg.data.formats.messy_rooms import quaternion_to_matrix
 from sdfseg.errors import SdfsegError
 
+from _helpers import gl_look_at, scene_pixel
+
 H, W = 48, 64  # Kubric: sensor_height = sensor_width * H / W
 FOCAL, SENSOR = 35.0, 32.0
 POINT = np.array([0.7, -0.4, 0.9])
@@ -19,14 +21,7 @@ N = 5
 
 def blender_c2w(eye, target) -> np.ndarray:
     """Blender camera (looks along -z, y up) at ``eye`` looking at ``target``, world z up."""
-    back = np.asarray(eye, float) - target
-    back /= np.linalg.norm(back)
-    right = np.cross([0.0, 0.0, 1.0], back)
-    right /= np.linalg.norm(right)
-    m = np.eye(4)
-    m[:3, :3] = np.stack([right, np.cross(back, right), back], 1)
-    m[:3, 3] = eye
-    return m
+    return gl_look_at(eye, target, up=(0.0, 0.0, 1.0))
 
 
 def kubric_pixel(matrix_world, X) -> np.ndarray:
@@ -34,12 +29,6 @@ def kubric_pixel(matrix_world, X) -> np.ndarray:
     Kn = np.array([[FOCAL / SENSOR, 0, -0.5], [0, -FOCAL / (SENSOR * H / W), -0.5], [0, 0, -1]])
     p = Kn @ (np.linalg.inv(matrix_world) @ np.append(X, 1.0))[:3]
     return np.array([p[0] / p[2] * W, p[1] / p[2] * H]) - 0.5
-
-
-def scene_pixel(scene, i, X) -> np.ndarray:
-    pc = np.linalg.inv(scene.c2w[i].astype(np.float64)) @ np.append(X, 1.0)
-    uv = scene.intrinsics[i].astype(np.float64) @ pc[:3]
-    return uv[:2] / uv[2] - 0.5
 
 
 EYES = [np.array([3.0 * np.cos(a), 3.0 * np.sin(a), 1.5 + 0.1 * k]) for k, a in enumerate(np.linspace(0, 2, N))]

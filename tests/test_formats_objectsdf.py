@@ -9,30 +9,12 @@ from sdfseg.data.formats.objectsdf import decompose_projection
 from sdfseg.errors import SdfsegError
 from sdfseg.io import save_label_png
 
+from _helpers import look_at, scene_pixel
+
 H, W = 48, 64
 K_INT = np.array([[50.0, 0.0, 30.0], [0.0, 55.0, 22.0], [0.0, 0.0, 1.0]])  # integer-pixel convention
 SCALE_MAT = np.array([[2.0, 0, 0, 0.5], [0, 2.0, 0, -0.3], [0, 0, 2.0, 1.0], [0, 0, 0, 1]])
 POINT = np.array([1.7, 0.6, 1.9])  # world point seen by both cameras
-
-
-def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """OpenCV camera-to-world looking from ``eye`` at ``target`` (y down)."""
-    z = np.asarray(target, float) - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(-np.asarray(up, float), z)
-    x /= np.linalg.norm(x)
-    m = np.eye(4)
-    m[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
-    m[:3, 3] = eye
-    return m
-
-
-def scene_pixel(scene, i, X) -> np.ndarray:
-    """Pixel index (u, v) of world point X in frame i according to the Scene conventions."""
-    xn = scene.normalization.to_normalized(X)
-    pc = np.linalg.inv(scene.c2w[i].astype(np.float64)) @ np.append(xn, 1.0)
-    uv = scene.intrinsics[i].astype(np.float64) @ pc[:3]
-    return uv[:2] / uv[2] - 0.5
 
 
 CAMS = [look_at(np.array([-1.0, -1.5, 2.0]), np.array([1.5, 1.0, 1.5])),

@@ -10,6 +10,8 @@ from sdfseg.data import ReadOptions, detect_layout, load_scene
 from sdfseg.errors import SdfsegError
 from sdfseg.io import save_label_png
 
+from _helpers import gl_look_at, scene_pixel
+
 H, W = 48, 64           # stored images
 DECL_H, DECL_W = 96, 128  # resolution declared in the json (images were downscaled by 2)
 POINT = np.array([0.3, 1.2, -0.4])
@@ -17,14 +19,7 @@ POINT = np.array([0.3, 1.2, -0.4])
 
 def opengl_c2w(eye, target) -> np.ndarray:
     """OpenGL camera (looks along -z, y up) at ``eye`` looking at ``target``, world y up."""
-    back = np.asarray(eye, float) - target
-    back /= np.linalg.norm(back)
-    right = np.cross([0.0, 1.0, 0.0], back)
-    right /= np.linalg.norm(right)
-    m = np.eye(4)
-    m[:3, :3] = np.stack([right, np.cross(back, right), back], 1)
-    m[:3, 3] = eye
-    return m
+    return gl_look_at(eye, target, up=(0.0, 1.0, 0.0))
 
 
 def nerfstudio_pixel(c2w_gl, fx, fy, cx, cy, X) -> np.ndarray:
@@ -33,12 +28,6 @@ def nerfstudio_pixel(c2w_gl, fx, fy, cx, cy, X) -> np.ndarray:
     x = cx + fx * p[0] / -p[2]
     y = cy - fy * p[1] / -p[2]
     return np.array([x, y]) - 0.5
-
-
-def scene_pixel(scene, i, X) -> np.ndarray:
-    pc = np.linalg.inv(scene.c2w[i].astype(np.float64)) @ np.append(X, 1.0)
-    uv = scene.intrinsics[i].astype(np.float64) @ pc[:3]
-    return uv[:2] / uv[2] - 0.5
 
 
 MATS = [opengl_c2w(np.array([2.0, 1.5, 2.5]), np.array([0.0, 1.0, 0.0])),

@@ -16,18 +16,14 @@ from sdfseg.hierarchy_query import export_segments, query_scores
 from sdfseg.query import segment_points
 from sdfseg.train import Trainer
 
+from _helpers import HEAD, TINY as BASE_TINY
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import eval_hierarchy  # noqa: E402
 import query  # noqa: E402
 
-TINY = ["model.num_channels=5", "model.hidden_dim=16", "model.feature_dim=8", "model.color_hidden_dim=16",
-        "model.encoding.n_levels=4", "model.encoding.log2_hashmap_size=12", "model.encoding.max_resolution=64",
-        "sampler.n_coarse=8", "sampler.n_importance=4", "sampler.n_depth_uniform=4", "sampler.n_depth_near=4",
-        "train.rays=64", "train.label_rays=32", "train.eikonal_points=32", "train.extra_views=2",
-        "train.extra_rays=8", "render.chunk=1024", "train.iterations=2"]
-HEAD = ["features.enabled=true", "features.rays=64", "features.grid_levels=2", "features.grid_log2_hashmap_size=10",
-        "features.grid_max_resolution=32", "features.hidden=16", "features.num_freqs=2"]
+TINY = BASE_TINY + ["render.chunk=1024", "train.iterations=2"]
 
 
 @pytest.fixture(scope="module")

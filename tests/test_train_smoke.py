@@ -16,14 +16,12 @@ from sdfseg.io import read_label_png
 from sdfseg.pipeline import finish, load_run
 from sdfseg.train import Trainer
 
+from _helpers import TINY as BASE_TINY
+
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = ["model.num_channels=5", "model.hidden_dim=16", "model.feature_dim=8", "model.color_hidden_dim=16",
-        "model.encoding.n_levels=4", "model.encoding.log2_hashmap_size=12", "model.encoding.max_resolution=64",
-        "sampler.n_coarse=8", "sampler.n_importance=4", "sampler.n_depth_uniform=4", "sampler.n_depth_near=4",
-        "train.rays=64", "train.label_rays=32", "train.eikonal_points=32", "train.extra_views=2",
-        "train.extra_rays=8", "render.chunk=512", "render.mesh_resolution=24", "train.log_every=1",
-        "train.segmentation_start=0"]
+TINY = BASE_TINY + ["render.chunk=512", "render.mesh_resolution=24", "train.log_every=1",
+                    "train.segmentation_start=0"]
 
 
 @pytest.fixture(scope="module")
