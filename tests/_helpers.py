@@ -3,8 +3,6 @@ independently of the readers under test."""
 
 import numpy as np
 
-from sdfseg.data.synthetic.cameras import look_at  # noqa: F401  (OpenCV camera-to-world, world z up)
-
 TINY = ["model.num_channels=5", "model.hidden_dim=16", "model.feature_dim=8", "model.color_hidden_dim=16",
         "model.encoding.n_levels=4", "model.encoding.log2_hashmap_size=12", "model.encoding.max_resolution=64",
         "sampler.n_coarse=8", "sampler.n_importance=4", "sampler.n_depth_uniform=4", "sampler.n_depth_near=4",

@@ -8,9 +8,10 @@ from PIL import Image
 
 from sdfseg.data import ReadOptions, detect_layout, load_scene
 from sdfseg.errors import SdfsegError
+from sdfseg.data.synthetic.cameras import look_at
 from sdfseg.io import save_label_png
 
-from _helpers import look_at, scene_pixel
+from _helpers import scene_pixel
 
 H, W = 24, 32
 K_INT = np.array([[30.0, 0.0, 15.5], [0.0, 30.0, 11.5], [0.0, 0.0, 1.0]])

@@ -7,9 +7,10 @@ from PIL import Image
 from sdfseg.data import ReadOptions, detect_layout, load_scene
 from sdfseg.data.formats.objectsdf import decompose_projection
 from sdfseg.errors import SdfsegError
+from sdfseg.data.synthetic.cameras import look_at
 from sdfseg.io import save_label_png
 
-from _helpers import look_at, scene_pixel
+from _helpers import scene_pixel
 
 H, W = 48, 64
 K_INT = np.array([[50.0, 0.0, 30.0], [0.0, 55.0, 22.0], [0.0, 0.0, 1.0]])  # integer-pixel convention
