@@ -76,7 +76,7 @@ def benchmark(cfg: Config, iterations: int = 50, warmup: int = 5) -> dict:
     _sync(dev)
     dt = time.perf_counter() - t0
     rays = cfg.train.rays + (cfg.train.extra_views * cfg.train.extra_rays
-                             if cfg.train.mode == "instance" and cfg.train.method == "clustering" else 0)
+                             if cfg.train.free_channels else 0)
     return {
         "device": str(dev), "torch_threads": torch.get_num_threads(), "num_channels": trainer.k,
         "hash_backend": getattr(trainer.model.sdf.grid, "backend", "none"),

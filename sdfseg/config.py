@@ -78,6 +78,9 @@ class ModelConfig:
     """Object opacity O: density (reference, ObjectSDF++ eq.) | ownership (detached render weights split
     by a softmax over -sdf / ownership_tau; segmentation cannot move surfaces)."""
     ownership_tau: float = 0.01
+    ownership_tau_final: Optional[float] = None
+    """null: ownership_tau is constant. A value anneals it geometrically from ownership_tau over training:
+    a warm softmax early lets a channel take a whole surface over, a cold one late gives crisp ownership."""
     detach_occlusion: bool = False
     """Object opacities O use a detached scene transmittance (segmentation losses do not move surfaces)."""
     beta_init: float = 0.1
@@ -127,6 +130,10 @@ class LossWeights:
     reg: float = 1.0e4
     fg: float = 0.1
     bg: float = 0.2
+    fgbg_sdf: float = 0.0
+    """Multiplier of the SDF-space fg-bg hinge (``losses.clustering.fg_bg_sdf_loss``, weights bg / fg as
+    above); 0 = reference (eq. 7 on the opacities only)."""
+    fgbg_margin: float = 0.02
     semantic: float = 1.0
     """Eq. 8 (semantic mode)."""
     semantic_head: float = 0.5
@@ -174,6 +181,12 @@ class TrainConfig:
     """Remap each frame's instance ids to random distinct integers at load (REFERENCE 2)."""
     oracle_labels: bool = False
     """Train on the GT labels (the 'ObjectSDF++ with GT labels' oracle row)."""
+
+    @property
+    def free_channels(self) -> bool:
+        """ClusteringSDF proper (instance mode, clustering): channels are free clusters, not tied to label
+        ids; only then do the warm-up, the cross-view term and the per-frame id remap apply."""
+        return self.mode == "instance" and self.method == "clustering"
 
 
 @dataclass
@@ -393,6 +406,12 @@ def validate(cfg: Config) -> None:
     for key, val in positives.items():
         if val <= 0:
             raise SdfsegError(f"config key '{key}': must be positive (num_channels >= 2)")
+    m = cfg.model
+    schedules = {"model.ownership_tau": m.ownership_tau, "model.ownership_tau_final": m.ownership_tau_final,
+                 "model.beta_init": m.beta_init, "model.beta_final": m.beta_final}
+    for key, val in schedules.items():
+        if val is not None and val <= 0:
+            raise SdfsegError(f"config key '{key}': must be positive, got {val}")
     _validate_features(cfg.features)
     if cfg.data.image_size is not None and (len(cfg.data.image_size) != 2 or min(cfg.data.image_size) <= 0):
         raise SdfsegError(f"config key 'data.image_size': expected [height, width], got {cfg.data.image_size}")

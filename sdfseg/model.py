@@ -95,7 +95,7 @@ class SceneModel(nn.Module):
         """
         m = self.cfg.model
         if m.opacity == "ownership":
-            own = torch.softmax(-sdf / m.ownership_tau, dim=-1)
+            own = torch.softmax(-sdf / self.ownership_tau(), dim=-1)
             return (w.detach()[..., None] * own).sum(dim=1)
         return volume.object_opacity(sigma_min.detach() if m.detach_occlusion else sigma_min, sigma_k, dl)
 
@@ -103,14 +103,25 @@ class SceneModel(nn.Module):
     progress: float = 1.0
     """Training progress in [0, 1] (set by the trainer each step; 1 = end of training, for inference)."""
 
+    def _annealed(self, start: float, final: float) -> float:
+        """Geometric schedule from ``start`` (progress 0) to ``final`` (progress 1)."""
+        return start * (final / start) ** min(1.0, max(0.0, self.progress))
+
     def beta(self) -> torch.Tensor:
         """Laplace scale: the learned beta, or the annealed one when ``model.beta_final`` is set
         (geometric from ``beta_init`` to ``beta_final`` over training)."""
-        final = self.cfg.model.beta_final
-        if final is None:
+        m = self.cfg.model
+        if m.beta_final is None:
             return self.density.beta
-        b0 = self.cfg.model.beta_init
-        return torch.tensor(b0 * (final / b0) ** min(1.0, max(0.0, self.progress)), device=self.density.beta.device)
+        return torch.tensor(self._annealed(m.beta_init, m.beta_final), device=self.density.beta.device)
+
+    def ownership_tau(self) -> float:
+        """Temperature of the ownership softmax: ``model.ownership_tau``, annealed geometrically to
+        ``model.ownership_tau_final`` over training when that is set."""
+        m = self.cfg.model
+        if m.ownership_tau_final is None:
+            return m.ownership_tau
+        return self._annealed(m.ownership_tau, m.ownership_tau_final)
 
     # ---- fields --------------------------------------------------------------------------------
     def scene_sdf(self, x: torch.Tensor) -> torch.Tensor:

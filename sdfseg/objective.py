@@ -42,8 +42,7 @@ class Objective:
         self.feature_loss = FeatureLoss(cfg.features, cfg.train.seed) if cfg.features.enabled else None
         # the geometry warm-up only delays clustering, whose channels are free; channels tied to
         # fixed ids (semantic mode, the supervised baselines) get their losses from step 0
-        free_ids = cfg.train.mode == "instance" and cfg.train.method == "clustering"
-        self.segmentation_start = cfg.train.segmentation_start if free_ids else 0
+        self.segmentation_start = cfg.train.segmentation_start if cfg.train.free_channels else 0
 
     def needs_normals(self, batch: Batch) -> bool:
         return self.cfg.model.color_use_normal or (batch.normal is not None and
@@ -156,6 +155,9 @@ class Objective:
         losses["reg"] = c * w.reg * cl.regularisation_loss(P, ym)
         bg, fg = cl.fg_bg_loss(om, ym)
         losses["fgbg"] = c * (w.bg * bg + w.fg * fg)
+        if w.fgbg_sdf > 0:
+            bg, fg = cl.fg_bg_sdf_loss(out["sdf"][main], out["weights"][main], ym, w.fgbg_margin)
+            losses["fgbg_sdf"] = c * w.fgbg_sdf * (w.bg * bg + w.fg * fg)
         if w.cross_view > 0 and (batch.view > 0).any():
             losses["cross_view"] = c * w.cross_view * self._cross_view(O, batch, mu, labs)
 

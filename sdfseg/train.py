@@ -141,7 +141,7 @@ class Trainer:
         self._set_lr()
         self.model.progress = self.step / max(1, cfg.train.iterations)
         self.model.train()
-        use_extra = cfg.train.mode == "instance" and cfg.train.method == "clustering" and cfg.loss.cross_view > 0
+        use_extra = cfg.train.free_channels and cfg.loss.cross_view > 0
         batch = self.sampler.sample(cfg.train.rays - cfg.train.label_rays, cfg.train.label_rays,
                                     cfg.train.extra_views if use_extra else 0, cfg.train.extra_rays)
         depth_t = None

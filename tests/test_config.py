@@ -77,3 +77,21 @@ def test_segmentation_warmup_only_delays_clustering():
     assert start() == 300  # instance mode, clustering: free channels, geometry warm-up first
     assert start("train.mode=semantic") == 0
     assert start("train.method=supervised") == 0
+
+
+def test_annealed_schedules_are_geometric():
+    from sdfseg.model import SceneModel
+
+    cfg = load_config(None, ["model.ownership_tau=0.04", "model.ownership_tau_final=0.01",
+                             "model.beta_init=0.1", "model.beta_final=0.001", "model.num_channels=3",
+                             "model.hidden_dim=8", "model.feature_dim=4", "model.color_hidden_dim=8"])
+    model = SceneModel(cfg, 3)
+    for progress, tau, beta in ((0.0, 0.04, 0.1), (0.5, 0.02, 0.01), (1.0, 0.01, 0.001), (2.0, 0.01, 0.001)):
+        model.progress = progress
+        assert model.ownership_tau() == pytest.approx(tau)
+        assert float(model.beta()) == pytest.approx(beta)
+    constant = SceneModel(load_config(None, ["model.ownership_tau=0.03", "model.num_channels=3"]), 3)
+    constant.progress = 0.0
+    assert constant.ownership_tau() == 0.03
+    with pytest.raises(SdfsegError, match="model.ownership_tau_final': must be positive"):
+        load_config(None, ["model.ownership_tau_final=0"])

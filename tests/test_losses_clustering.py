@@ -76,6 +76,23 @@ def test_fg_bg_loss():
     assert bg.item() == 0.0 and fg.item() == pytest.approx(0.5)
 
 
+def test_fg_bg_sdf_loss_hand_computed():
+    # ray 0 is background: sample 0 is owned by channel 0 with gap 0.1 (no loss), sample 1 by channel 2
+    # (gap -0.15 -> 0.02 + 0.15); ray 1 is an object the background channel owns (gap 0.2 -> 0.22, 0 -> 0.02)
+    sdf = torch.tensor([[[0.0, 0.1, 0.3], [0.2, 0.05, 0.4]],
+                        [[0.0, 0.3, 0.2], [0.1, 0.1, 0.5]]], requires_grad=True)
+    w = torch.tensor([[0.5, 0.5], [0.8, 0.2]])
+    bg, fg = C.fg_bg_sdf_loss(sdf, w, torch.tensor([0, 5]), margin=0.02)
+    assert bg.item() == pytest.approx(0.5 * 0.17)
+    assert fg.item() == pytest.approx(0.8 * 0.22 + 0.2 * 0.02)
+    fg.backward()
+    # descending raises the background channel and lowers the closest object channel (not the others)
+    assert sdf.grad[1].flatten().tolist() == pytest.approx([-0.8, 0.0, 0.8, -0.2, 0.2, 0.0])
+    assert sdf.grad[0].abs().sum().item() == 0.0
+    none_bg, _ = C.fg_bg_sdf_loss(sdf, w, torch.tensor([3, 5]), margin=0.02)
+    assert none_bg.item() == 0.0
+
+
 def test_semantic_loss():
     mu = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
     labels = torch.tensor([1, 2, 0])

@@ -116,6 +116,23 @@ def fg_bg_loss(O: Tensor, y: Tensor, bg_label: int = 0) -> tuple[Tensor, Tensor]
     return bg_term, fg_term
 
 
+def fg_bg_sdf_loss(sdf: Tensor, w: Tensor, y: Tensor, margin: float, bg_label: int = 0) -> tuple[Tensor, Tensor]:
+    """Eq. 7 in SDF space, terms ``(bg, fg)``: on background rays the background channel must be the
+    closest surface by ``margin`` (``relu(s_0 - min_{k>0} s_k + margin)``), on the other rays some
+    object channel must (``relu(min_{k>0} s_k - s_0 + margin)``); per sample, weighted by the render
+    weights ``w [R, S]`` (detached), summed along each ray, mean over rays (0 when empty).
+
+    ``sdf [R, S, K]``. Unlike ``|O_0 - 1|`` through a cold ownership softmax, the hinge never saturates:
+    an object the background channel has absorbed still pulls the nearest object channel onto it.
+    """
+    gap = sdf[..., 1:].min(dim=-1).values - sdf[..., 0]  # > 0: the background channel is closer
+    w = w.detach()
+    bg = y == bg_label
+    bg_term = (w[bg] * F.relu(margin - gap[bg])).sum(-1).mean() if bool(bg.any()) else _zero(sdf)
+    fg_term = (w[~bg] * F.relu(gap[~bg] + margin)).sum(-1).mean() if bool((~bg).any()) else _zero(sdf)
+    return bg_term, fg_term
+
+
 def semantic_loss(mu: Tensor, labels: Tensor, conf: Optional[Tensor] = None, ignore_label: int = 0) -> Tensor:
     """Eq. 8: mean over labels ``l != ignore_label`` of ``conf_l * ||mu_l - onehot(l)||_2``.
 
