@@ -1,7 +1,14 @@
 """Shared test helpers: the tiny training config and camera / projection geometry written
 independently of the readers under test."""
 
+from pathlib import Path
+
 import numpy as np
+
+from sdfseg.config import Config, load_config
+from sdfseg.data.synthetic import generate_scene
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = ["model.num_channels=5", "model.hidden_dim=16", "model.feature_dim=8", "model.color_hidden_dim=16",
         "model.encoding.n_levels=4", "model.encoding.log2_hashmap_size=12", "model.encoding.max_resolution=64",
@@ -13,6 +20,18 @@ TINY = ["model.num_channels=5", "model.hidden_dim=16", "model.feature_dim=8", "m
 HEAD = ["features.enabled=true", "features.rays=64", "features.grid_levels=2", "features.grid_log2_hashmap_size=10",
         "features.grid_max_resolution=32", "features.hidden=16", "features.num_freqs=2"]
 """A tiny hierarchical feature head."""
+
+
+def tiny_scene(path: Path, seed: int = 2) -> Path:
+    """Generate the tests' tiny synthetic scene (3 objects, 10 views at 24x32) at ``path``."""
+    generate_scene(path, objects=3, views=10, height=24, width=32, seed=seed, progress=False)
+    return path
+
+
+def demo_config(overrides: list[str], scene_dir: Path, run_dir: Path, *extra: str) -> Config:
+    """confs/demo.yaml with ``overrides`` (e.g. TINY), the scene and run folders, then ``extra``."""
+    return load_config(ROOT / "confs" / "demo.yaml",
+                       [*overrides, f"data.path={scene_dir}", f"run.dir={run_dir}", *extra])
 
 
 def gl_look_at(eye, target, up) -> np.ndarray:

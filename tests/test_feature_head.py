@@ -1,7 +1,5 @@
 """Hierarchical feature head on the SDF backbone: config, rendering, sampling, loss glue, trainer wiring."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -9,28 +7,23 @@ import torch
 from sdfseg.config import load_config
 from sdfseg.data.masks import MaskSet
 from sdfseg.data.rays import Batch
-from sdfseg.data.synthetic import generate_scene
 from sdfseg.errors import SdfsegError
 from sdfseg.hierarchy_head import FeatureLoss, FeatureSupervision, frame_hierarchy, resize_maskset
 from sdfseg.model import SceneModel
 from sdfseg.train import Trainer
 
-from _helpers import HEAD, TINY as BASE_TINY
+from _helpers import HEAD, TINY as BASE_TINY, demo_config, tiny_scene
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = BASE_TINY + ["render.chunk=512", "train.log_every=1", "train.segmentation_start=0"]
 
 
 @pytest.fixture(scope="module")
 def scene_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("feat") / "scene"
-    generate_scene(path, objects=3, views=10, height=24, width=32, seed=2, progress=False)
-    return path
+    return tiny_scene(tmp_path_factory.mktemp("feat") / "scene")
 
 
 def _cfg(scene_dir, run_dir, *extra):
-    return load_config(ROOT / "confs" / "demo.yaml",
-                       TINY + [f"data.path={scene_dir}", f"run.dir={run_dir}", "train.iterations=2", *extra])
+    return demo_config(TINY, scene_dir, run_dir, "train.iterations=2", *extra)
 
 
 def test_config_section_defaults_and_errors():

@@ -8,16 +8,16 @@ import pytest
 
 from sdfseg.data import ReadOptions, load_scene
 from sdfseg.data.normalize import backproject_depth, normalize_scene
-from sdfseg.data.synthetic import generate_scene, load_synthetic
+from sdfseg.data.synthetic import load_synthetic
 from sdfseg.errors import SdfsegError
 from sdfseg.io import read_label_png, save_label_png
+
+from _helpers import tiny_scene
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("pl") / "scene"
-    generate_scene(path, objects=3, views=10, height=24, width=32, seed=1, progress=False)
-    return path
+    return tiny_scene(tmp_path_factory.mktemp("pl") / "scene", seed=1)
 
 
 def test_round_trip(tiny):

@@ -3,22 +3,18 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
 
-from sdfseg.config import load_config
-from sdfseg.data.synthetic import generate_scene
 from sdfseg.errors import run_cli
 from sdfseg.hierarchy_query import export_segments, query_scores
 from sdfseg.query import segment_points
 from sdfseg.train import Trainer
 
-from _helpers import HEAD, TINY as BASE_TINY
+from _helpers import HEAD, ROOT, TINY as BASE_TINY, demo_config, tiny_scene
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import eval_hierarchy  # noqa: E402
 import query  # noqa: E402
@@ -30,10 +26,10 @@ TINY = BASE_TINY + ["render.chunk=1024", "train.iterations=2"]
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("qcli")
     scene = root / "scene"
-    generate_scene(scene, objects=3, views=10, height=24, width=32, seed=2, progress=False)
+    tiny_scene(scene)
     out = {}
     for name, extra in (("head", HEAD), ("plain", [])):
-        cfg = load_config(ROOT / "confs" / "demo.yaml", TINY + [f"data.path={scene}", f"run.dir={root / name}"] + extra)
+        cfg = demo_config(TINY, scene, root / name, *extra)
         Trainer(cfg).fit(progress=False)
         out[name] = root / name
     return out

@@ -3,22 +3,18 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from sdfseg.config import load_config
-from sdfseg.data.synthetic import generate_scene
 from sdfseg.errors import SdfsegError
 from sdfseg.io import read_label_png
 from sdfseg.pipeline import finish, load_run
 from sdfseg.train import Trainer
 
-from _helpers import TINY as BASE_TINY
-
-ROOT = Path(__file__).resolve().parents[1]
+from _helpers import ROOT, TINY as BASE_TINY, demo_config, tiny_scene
 
 TINY = BASE_TINY + ["render.chunk=512", "render.mesh_resolution=24", "train.log_every=1",
                     "train.segmentation_start=0"]
@@ -26,14 +22,11 @@ TINY = BASE_TINY + ["render.chunk=512", "render.mesh_resolution=24", "train.log_
 
 @pytest.fixture(scope="module")
 def scene_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("smoke") / "scene"
-    generate_scene(path, objects=3, views=10, height=24, width=32, seed=2, progress=False)
-    return path
+    return tiny_scene(tmp_path_factory.mktemp("smoke") / "scene")
 
 
 def _cfg(scene_dir, run_dir, *extra):
-    return load_config(ROOT / "confs" / "demo.yaml",
-                       TINY + [f"data.path={scene_dir}", f"run.dir={run_dir}", "train.iterations=2", *extra])
+    return demo_config(TINY, scene_dir, run_dir, "train.iterations=2", *extra)
 
 
 def test_two_iterations_end_to_end(scene_dir, tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 from PIL import Image
@@ -141,12 +141,18 @@ def resize_map(arr: np.ndarray, size: Optional[tuple[int, int]], nearest: bool) 
 
 def read_rgb_stack(files: list[Path], native_hw: tuple[int, int], size) -> np.ndarray:
     """Read RGB images (each must be ``native_hw``), resized to ``size``: float32 ``[N, H, W, 3]``."""
-    rgbs = []
+    return read_map_stack(files, read_rgb, native_hw, size, nearest=False).astype(np.float32)
+
+
+def read_map_stack(files: Iterable[Path], read: Callable[[Path], np.ndarray], hw: tuple[int, int], size,
+                   nearest: bool) -> np.ndarray:
+    """``read`` each file, check it is ``hw``, resize to ``size`` (nearest or bilinear): stacked ``[N, ...]``."""
+    out = []
     for f in files:
-        img = read_rgb(f)
-        check_hw(img, native_hw, f)
-        rgbs.append(resize_map(img, size, nearest=False))
-    return np.stack(rgbs).astype(np.float32)
+        arr = read(f)
+        check_hw(arr, hw, f)
+        out.append(resize_map(arr, size, nearest=nearest))
+    return np.stack(out)
 
 
 def scale_intrinsics(K: np.ndarray, native_hw: tuple[int, int], hw: tuple[int, int]) -> np.ndarray:
@@ -255,12 +261,7 @@ def read_normals_chw(file: Path, hw: tuple[int, int]) -> np.ndarray:
 
 def stack_label_pngs(files: Iterable[Path], hw: tuple[int, int], size) -> np.ndarray:
     """int32 ``[N, h, w]`` from label PNGs that must all be ``hw`` (resized to ``size`` if given)."""
-    out = []
-    for f in files:
-        lab = read_label_png(f)
-        check_hw(lab, hw, f)
-        out.append(resize_map(lab, size, nearest=True))
-    return np.stack(out).astype(np.int32)
+    return read_map_stack(files, read_label_png, hw, size, nearest=True).astype(np.int32)
 
 
 def read_png_sources(path: Path, names: list[str], hw: tuple[int, int], size,
