@@ -195,6 +195,11 @@ class RenderConfig:
     """Rays per chunk when rendering test views."""
     export_mesh: bool = True
     mesh_resolution: int = 256
+    merge_share: float = 0.0
+    """ClusteringSDF instance mode (free channels): merge an object channel into another when more than
+    this share of its training pixels lie in 2D masks the other dominates (an object split over
+    channels; see ``inference.channel_groups``). 0 = off (every object channel is its own instance).
+    Fixed-id channels (semantic mode, the ObjectSDF++ baselines) are never merged."""
 
 
 @dataclass

@@ -31,9 +31,16 @@ class ChannelTable:
     is_object: np.ndarray  # bool [K]
     classes: np.ndarray  # int64 [K] semantic class per channel (0 for background)
     votes: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K] number of voting pixels
+    instance: np.ndarray | None = None
+    """int64 ``[K]`` instance id of each channel (0 = background); channels merged into one object
+    share the id of their representative channel. Default: the channel index for objects."""
+
+    def __post_init__(self) -> None:
+        if self.instance is None:
+            self.instance = np.where(self.is_object, np.arange(len(self.is_object)), 0)
 
     def to_json(self, names: ClassInfo) -> list[dict]:
-        return [{"channel": k, "instance_id": int(k) if self.is_object[k] else 0, "object": bool(self.is_object[k]),
+        return [{"channel": k, "instance_id": int(self.instance[k]), "object": bool(self.is_object[k]),
                  "class": int(self.classes[k]), "name": names.name(int(self.classes[k])) if self.is_object[k] else "",
                  "votes": int(self.votes[k]) if self.votes.size else 0} for k in range(len(self.is_object))]
 
@@ -66,10 +73,53 @@ def surface_normals(model: SceneModel, points: torch.Tensor, chunk: int) -> torc
     return torch.cat(out)
 
 
+def channel_groups(owner: np.ndarray, segment: np.ndarray, is_object: np.ndarray, min_share: float) -> np.ndarray:
+    """Merge object channels that the 2D masks put together: representative channel per channel ``[K]``.
+
+    ``owner [N]`` is the channel owning each sampled training ray, ``segment [N]`` the 2D mask it
+    falls in (one id per (frame, label); ``-1`` for background / ignored pixels). Each mask is
+    *dominated* by the group of object channels owning most of its rays. Agglomerative: while some
+    group ``a`` has more than ``min_share`` of its masked rays in masks that one other group ``b``
+    dominates, the group with the largest such share joins ``b``. An object split over channels
+    is merged back (a mask covering the object is dominated by its largest piece, and the pieces
+    join it one by one); a 2D mask that wrongly covers two objects (under-segmentation) does so
+    only in some views, which keeps their share low. Each group is represented by its member with
+    the most masked rays. ``min_share <= 0`` or ``>= 1`` merges nothing.
+    """
+    k = is_object.size
+    group = np.arange(k)
+    keep = (segment >= 0) & is_object[owner]
+    if not 0 < min_share < 1 or not keep.any():
+        return group
+    _, seg = np.unique(segment[keep], return_inverse=True)
+    own = owner[keep]
+    rays = np.bincount(own, minlength=k)
+    while True:
+        g = group[own]
+        counts = np.zeros((seg.max() + 1, k))
+        np.add.at(counts, (seg, g), 1.0)
+        dominant = counts.argmax(axis=1)
+        share = np.zeros((k, k))  # share[a, b]: rays of group a in masks dominated by group b
+        np.add.at(share, (g, dominant[seg]), 1.0)
+        np.fill_diagonal(share, 0.0)
+        frac = share / np.maximum(np.bincount(g, minlength=k), 1)[:, None]
+        a, b = np.unravel_index(frac.argmax(), frac.shape)
+        if frac[a, b] <= min_share:
+            break
+        group[group == a] = b
+    for r in np.unique(group):
+        members = np.flatnonzero(group == r)
+        group[members] = members[rays[members].argmax()]
+    return group
+
+
 @torch.no_grad()
 def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: ClassInfo, n_rays: int = 16384,
-                           chunk: int = 2048, min_votes: int = 20, seed: int = 0) -> ChannelTable:
-    """Vote a class per channel from the noisy semantic labels of training pixels the channel owns."""
+                           chunk: int = 2048, min_votes: int = 20, seed: int = 0,
+                           merge_share: float = 0.0) -> ChannelTable:
+    """Vote a class per channel from the noisy semantic labels of training pixels the channel owns;
+    with ``merge_share > 0`` object channels that are fragments of one object share its instance id
+    and class (:func:`channel_groups`, from the 2D instance labels of the same rays)."""
     rng = np.random.default_rng(seed)
     frames = rng.choice(sampler.frames, size=n_rays)
     pix = rng.integers(0, sampler.h * sampler.w, size=n_rays)
@@ -87,7 +137,16 @@ def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: Clas
     thing = np.isin(cls, classes.thing_ids)
     is_object = thing & (votes >= min_votes)
     is_object[0] = False
-    return ChannelTable(is_object=is_object, classes=np.where(is_object, cls, 0), votes=votes)
+    instance = np.where(is_object, np.arange(k), 0)
+    if merge_share > 0:
+        label = b.label.cpu().numpy().astype(np.int64)
+        segment = np.where(label > 0, frames.astype(np.int64) * (int(label.max()) + 1) + label, -1)
+        group = channel_groups(owner, segment, is_object, merge_share)
+        for r in np.unique(group[is_object]):
+            members = is_object & (group == r)
+            cls[members] = int(hist[members].sum(axis=0).argmax())
+            instance[members] = r
+    return ChannelTable(is_object=is_object, classes=np.where(is_object, cls, 0), votes=votes, instance=instance)
 
 
 def semantic_channel_table(classes: ClassInfo) -> ChannelTable:
@@ -115,9 +174,9 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
     owner = out["opacity"].argmax(dim=-1).cpu().numpy()
     if mode == "semantic":
         sem = owner.copy()
-        inst = np.where(table.is_object[owner], owner, 0)
+        inst = table.instance[owner]
     else:
-        inst = np.where(table.is_object[owner], owner, 0)
+        inst = table.instance[owner]
         if "semantic" in out and stuff_ids:
             logits = out["semantic"].cpu().numpy()[:, list(stuff_ids)]
             stuff = np.asarray(stuff_ids)[logits.argmax(axis=1)]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 
 from .config import Config, load_config
 from .errors import SdfsegError
@@ -33,7 +34,8 @@ def channel_table(trainer: Trainer) -> ChannelTable:
     if trainer.cfg.train.mode == "semantic":
         return semantic_channel_table(trainer.scene.classes)
     return assign_channel_classes(trainer.model, trainer.sampler, trainer.scene.classes,
-                                  chunk=trainer.cfg.render.chunk, seed=trainer.cfg.train.seed)
+                                  chunk=trainer.cfg.render.chunk, seed=trainer.cfg.train.seed,
+                                  merge_share=trainer.cfg.render.merge_share if trainer.cfg.train.free_channels else 0.0)
 
 
 def load_channel_table(run_dir: Path) -> ChannelTable:
@@ -42,7 +44,8 @@ def load_channel_table(run_dir: Path) -> ChannelTable:
         raise SdfsegError(f"{f}: not found (the run has not finished training)")
     rows = json.loads(f.read_text())["channels"]
     return ChannelTable(is_object=np.array([r["object"] for r in rows]), classes=np.array([r["class"] for r in rows]),
-                        votes=np.array([r["votes"] for r in rows]))
+                        votes=np.array([r["votes"] for r in rows]),
+                        instance=np.array([r["instance_id"] for r in rows], dtype=np.int64))
 
 
 def render_and_evaluate(trainer: Trainer, table: ChannelTable) -> dict:
@@ -61,14 +64,38 @@ def render_and_evaluate(trainer: Trainer, table: ChannelTable) -> dict:
     return metrics
 
 
+def grouped_sdf(fn, table: ChannelTable):
+    """SDF function whose column ``r`` is the union (min) of the channels merged into instance ``r``
+    and whose other merged columns never win (1 above it): marching cubes on column ``r`` then gives
+    the merged object's surface, and the min over columns (the scene) is unchanged."""
+    groups = []
+    for r in np.unique(table.instance[table.is_object]):
+        members = np.flatnonzero(table.is_object & (table.instance == r))
+        if members.size > 1:
+            groups.append((int(r), torch.as_tensor(members)))
+    if not groups:
+        return fn
+
+    def merged(p: torch.Tensor) -> torch.Tensor:
+        s = fn(p)
+        out = s.clone()
+        for r, members in groups:
+            union = s[:, members].min(dim=1).values
+            out[:, members] = (union + 1.0)[:, None]
+            out[:, r] = union
+        return out
+
+    return merged
+
+
 def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_dir: Optional[Path] = None,
                   progress: bool = True) -> dict:
     """Write one PLY per object channel and the coloured scene meshes; on synthetic scenes score them."""
     out_dir = out_dir or trainer.run_dir / "meshes"
     model, dev = trainer.model, trainer.device
     model.eval()
-    fn = lambda p: model.sdf(p)[0]
-    objects = [k for k in range(model.num_channels) if table.is_object[k]]
+    fn = grouped_sdf(lambda p: model.sdf(p)[0], table)
+    objects = sorted({int(i) for i in table.instance[table.is_object]})
     meshes = extract_channel_meshes(fn, model.num_channels, resolution, BOUND_RADIUS, dev, channels=objects,
                                     progress=progress)
     norm = trainer.scene.normalization
@@ -77,7 +104,7 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
         save_ply(out_dir / f"object_{k:03d}.ply", m)
     whole, owner = scene_mesh(fn, min(resolution, 256), BOUND_RADIUS, dev)
     whole = to_world(whole, norm)
-    inst = np.where(table.is_object[owner], owner, 0)
+    inst = table.instance[owner]
     cols = palette(model.num_channels)
     by_obj = whole.copy()
     by_obj.visual.vertex_colors = np.c_[cols[inst], np.full(len(inst), 255, np.uint8)]
@@ -104,7 +131,10 @@ def run(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     """Train (or resume) and finish the run; returns the metrics dict."""
     trainer = Trainer(cfg)
     stats = trainer.fit(resume=resume, progress=progress)
-    print(f"trained {trainer.step} iterations in {stats.get('seconds', 0):.0f} s, final PSNR {stats.get('psnr', 0):.2f}")
+    if "psnr" in stats:
+        print(f"trained {trainer.step} iterations in {stats['seconds']:.0f} s, final PSNR {stats['psnr']:.2f}")
+    else:
+        print(f"already trained ({trainer.step} iterations): rendering and evaluating only")
     return finish(trainer, progress)
 
 

@@ -1,0 +1,66 @@
+"""Merging object channels that the 2D masks put together (inference.channel_groups) and the merged
+channel table's round trip / mesh SDF."""
+
+import json
+
+import numpy as np
+import torch
+
+from sdfseg.data.scene import ClassInfo
+from sdfseg.inference import ChannelTable, channel_groups, save_channel_table
+from sdfseg.pipeline import grouped_sdf, load_channel_table
+
+
+def _rays(spec):
+    """``[(segment, owner, count), ...]`` -> owner, segment arrays."""
+    owner = np.concatenate([np.full(n, o) for _, o, n in spec])
+    segment = np.concatenate([np.full(n, s) for s, _, n in spec])
+    return owner, segment
+
+
+# masks 0, 1 cover an object split over channels 1 and 2 (dominated by 1), mask 2 only its channel-2
+# piece, mask 3 a second object (channel 3), mask 4 wrongly covers both objects (dominated by 1);
+# rays outside any mask (-1) do not count
+SPEC = [(0, 1, 6), (0, 2, 3), (1, 1, 5), (1, 2, 2), (2, 2, 2), (3, 3, 5), (4, 3, 2), (4, 1, 4),
+        (-1, 0, 9), (-1, 2, 4)]
+IS_OBJECT = np.array([False, True, True, True])
+
+
+def test_channel_groups_hand_worked():
+    owner, segment = _rays(SPEC)
+    # channel 2: 5 of its 7 masked rays in masks channel 1 dominates (0.71 > 0.35) -> joins 1, which
+    # has more masked rays (15 vs 7) and represents the group; channel 3: 2 of 7 (0.29) -> stays
+    assert channel_groups(owner, segment, IS_OBJECT, 0.35).tolist() == [0, 1, 1, 3]
+    # a share below 0.29 also takes the under-segmented object in
+    assert channel_groups(owner, segment, IS_OBJECT, 0.25).tolist() == [0, 1, 1, 1]
+    # 0 (off) or >= 1 merges nothing; neither does a share above every fraction
+    for share in (0.0, 1.0, 0.8):
+        assert channel_groups(owner, segment, IS_OBJECT, share).tolist() == [0, 1, 2, 3]
+
+
+def test_channel_groups_ignores_non_object_channels():
+    owner, segment = _rays(SPEC)
+    # channel 1 is not an object (e.g. it owns stuff): masks are dominated by object channels only,
+    # so channel 2 dominates masks 0-2 and nothing merges
+    is_object = np.array([False, False, True, True])
+    assert channel_groups(owner, segment, is_object, 0.35).tolist() == [0, 1, 2, 3]
+
+
+def test_merged_table_round_trip_and_mesh_sdf(tmp_path):
+    table = ChannelTable(is_object=IS_OBJECT, classes=np.array([0, 5, 5, 4]), votes=np.array([9, 15, 7, 7]),
+                         instance=np.array([0, 1, 1, 3]))
+    classes = ClassInfo(num_classes=6, thing_ids=(4, 5), stuff_ids=(1,), names=("void", "wall", "x", "y", "table", "chair"))
+    save_channel_table(tmp_path / "channels.json", table, classes)
+    rows = json.loads((tmp_path / "channels.json").read_text())["channels"]
+    assert [r["instance_id"] for r in rows] == [0, 1, 1, 3]
+    back = load_channel_table(tmp_path)
+    assert back.instance.tolist() == [0, 1, 1, 3] and back.is_object.tolist() == IS_OBJECT.tolist()
+    # column 1 becomes the union (min) of channels 1 and 2, column 2 never wins, the scene min is kept
+    fn = grouped_sdf(lambda p: p, table)
+    s = torch.tensor([[0.5, 0.2, 0.3, 0.1], [0.5, -0.1, -0.4, 0.0]])
+    out = fn(s)
+    assert torch.allclose(out, torch.tensor([[0.5, 0.2, 1.2, 0.1], [0.5, -0.4, 0.6, 0.0]]))
+    assert torch.equal(out.min(dim=1).values, s.min(dim=1).values)
+    # unmerged tables leave the SDF function as it is
+    plain = ChannelTable(is_object=IS_OBJECT, classes=np.array([0, 5, 5, 4]))
+    assert plain.instance.tolist() == [0, 1, 2, 3] and grouped_sdf(fn, plain) is fn
