@@ -137,15 +137,15 @@ def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: Clas
     thing = np.isin(cls, classes.thing_ids)
     is_object = thing & (votes >= min_votes)
     is_object[0] = False
-    instance = np.where(is_object, np.arange(k), 0)
+    instance = None  # ChannelTable's default: the channel index of each object
     if merge_share > 0:
         label = b.label.cpu().numpy().astype(np.int64)
         segment = np.where(label > 0, frames.astype(np.int64) * (int(label.max()) + 1) + label, -1)
-        group = channel_groups(owner, segment, is_object, merge_share)
-        for r in np.unique(group[is_object]):
-            members = is_object & (group == r)
+        group = channel_groups(owner, segment, is_object, merge_share)  # object channels only join objects
+        instance = np.where(is_object, group, 0)
+        for r in np.unique(instance[is_object]):
+            members = instance == r
             cls[members] = int(hist[members].sum(axis=0).argmax())
-            instance[members] = r
     return ChannelTable(is_object=is_object, classes=np.where(is_object, cls, 0), votes=votes, instance=instance)
 
 
@@ -172,11 +172,10 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
     n_world = surface_normals(model, o + out["depth"][:, None] * d, chunk).cpu().numpy()
     n_cam = (n_world @ c2w[:3, :3]).reshape(h, w, 3)
     owner = out["opacity"].argmax(dim=-1).cpu().numpy()
+    inst = table.instance[owner]
     if mode == "semantic":
         sem = owner.copy()
-        inst = table.instance[owner]
     else:
-        inst = table.instance[owner]
         if "semantic" in out and stuff_ids:
             logits = out["semantic"].cpu().numpy()[:, list(stuff_ids)]
             stuff = np.asarray(stuff_ids)[logits.argmax(axis=1)]
