@@ -200,6 +200,18 @@ class RenderConfig:
     this share of its training pixels lie in 2D masks the other dominates (an object split over
     channels; see ``inference.channel_groups``). 0 = off (every object channel is its own instance).
     Fixed-id channels (semantic mode, the ObjectSDF++ baselines) are never merged."""
+    vote_grid: int = 0
+    """ClusteringSDF instance mode: voxels per side of the multi-view ownership vote that decides, after
+    training, which object (or background) owns each piece of surface (``sdfseg/ownership.py``;
+    written to ``RUN/ownership.npz``, used by the test renders and the meshes). 0 = off (the channel
+    with the largest opacity owns the pixel, as in the paper)."""
+    vote_rays: int = 32768
+    """Training rays rendered for the ownership vote."""
+    vote_object_share: float = 0.5
+    """A voxel goes to an object only when objects have more than this share of its votes (to
+    background when background has at least half; in between it keeps the channels' ownership)."""
+    vote_kernel: int = 3
+    """Each vote also counts in the ``vote_kernel^3`` neighbouring voxels (1 = its own voxel only)."""
 
 
 @dataclass

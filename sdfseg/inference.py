@@ -21,7 +21,8 @@ from tqdm import tqdm
 from .data.rays import RaySampler, pixel_rays
 from .data.scene import ClassInfo, Scene
 from .io import save_image_atomic, save_label_png, write_json_atomic
-from .model import SceneModel
+from .model import BOUND_RADIUS, SceneModel
+from .ownership import OwnershipGrid, mask_votes, vote_grid
 
 
 @dataclass
@@ -71,6 +72,12 @@ def surface_normals(model: SceneModel, points: torch.Tensor, chunk: int) -> torc
             (g,) = torch.autograd.grad(s.sum(), x)
         out.append(torch.nn.functional.normalize(g, dim=-1))
     return torch.cat(out)
+
+
+def mask_segments(frames: np.ndarray, label: torch.Tensor) -> np.ndarray:
+    """One id per 2D mask (frame, instance label) for rays ``[N]``; ``-1`` where the label is 0."""
+    lab = label.cpu().numpy().astype(np.int64)
+    return np.where(lab > 0, frames.astype(np.int64) * (int(lab.max(initial=0)) + 1) + lab, -1)
 
 
 def channel_groups(owner: np.ndarray, segment: np.ndarray, is_object: np.ndarray, min_share: float) -> np.ndarray:
@@ -139,14 +146,41 @@ def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: Clas
     is_object[0] = False
     instance = None  # ChannelTable's default: the channel index of each object
     if merge_share > 0:
-        label = b.label.cpu().numpy().astype(np.int64)
-        segment = np.where(label > 0, frames.astype(np.int64) * (int(label.max()) + 1) + label, -1)
-        group = channel_groups(owner, segment, is_object, merge_share)  # object channels only join objects
+        group = channel_groups(owner, mask_segments(frames, b.label), is_object, merge_share)  # object channels only join objects
         instance = np.where(is_object, group, 0)
         for r in np.unique(instance[is_object]):
             members = instance == r
             cls[members] = int(hist[members].sum(axis=0).argmax())
     return ChannelTable(is_object=is_object, classes=np.where(is_object, cls, 0), votes=votes, instance=instance)
+
+
+@torch.no_grad()
+def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, n_rays: int, resolution: int,
+                   chunk: int = 2048, seed: int = 0, min_purity: float = 0.5, object_share: float = 0.5,
+                   kernel: int = 3) -> OwnershipGrid:
+    """Multi-view ownership vote of the 2D instance labels on the rendered surface (:mod:`.ownership`).
+
+    Rays: half uniform over the training pixels, half over the labelled ones; the extra labelled
+    rays are weighted down so every pixel has the same expected weight (the vote stays a vote of
+    pixels, with four times the samples on the objects)."""
+    rng = np.random.default_rng(seed + 1)
+    hw = sampler.h * sampler.w
+    labels = sampler.labels.reshape(len(sampler.labels) // hw, hw).cpu().numpy()[sampler.frames]
+    labelled = np.flatnonzero(labels.reshape(-1) > 0)
+    n_uni = n_rays // 2
+    n_lab = n_rays - n_uni if labelled.size else 0
+    cells = np.concatenate([rng.integers(0, labels.size, size=n_uni), rng.choice(labelled, size=n_lab)
+                            if n_lab else np.zeros(0, dtype=np.int64)])
+    weight = np.concatenate([np.ones(n_uni), np.full(n_lab, labelled.size / labels.size * n_uni / max(n_lab, 1))])
+    frames = sampler.frames[cells // hw]
+    b = sampler.gather(frames, cells % hw, np.zeros(cells.size, dtype=np.int64))
+    out = render_rays_chunked(model, b.origins, b.dirs, chunk, ("opacity", "depth", "acc"))
+    owner = out["opacity"].argmax(dim=-1).cpu().numpy()
+    points = (b.origins + out["depth"][:, None] * b.dirs).cpu().numpy()
+    vote = mask_votes(np.where(table.is_object[owner], table.instance[owner], 0), mask_segments(frames, b.label),
+                      min_purity)
+    vote[out["acc"].cpu().numpy() < 0.5] = -1  # rays that hit no surface say nothing
+    return vote_grid(points, vote, weight, resolution, BOUND_RADIUS, kernel=kernel, object_share=object_share)
 
 
 def semantic_channel_table(classes: ClassInfo) -> ChannelTable:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -124,6 +124,17 @@ class SceneModel(nn.Module):
         return self._annealed(m.ownership_tau, m.ownership_tau_final)
 
     # ---- fields --------------------------------------------------------------------------------
+    channel_edit: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
+    """Inference only: ``(x [P,3], sdf [P,K]) -> sdf`` that re-assigns which channel owns the surface
+    without moving it (e.g. :meth:`.ownership.OwnershipGrid.apply`); ``None`` while training."""
+
+    def channel_sdf(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Channel SDFs ``[P, K]`` (after :attr:`channel_edit`) and geometry features at points ``[P, 3]``."""
+        sdf, feat = self.sdf(x)
+        if self.channel_edit is not None:
+            sdf = self.channel_edit(x, sdf)
+        return sdf, feat
+
     def scene_sdf(self, x: torch.Tensor) -> torch.Tensor:
         """Scene SDF (min over channels) ``[P]`` at points ``[P, 3]``."""
         return self.sdf(x)[0].min(dim=-1).values
@@ -163,7 +174,7 @@ class SceneModel(nn.Module):
         if need_grad:
             flat = flat.detach().requires_grad_(True)
         with torch.enable_grad() if need_grad else contextlib.nullcontext():
-            sdf, feat = self.sdf(flat)
+            sdf, feat = self.channel_sdf(flat)
             s_min = sdf.min(dim=-1).values
             grad = None
             if need_grad:

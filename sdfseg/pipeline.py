@@ -6,6 +6,7 @@ Everything lands in the run directory::
     checkpoints/last.pt  latest checkpoint (atomic)
     tb/                  TensorBoard event logs
     channels.json        what each SDF channel is (object id, class) for the rendered maps and meshes
+    ownership.npz        multi-view ownership vote (``render.vote_grid`` > 0) the maps and meshes follow
     test/{rgb,depth,normal,instance,semantic}/<frame>.png   rendered test views (evaluator input)
     metrics.json         evaluator output (pq, sq, rq, miou, ea, per class, noisy-label baseline)
     meshes/              object_<id>.ply per object, scene_by_object.ply, scene_by_class.ply, mesh_metrics.json
@@ -23,11 +24,14 @@ import torch
 from .config import Config, load_config
 from .errors import SdfsegError
 from .export.mesh import extract_channel_meshes, palette, save_ply, scene_mesh, to_world
-from .inference import (ChannelTable, assign_channel_classes, save_channel_table, semantic_channel_table,
-                        write_test_views)
+from .inference import (ChannelTable, assign_channel_classes, ownership_vote, save_channel_table,
+                        semantic_channel_table, write_test_views)
 from .io import write_json_atomic
 from .model import BOUND_RADIUS
+from .ownership import OwnershipGrid
 from .train import Trainer
+
+OWNERSHIP_FILE = "ownership.npz"
 
 
 def channel_table(trainer: Trainer) -> ChannelTable:
@@ -36,6 +40,27 @@ def channel_table(trainer: Trainer) -> ChannelTable:
     return assign_channel_classes(trainer.model, trainer.sampler, trainer.scene.classes,
                                   chunk=trainer.cfg.render.chunk, seed=trainer.cfg.train.seed,
                                   merge_share=trainer.cfg.render.merge_share if trainer.cfg.train.free_channels else 0.0)
+
+
+def ownership(trainer: Trainer, table: ChannelTable) -> Optional[OwnershipGrid]:
+    """The multi-view ownership vote of a ClusteringSDF instance run (``render.vote_grid``), or None."""
+    cfg = trainer.cfg
+    if cfg.render.vote_grid <= 0 or cfg.train.mode != "instance" or not cfg.train.free_channels:
+        return None
+    return ownership_vote(trainer.model, trainer.sampler, table, cfg.render.vote_rays, cfg.render.vote_grid,
+                          chunk=cfg.render.chunk, seed=cfg.train.seed, object_share=cfg.render.vote_object_share,
+                          kernel=cfg.render.vote_kernel)
+
+
+def use_ownership(trainer: Trainer, table: ChannelTable, grid: Optional[OwnershipGrid]) -> None:
+    """Make the model's renders and meshes follow ``grid`` (None: the channels' own ownership)."""
+    background = torch.as_tensor(~table.is_object)
+    trainer.model.channel_edit = None if grid is None else (lambda x, sdf: grid.apply(x, sdf, background))
+
+
+def load_ownership(run_dir: Path) -> Optional[OwnershipGrid]:
+    f = run_dir / OWNERSHIP_FILE
+    return OwnershipGrid.load(f) if f.exists() else None
 
 
 def load_channel_table(run_dir: Path) -> ChannelTable:
@@ -94,7 +119,7 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
     out_dir = out_dir or trainer.run_dir / "meshes"
     model, dev = trainer.model, trainer.device
     model.eval()
-    fn = grouped_sdf(lambda p: model.sdf(p)[0], table)
+    fn = grouped_sdf(lambda p: model.channel_sdf(p)[0], table)
     objects = sorted({int(i) for i in table.instance[table.is_object]})
     meshes = extract_channel_meshes(fn, model.num_channels, resolution, BOUND_RADIUS, dev, channels=objects,
                                     progress=progress)
@@ -141,6 +166,12 @@ def run(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
 def finish(trainer: Trainer, progress: bool = True) -> dict:
     table = channel_table(trainer)
     save_channel_table(trainer.run_dir / "channels.json", table, trainer.scene.classes)
+    grid = ownership(trainer, table)
+    if grid is not None:
+        grid.save(trainer.run_dir / OWNERSHIP_FILE)
+    else:
+        (trainer.run_dir / OWNERSHIP_FILE).unlink(missing_ok=True)
+    use_ownership(trainer, table, grid)
     metrics = render_and_evaluate(trainer, table)
     if metrics:
         from .eval.report import format_table

@@ -11,6 +11,7 @@ import torch
 from sdfseg.config import load_config
 from sdfseg.errors import SdfsegError
 from sdfseg.io import read_label_png
+from sdfseg.ownership import OwnershipGrid
 from sdfseg.pipeline import finish, load_run
 from sdfseg.train import Trainer
 
@@ -53,6 +54,24 @@ def test_two_iterations_end_to_end(scene_dir, tmp_path):
     assert len(channels) == 5 and channels[0]["object"] is False
     assert (run / "meshes" / "scene_by_object.ply").exists()
     assert "gt_comparison" in json.loads((run / "meshes" / "mesh_metrics.json").read_text())
+
+
+def test_ownership_vote_moves_owners_not_surface(scene_dir, tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(_cfg(scene_dir, run, "render.vote_grid=16", "render.vote_rays=512",
+                           "render.export_mesh=false"))
+    trainer.fit(progress=False)
+    finish(trainer, progress=False)
+    grid = OwnershipGrid.load(run / "ownership.npz")
+    assert grid.resolution == 16 and int((grid.target >= 0).sum()) > 0
+    x = torch.rand(4096, 3) * 1.6 - 0.8
+    with torch.no_grad():
+        edited, raw = trainer.model.channel_sdf(x)[0], trainer.model.sdf(x)[0]
+    assert torch.equal(edited.min(dim=1).values, raw.min(dim=1).values)  # same surface ...
+    assert not torch.equal(edited, raw)  # ... other owners
+    trainer.cfg.render.vote_grid = 0
+    finish(trainer, progress=False)  # off again: no stale grid for extract_mesh to pick up
+    assert not (run / "ownership.npz").exists() and trainer.model.channel_edit is None
 
 
 def test_resume_continues_from_saved_step(scene_dir, tmp_path):

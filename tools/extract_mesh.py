@@ -28,11 +28,12 @@ def main() -> int:
     args = ap.parse_args()
     if args.resolution < 16:
         raise SdfsegError(f"--resolution: expected >= 16, got {args.resolution}")
-    from sdfseg.pipeline import export_meshes, load_channel_table, load_run
+    from sdfseg.pipeline import export_meshes, load_channel_table, load_ownership, load_run, use_ownership
 
     run_dir = Path(args.run_dir)
     trainer = load_run(run_dir)
     table = load_channel_table(run_dir)
+    use_ownership(trainer, table, load_ownership(run_dir))  # the meshes follow the rendered maps
     rep = export_meshes(trainer, table, args.resolution, Path(args.out) if args.out else None)
     print(f"wrote {len(rep['objects'])} object meshes to {args.out or run_dir / 'meshes'}")
     if "gt_comparison" in rep:

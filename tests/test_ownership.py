@@ -1,0 +1,75 @@
+"""Multi-view ownership vote: hand-worked mask votes, voxel pooling and the SDF edit."""
+
+import numpy as np
+import pytest
+import torch
+
+from sdfseg.errors import SdfsegError
+from sdfseg.ownership import MARGIN, OwnershipGrid, mask_votes, vote_grid
+
+
+def test_mask_votes_follow_the_dominant_instance():
+    owner = np.array([0, 0, 4, 4, 4, 0, 3, 5, 0])
+    segment = np.array([10, 10, 10, 10, 10, -1, 20, 20, 30])
+    # mask 10: its object rays are all instance 4 -> its two background-owned rays vote 4 too;
+    # unlabelled ray -> background; mask 20 split 1:1 over 3 and 5 (purity 0.5 < 0.6) -> no vote;
+    # mask 30 has no object-owned ray -> no vote
+    assert mask_votes(owner, segment, 0.6).tolist() == [4, 4, 4, 4, 4, 0, -1, -1, -1]
+    # at purity 0.5 the split mask votes for its (first) most-owned instance
+    assert mask_votes(owner, segment, 0.5)[6:8].tolist() == [3, 3]
+
+
+def _cell(grid, i, j, k):
+    g = grid.resolution
+    return int(grid.target[(i * g + j) * g + k])
+
+
+def test_vote_grid_majority_per_voxel():
+    # resolution 4 over [-1, 1]^3: voxel edge 0.5
+    pts = np.array([[0.1, 0.1, 0.1]] * 5 + [[-0.9, -0.9, -0.9]] * 2 + [[0.9, 0.9, 0.9]] * 2)
+    vote = np.array([4, 4, 4, 0, 0, 4, 0, 4, 7])
+    weight = np.array([1, 1, 1, 1, 1, 1, 1, 1, 2.0])
+    grid = vote_grid(pts, vote, weight, resolution=4, radius=1.0, kernel=1)
+    assert _cell(grid, 2, 2, 2) == 4  # 3 object votes against 2 background
+    assert _cell(grid, 0, 0, 0) == 0  # a tie goes to background
+    assert _cell(grid, 3, 3, 3) == 7  # the most-voted (by weight) object
+    assert int((grid.target >= 0).sum()) == 3  # voxels without votes have no say
+    strict = vote_grid(pts, vote, weight, resolution=4, radius=1.0, kernel=1, object_share=0.7)
+    assert _cell(strict, 2, 2, 2) == -1  # 3/5 object votes: not enough for an object, too few for background
+    assert _cell(strict, 0, 0, 0) == 0 and _cell(strict, 3, 3, 3) == 7
+    weight[6] = 0.4  # the background vote now weighs less than the object's
+    assert _cell(vote_grid(pts, vote, weight, 4, 1.0, kernel=1), 0, 0, 0) == 4
+
+
+def test_vote_grid_kernel_spreads_to_neighbours():
+    grid = vote_grid(np.array([[-0.4, -0.4, -0.4]]), np.array([4]), np.ones(1), resolution=4, radius=1.0, kernel=3)
+    assert _cell(grid, 1, 1, 1) == 4 and _cell(grid, 0, 0, 0) == 4 and _cell(grid, 2, 2, 2) == 4
+    assert _cell(grid, 3, 3, 3) == -1 and int((grid.target >= 0).sum()) == 27
+    none = vote_grid(np.zeros((2, 3)), np.array([-1, -1]), np.ones(2), resolution=4, radius=1.0)
+    assert int((none.target >= 0).sum()) == 0
+
+
+def test_apply_moves_ownership_not_the_surface():
+    target = torch.full((8,), -1, dtype=torch.long)
+    target[0] = 2  # voxel (0,0,0): x, y, z < 0 -> object channel 2
+    target[7] = 0  # voxel (1,1,1) -> background
+    grid = OwnershipGrid(target, resolution=2, radius=1.0)
+    x = torch.tensor([[-0.5, -0.5, -0.5], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [1.5, 0.0, 0.0]])
+    sdf = torch.tensor([[0.1, 0.3, 0.5], [0.4, 0.2, 0.6], [0.3, 0.2, 0.1], [0.3, 0.2, 0.1]])
+    background = torch.tensor([True, False, False])
+    out = grid.apply(x, sdf, background)
+    expected = torch.tensor([[0.1 + MARGIN, 0.3, 0.1],          # channel 2 takes the scene SDF
+                             [0.2, 0.2 + MARGIN, 0.6],          # background channel 0 takes it
+                             [0.3, 0.2, 0.1], [0.3, 0.2, 0.1]])  # no say / outside: unchanged
+    assert torch.allclose(out, expected)
+    assert torch.equal(out.min(dim=1).values, sdf.min(dim=1).values)
+
+
+def test_grid_save_load_round_trip(tmp_path):
+    grid = vote_grid(np.array([[0.1, 0.2, 0.3]]), np.array([5]), np.ones(1), resolution=8, radius=1.0)
+    grid.save(tmp_path / "o.npz")
+    back = OwnershipGrid.load(tmp_path / "o.npz")
+    assert back.resolution == 8 and back.radius == 1.0 and torch.equal(back.target, grid.target)
+    (tmp_path / "bad.npz").write_text("not a grid")
+    with pytest.raises(SdfsegError, match="bad.npz"):
+        OwnershipGrid.load(tmp_path / "bad.npz")
