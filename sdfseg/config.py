@@ -430,6 +430,14 @@ def validate(cfg: Config) -> None:
         if val is not None and val <= 0:
             raise SdfsegError(f"config key '{key}': must be positive, got {val}")
     _validate_features(cfg.features)
+    r = cfg.render
+    if r.vote_grid < 0 or r.vote_rays <= 0:
+        raise SdfsegError(f"config keys 'render.vote_grid' (>= 0, 0 = off), 'render.vote_rays' (> 0): "
+                          f"got {r.vote_grid}, {r.vote_rays}")
+    if r.vote_kernel < 1 or r.vote_kernel % 2 == 0:
+        raise SdfsegError(f"config key 'render.vote_kernel': expected an odd number >= 1, got {r.vote_kernel}")
+    if not 0.5 <= r.vote_object_share < 1.0:
+        raise SdfsegError(f"config key 'render.vote_object_share': expected a share in [0.5, 1), got {r.vote_object_share}")
     if cfg.data.image_size is not None and (len(cfg.data.image_size) != 2 or min(cfg.data.image_size) <= 0):
         raise SdfsegError(f"config key 'data.image_size': expected [height, width], got {cfg.data.image_size}")
 

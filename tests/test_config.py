@@ -28,6 +28,9 @@ def test_reference_defaults():
     ("train.mode=panoptic", "train.mode"),
     ("model.encoding.backend=cuda", "model.encoding.backend"),
     ("noequals", "key=value"),
+    ("render.vote_kernel=2", "render.vote_kernel"),
+    ("render.vote_object_share=0.3", "render.vote_object_share"),
+    ("render.vote_grid=-1", "render.vote_grid"),
 ])
 def test_bad_keys_are_one_line_errors(item, needle):
     with pytest.raises(SdfsegError) as e:
