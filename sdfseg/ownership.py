@@ -13,8 +13,9 @@ better when their evidence is pooled over views *in 3D*:
    two objects) say nothing. A ray votes for its mask's dominant instance; a ray with
    label 0 votes for background.
 3. Votes are pooled in a voxel grid (each vote also counts in the ``kernel^3``
-   neighbourhood). A voxel with votes is owned by its majority: background if at
-   least half of its votes say background, else the most-voted object.
+   neighbourhood). A voxel with votes goes to background if at least half of its votes
+   say background, to its most-voted object if objects have more than ``object_share``
+   of them (0.5: plain majority), and otherwise keeps the channels' ownership.
 
 The result edits the channel SDFs (:meth:`OwnershipGrid.apply`): at points of a voxel
 owned by instance ``t`` column ``t`` takes the scene SDF (the min over channels) and

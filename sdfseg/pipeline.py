@@ -45,7 +45,7 @@ def channel_table(trainer: Trainer) -> ChannelTable:
 def ownership(trainer: Trainer, table: ChannelTable) -> Optional[OwnershipGrid]:
     """The multi-view ownership vote of a ClusteringSDF instance run (``render.vote_grid``), or None."""
     cfg = trainer.cfg
-    if cfg.render.vote_grid <= 0 or cfg.train.mode != "instance" or not cfg.train.free_channels:
+    if cfg.render.vote_grid <= 0 or not cfg.train.free_channels:
         return None
     return ownership_vote(trainer.model, trainer.sampler, table, cfg.render.vote_rays, cfg.render.vote_grid,
                           chunk=cfg.render.chunk, seed=cfg.train.seed, object_share=cfg.render.vote_object_share,
