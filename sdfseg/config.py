@@ -212,6 +212,11 @@ class RenderConfig:
     background when background has at least half; in between it keeps the channels' ownership)."""
     vote_kernel: int = 3
     """Each vote also counts in the ``vote_kernel^3`` neighbouring voxels (1 = its own voxel only)."""
+    vote_max_gap: Optional[float] = None
+    """Geometry gate of the vote (normalised units): a vote, and then the re-assignment of a point,
+    counts only where the voted instance's own SDF lies within this of the scene SDF (the object
+    already models that surface; a label dilated onto the floor beside it does not move the floor).
+    null = no gate."""
 
 
 @dataclass
@@ -436,6 +441,8 @@ def validate(cfg: Config) -> None:
                           f"got {r.vote_grid}, {r.vote_rays}")
     if r.vote_kernel < 1 or r.vote_kernel % 2 == 0:
         raise SdfsegError(f"config key 'render.vote_kernel': expected an odd number >= 1, got {r.vote_kernel}")
+    if r.vote_max_gap is not None and r.vote_max_gap < 0:
+        raise SdfsegError(f"config key 'render.vote_max_gap': expected a distance >= 0 or null, got {r.vote_max_gap}")
     if not 0.5 <= r.vote_object_share < 1.0:
         raise SdfsegError(f"config key 'render.vote_object_share': expected a share in [0.5, 1), got {r.vote_object_share}")
     if cfg.data.image_size is not None and (len(cfg.data.image_size) != 2 or min(cfg.data.image_size) <= 0):

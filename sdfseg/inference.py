@@ -121,18 +121,27 @@ def channel_groups(owner: np.ndarray, segment: np.ndarray, is_object: np.ndarray
 
 
 @torch.no_grad()
-def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: ClassInfo, n_rays: int = 16384,
-                           chunk: int = 2048, min_votes: int = 20, seed: int = 0,
-                           merge_share: float = 0.0) -> ChannelTable:
-    """Vote a class per channel from the noisy semantic labels of training pixels the channel owns;
-    with ``merge_share > 0`` object channels that are fragments of one object share its instance id
-    and class (:func:`channel_groups`, from the 2D instance labels of the same rays)."""
+def _class_vote_rays(model: SceneModel, sampler: RaySampler, n_rays: int, chunk: int, seed: int):
+    """The training rays the channel table is voted on: ``(frames [N], batch, owning channel [N])``."""
     rng = np.random.default_rng(seed)
     frames = rng.choice(sampler.frames, size=n_rays)
     pix = rng.integers(0, sampler.h * sampler.w, size=n_rays)
     b = sampler.gather(frames, pix, np.zeros(n_rays, dtype=np.int64))
     out = render_rays_chunked(model, b.origins, b.dirs, chunk, ("opacity",))
-    owner = out["opacity"].argmax(dim=-1).cpu().numpy()
+    return frames, b, out["opacity"].argmax(dim=-1).cpu().numpy()
+
+
+MIN_VOTES = 20
+"""An object channel (instance) must own at least this many labelled rays of the class vote."""
+
+
+def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: ClassInfo, n_rays: int = 16384,
+                           chunk: int = 2048, min_votes: int = MIN_VOTES, seed: int = 0,
+                           merge_share: float = 0.0) -> ChannelTable:
+    """Vote a class per channel from the noisy semantic labels of training pixels the channel owns;
+    with ``merge_share > 0`` object channels that are fragments of one object share its instance id
+    and class (:func:`channel_groups`, from the 2D instance labels of the same rays)."""
+    frames, b, owner = _class_vote_rays(model, sampler, n_rays, chunk, seed)
     sem = b.semantic.cpu().numpy()
     conf = b.confidence.cpu().numpy()
     k, c = model.num_channels, classes.num_classes
@@ -154,10 +163,29 @@ def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: Clas
     return ChannelTable(is_object=is_object, classes=np.where(is_object, cls, 0), votes=votes, instance=instance)
 
 
+def drop_vanished_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, n_rays: int = 16384,
+                          chunk: int = 2048, min_votes: int = MIN_VOTES, seed: int = 0) -> ChannelTable:
+    """The table's size rule applied to the final ownership (after :func:`ownership_vote` moved surface
+    between channels): object instances that now own fewer than ``min_votes`` labelled rays of the
+    class vote count as background."""
+    _, b, owner = _class_vote_rays(model, sampler, n_rays, chunk, seed)
+    return keep_owning_objects(table, owner[b.semantic.cpu().numpy() > 0], min_votes)
+
+
+def keep_owning_objects(table: ChannelTable, owner: np.ndarray, min_votes: int) -> ChannelTable:
+    """``table`` with the object instances whose channels own fewer than ``min_votes`` of the rays
+    ``owner [N]`` (owning channel per ray) turned into background channels."""
+    instance = np.where(table.is_object, table.instance, 0)
+    votes = np.bincount(instance[owner], minlength=len(instance))
+    keep = table.is_object & (votes[instance] >= min_votes)
+    return ChannelTable(is_object=keep, classes=np.where(keep, table.classes, 0), votes=table.votes,
+                        instance=np.where(keep, table.instance, 0))
+
+
 @torch.no_grad()
 def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, n_rays: int, resolution: int,
                    chunk: int = 2048, seed: int = 0, min_purity: float = 0.5, object_share: float = 0.5,
-                   kernel: int = 3) -> OwnershipGrid:
+                   kernel: int = 3, max_gap: float = float("inf")) -> OwnershipGrid:
     """Multi-view ownership vote of the 2D instance labels on the rendered surface (:mod:`.ownership`).
 
     Rays: half uniform over the training pixels, half over the labelled ones; the extra labelled
@@ -180,7 +208,21 @@ def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, 
     vote = mask_votes(np.where(table.is_object[owner], table.instance[owner], 0), mask_segments(frames, b.label),
                       min_purity)
     vote[out["acc"].cpu().numpy() < 0.5] = -1  # rays that hit no surface say nothing
-    return vote_grid(points, vote, weight, resolution, BOUND_RADIUS, kernel=kernel, object_share=object_share)
+    if np.isfinite(max_gap):
+        vote[owner_gap(model, points, np.where(table.is_object, table.instance, 0), vote, chunk) > max_gap] = -1
+    grid = vote_grid(points, vote, weight, resolution, BOUND_RADIUS, kernel=kernel, object_share=object_share)
+    grid.max_gap = max_gap
+    return grid
+
+
+def owner_gap(model: SceneModel, points: np.ndarray, instance: np.ndarray, owner: np.ndarray, chunk: int) -> np.ndarray:
+    """``[N]``: how far the lowest channel of instance ``owner`` (0 = background channels; ``instance [K]``
+    per channel) lies above the scene SDF at ``points [N, 3]`` (0 where it is the scene surface)."""
+    with torch.no_grad():
+        sdf = torch.cat([model.sdf(torch.as_tensor(points[i:i + chunk], dtype=torch.float32))[0]
+                         for i in range(0, len(points), chunk)]).cpu().numpy()
+    mine = np.where(instance[None, :] == owner[:, None], sdf, np.inf).min(axis=1)
+    return mine - sdf.min(axis=1)
 
 
 def semantic_channel_table(classes: ClassInfo) -> ChannelTable:

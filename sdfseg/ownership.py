@@ -16,12 +16,18 @@ better when their evidence is pooled over views *in 3D*:
    neighbourhood). A voxel with votes goes to background if at least half of its votes
    say background, to its most-voted object if objects have more than ``object_share``
    of them (0.5: plain majority), and otherwise keeps the channels' ownership.
+4. Geometry gate (``max_gap``): a vote counts, and a point is re-assigned, only where the
+   voted owner's own SDF lies within ``max_gap`` of the scene SDF, i.e. where that object
+   already models the surface. The 2D labels of small objects are dilated (they spill onto
+   the floor and wall around them); without the gate those spills would paint the floor.
 
 The result edits the channel SDFs (:meth:`OwnershipGrid.apply`): at points of a voxel
-owned by instance ``t`` column ``t`` takes the scene SDF (the min over channels) and
-every other column is pushed above it, so the scene surface is unchanged and only who
+owned by instance ``t`` (background: the background channels) the lowest channel of ``t``
+takes the scene SDF (the min over channels) and every other column is pushed above it, so the scene surface is unchanged and only who
 owns it changes. Rendering (instance and semantic maps) and mesh export both use the
-edited field, so maps and meshes agree. Votes use the training labels only.
+edited field, so maps and meshes agree. Votes use the training labels only. Object instances
+left with (almost) no surface after the vote count as background
+(:func:`.inference.drop_vanished_objects`).
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ class OwnershipGrid:
     target: torch.Tensor
     resolution: int
     radius: float
+    max_gap: float = float("inf")
+    """Geometry gate: a point is re-assigned only where the owner's own SDF is within this of the
+    scene SDF (the owner already models a surface there; a dilated 2D label does not paint it
+    onto the floor next to it)."""
 
     def lookup(self, x: torch.Tensor) -> torch.Tensor:
         """Owner ``[P]`` of the voxels of points ``x [P, 3]`` (-1 outside the grid or without votes)."""
@@ -57,31 +67,34 @@ class OwnershipGrid:
         t = self.target.to(x.device)[(v[:, 0] * g + v[:, 1]) * g + v[:, 2]]
         return torch.where(inside, t, torch.full_like(t, -1))
 
-    def apply(self, x: torch.Tensor, sdf: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-        """Edited channel SDFs ``[P, K]``: where the voxel of ``x`` has an owner, that channel (for
-        background: the lowest background channel) equals the scene SDF and the others lie at least
-        :data:`MARGIN` above it. ``background [K]`` bool marks the non-object channels."""
+    def apply(self, x: torch.Tensor, sdf: torch.Tensor, instance: torch.Tensor) -> torch.Tensor:
+        """Edited channel SDFs ``[P, K]``: where the voxel of ``x`` has an owner whose surface lies within
+        :attr:`max_gap` of the scene surface there, the owner's lowest channel equals the scene SDF and
+        the others lie at least :data:`MARGIN` above it. ``instance [K]`` is each channel's instance id
+        (0 = background channel)."""
         t = self.lookup(x)
         edit = t >= 0
         if not bool(edit.any()):
             return sdf
         s_min = sdf.min(dim=-1).values
-        lowest_bg = torch.where(background.to(sdf.device)[None, :], sdf, torch.full_like(sdf, float("inf"))).argmin(-1)
-        owner = torch.where(t > 0, t, lowest_bg)
+        mine = torch.where(instance.to(sdf.device)[None, :] == t[:, None], sdf, torch.full_like(sdf, float("inf")))
+        group_min, owner = mine.min(dim=-1)
+        edit = edit & torch.isfinite(group_min) & (group_min - s_min <= self.max_gap)  # an owner with no channel left: no say
         own = torch.nn.functional.one_hot(owner, sdf.shape[-1]).bool() & edit[:, None]
         out = torch.where(edit[:, None] & ~own, torch.maximum(sdf, s_min[:, None] + MARGIN), sdf)
         return torch.where(own, s_min[:, None], out)
 
     def save(self, path: Path) -> None:
         save_npz_atomic(path, target=self.target.cpu().numpy().astype(np.int32),
-                        resolution=np.int64(self.resolution), radius=np.float64(self.radius))
+                        resolution=np.int64(self.resolution), radius=np.float64(self.radius),
+                        max_gap=np.float64(self.max_gap))
 
     @staticmethod
     def load(path: Path) -> "OwnershipGrid":
         try:
             with np.load(path) as z:
                 return OwnershipGrid(torch.as_tensor(z["target"].astype(np.int64)), int(z["resolution"]),
-                                     float(z["radius"]))
+                                     float(z["radius"]), float(z["max_gap"]) if "max_gap" in z else float("inf"))
         except (OSError, KeyError, ValueError) as e:
             raise SdfsegError(f"{path}: not a readable ownership grid (expected target, resolution, radius): {e}")
 

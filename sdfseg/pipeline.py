@@ -24,8 +24,8 @@ import torch
 from .config import Config, load_config
 from .errors import SdfsegError
 from .export.mesh import extract_channel_meshes, palette, save_ply, scene_mesh, to_world
-from .inference import (ChannelTable, assign_channel_classes, ownership_vote, save_channel_table,
-                        semantic_channel_table, write_test_views)
+from .inference import (ChannelTable, assign_channel_classes, drop_vanished_objects, ownership_vote,
+                        save_channel_table, semantic_channel_table, write_test_views)
 from .io import write_json_atomic
 from .model import BOUND_RADIUS
 from .ownership import OwnershipGrid
@@ -49,13 +49,14 @@ def ownership(trainer: Trainer, table: ChannelTable) -> Optional[OwnershipGrid]:
         return None
     return ownership_vote(trainer.model, trainer.sampler, table, cfg.render.vote_rays, cfg.render.vote_grid,
                           chunk=cfg.render.chunk, seed=cfg.train.seed, object_share=cfg.render.vote_object_share,
-                          kernel=cfg.render.vote_kernel)
+                          kernel=cfg.render.vote_kernel,
+                          max_gap=float("inf") if cfg.render.vote_max_gap is None else cfg.render.vote_max_gap)
 
 
 def use_ownership(trainer: Trainer, table: ChannelTable, grid: Optional[OwnershipGrid]) -> None:
     """Make the model's renders and meshes follow ``grid`` (None: the channels' own ownership)."""
-    background = torch.as_tensor(~table.is_object)
-    trainer.model.channel_edit = None if grid is None else (lambda x, sdf: grid.apply(x, sdf, background))
+    instance = torch.as_tensor(np.where(table.is_object, table.instance, 0))
+    trainer.model.channel_edit = None if grid is None else (lambda x, sdf: grid.apply(x, sdf, instance))
 
 
 def load_ownership(run_dir: Path) -> Optional[OwnershipGrid]:
@@ -165,13 +166,16 @@ def run(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
 
 def finish(trainer: Trainer, progress: bool = True) -> dict:
     table = channel_table(trainer)
-    save_channel_table(trainer.run_dir / "channels.json", table, trainer.scene.classes)
     grid = ownership(trainer, table)
+    use_ownership(trainer, table, grid)
     if grid is not None:
+        cfg = trainer.cfg
+        table = drop_vanished_objects(trainer.model, trainer.sampler, table, chunk=cfg.render.chunk, seed=cfg.train.seed)
+        use_ownership(trainer, table, grid)
         grid.save(trainer.run_dir / OWNERSHIP_FILE)
     else:
         (trainer.run_dir / OWNERSHIP_FILE).unlink(missing_ok=True)
-    use_ownership(trainer, table, grid)
+    save_channel_table(trainer.run_dir / "channels.json", table, trainer.scene.classes)
     metrics = render_and_evaluate(trainer, table)
     if metrics:
         from .eval.report import format_table

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from sdfseg.data.scene import ClassInfo
-from sdfseg.inference import ChannelTable, channel_groups, save_channel_table
+from sdfseg.inference import ChannelTable, channel_groups, keep_owning_objects, save_channel_table
 from sdfseg.pipeline import grouped_sdf, load_channel_table
 
 
@@ -64,3 +64,14 @@ def test_merged_table_round_trip_and_mesh_sdf(tmp_path):
     # unmerged tables leave the SDF function as it is
     plain = ChannelTable(is_object=IS_OBJECT, classes=np.array([0, 5, 5, 4]))
     assert plain.instance.tolist() == [0, 1, 2, 3] and grouped_sdf(fn, plain) is fn
+
+
+def test_objects_left_without_surface_become_background():
+    # channels 1 and 2 are one merged object (instance 1), channel 3 another; 0 and 4 background
+    table = ChannelTable(is_object=np.array([False, True, True, True, False]), classes=np.array([0, 5, 5, 4, 0]),
+                         instance=np.array([0, 1, 1, 3, 0]))
+    owner = np.array([1, 1, 2, 3, 0, 0, 4])  # instance 1 owns 3 rays (over both channels), instance 3 one
+    kept = keep_owning_objects(table, owner, min_votes=3)
+    assert kept.is_object.tolist() == [False, True, True, False, False]
+    assert kept.instance.tolist() == [0, 1, 1, 0, 0] and kept.classes.tolist() == [0, 5, 5, 0, 0]
+    assert keep_owning_objects(table, owner, min_votes=1).is_object.tolist() == table.is_object.tolist()

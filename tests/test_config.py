@@ -30,6 +30,7 @@ def test_reference_defaults():
     ("noequals", "key=value"),
     ("render.vote_kernel=2", "render.vote_kernel"),
     ("render.vote_object_share=0.3", "render.vote_object_share"),
+    ("render.vote_max_gap=-0.1", "render.vote_max_gap"),
     ("render.vote_grid=-1", "render.vote_grid"),
 ])
 def test_bad_keys_are_one_line_errors(item, needle):

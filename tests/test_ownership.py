@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from sdfseg.errors import SdfsegError
+from sdfseg.inference import owner_gap
 from sdfseg.ownership import MARGIN, OwnershipGrid, mask_votes, vote_grid
 
 
@@ -56,8 +57,7 @@ def test_apply_moves_ownership_not_the_surface():
     grid = OwnershipGrid(target, resolution=2, radius=1.0)
     x = torch.tensor([[-0.5, -0.5, -0.5], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [1.5, 0.0, 0.0]])
     sdf = torch.tensor([[0.1, 0.3, 0.5], [0.4, 0.2, 0.6], [0.3, 0.2, 0.1], [0.3, 0.2, 0.1]])
-    background = torch.tensor([True, False, False])
-    out = grid.apply(x, sdf, background)
+    out = grid.apply(x, sdf, torch.tensor([0, 1, 2]))  # instance id per channel (0 = background)
     expected = torch.tensor([[0.1 + MARGIN, 0.3, 0.1],          # channel 2 takes the scene SDF
                              [0.2, 0.2 + MARGIN, 0.6],          # background channel 0 takes it
                              [0.3, 0.2, 0.1], [0.3, 0.2, 0.1]])  # no say / outside: unchanged
@@ -67,9 +67,39 @@ def test_apply_moves_ownership_not_the_surface():
 
 def test_grid_save_load_round_trip(tmp_path):
     grid = vote_grid(np.array([[0.1, 0.2, 0.3]]), np.array([5]), np.ones(1), resolution=8, radius=1.0)
+    grid.max_gap = 0.03
     grid.save(tmp_path / "o.npz")
     back = OwnershipGrid.load(tmp_path / "o.npz")
     assert back.resolution == 8 and back.radius == 1.0 and torch.equal(back.target, grid.target)
+    assert back.max_gap == 0.03
     (tmp_path / "bad.npz").write_text("not a grid")
     with pytest.raises(SdfsegError, match="bad.npz"):
         OwnershipGrid.load(tmp_path / "bad.npz")
+
+
+def test_apply_merged_instance_and_geometry_gate():
+    """Channels 0, 1 background, 2 and 3 one merged object (instance 3); gate 0.1."""
+    target = torch.full((8,), -1, dtype=torch.long)
+    target[0] = 3  # voxel (0,0,0)
+    target[7] = 0  # voxel (1,1,1)
+    grid = OwnershipGrid(target, resolution=2, radius=1.0, max_gap=0.1)
+    x = torch.tensor([[-0.5, -0.5, -0.5], [-0.5, -0.5, -0.5], [0.5, 0.5, 0.5]])
+    sdf = torch.tensor([[0.1, 0.2, 0.15, 0.5],   # object's lowest channel 2 is 0.05 above: re-assigned
+                        [0.1, 0.2, 0.4, 0.5],    # object 0.3 above the surface: gate keeps it as it is
+                        [0.3, 0.25, 0.2, 0.6]])  # background's lowest channel 1 is 0.05 above: re-assigned
+    out = grid.apply(x, sdf, torch.tensor([0, 0, 3, 3]))
+    expected = torch.tensor([[0.15, 0.2, 0.1, 0.5],
+                             [0.1, 0.2, 0.4, 0.5],
+                             [0.3, 0.2, 0.25, 0.6]])
+    assert torch.allclose(out, expected)
+    assert torch.equal(out.min(dim=1).values, sdf.min(dim=1).values)
+
+
+def test_owner_gap_uses_the_instance_lowest_channel():
+    class Columns(torch.nn.Module):  # channel SDFs = the point's coordinates
+        def sdf(self, x):
+            return x, None
+
+    pts = np.array([[0.0, 0.4, 0.3], [0.2, 0.1, 0.5], [0.3, 0.1, 0.0]])
+    gap = owner_gap(Columns(), pts, np.array([0, 5, 5]), np.array([5, 0, 0]), chunk=2)
+    assert np.allclose(gap, [0.3, 0.1, 0.3])

@@ -12,7 +12,7 @@ from sdfseg.config import load_config
 from sdfseg.errors import SdfsegError
 from sdfseg.io import read_label_png
 from sdfseg.ownership import OwnershipGrid
-from sdfseg.pipeline import finish, load_run
+from sdfseg.pipeline import finish, load_channel_table, load_run
 from sdfseg.train import Trainer
 
 from _helpers import ROOT, TINY as BASE_TINY, demo_config, tiny_scene
@@ -69,6 +69,13 @@ def test_ownership_vote_moves_owners_not_surface(scene_dir, tmp_path):
         edited, raw = trainer.model.channel_sdf(x)[0], trainer.model.sdf(x)[0]
     assert torch.equal(edited.min(dim=1).values, raw.min(dim=1).values)  # same surface ...
     assert not torch.equal(edited, raw)  # ... other owners
+    trainer.cfg.render.vote_max_gap = 0.02  # geometry gate: saved with the grid, applied by the renders
+    finish(trainer, progress=False)
+    gated = OwnershipGrid.load(run / "ownership.npz")
+    table = load_channel_table(run)
+    with torch.no_grad():
+        expected = gated.apply(x, raw, torch.as_tensor(np.where(table.is_object, table.instance, 0)))
+        assert gated.max_gap == 0.02 and torch.equal(trainer.model.channel_sdf(x)[0], expected)
     trainer.cfg.render.vote_grid = 0
     finish(trainer, progress=False)  # off again: no stale grid for extract_mesh to pick up
     assert not (run / "ownership.npz").exists() and trainer.model.channel_edit is None
