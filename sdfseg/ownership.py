@@ -23,11 +23,11 @@ better when their evidence is pooled over views *in 3D*:
 
 The result edits the channel SDFs (:meth:`OwnershipGrid.apply`): at points of a voxel
 owned by instance ``t`` (background: the background channels) the lowest channel of ``t``
-takes the scene SDF (the min over channels) and every other column is pushed above it, so the scene surface is unchanged and only who
-owns it changes. Rendering (instance and semantic maps) and mesh export both use the
-edited field, so maps and meshes agree. Votes use the training labels only. Object instances
-left with (almost) no surface after the vote count as background
-(:func:`.inference.drop_vanished_objects`).
+takes the scene SDF (the min over channels) and every other column is pushed above it, so
+the scene surface is unchanged and only who owns it changes. Rendering (instance and
+semantic maps) and mesh export both use the edited field, so maps and meshes agree. Votes
+use the training labels only. Object instances left with (almost) no surface after the vote
+count as background (:func:`.inference.drop_vanished_objects`).
 """
 
 from __future__ import annotations
