@@ -79,7 +79,8 @@ class OwnershipGrid:
         s_min = sdf.min(dim=-1).values
         mine = torch.where(instance.to(sdf.device)[None, :] == t[:, None], sdf, torch.full_like(sdf, float("inf")))
         group_min, owner = mine.min(dim=-1)
-        edit = edit & torch.isfinite(group_min) & (group_min - s_min <= self.max_gap)  # an owner with no channel left: no say
+        # gate; an owner with no channel left (an instance dropped after the vote) has no say
+        edit = edit & torch.isfinite(group_min) & (group_min - s_min <= self.max_gap)
         own = torch.nn.functional.one_hot(owner, sdf.shape[-1]).bool() & edit[:, None]
         out = torch.where(edit[:, None] & ~own, torch.maximum(sdf, s_min[:, None] + MARGIN), sdf)
         return torch.where(own, s_min[:, None], out)

@@ -169,8 +169,8 @@ def finish(trainer: Trainer, progress: bool = True) -> dict:
     grid = ownership(trainer, table)
     use_ownership(trainer, table, grid)
     if grid is not None:
-        cfg = trainer.cfg
-        table = drop_vanished_objects(trainer.model, trainer.sampler, table, chunk=cfg.render.chunk, seed=cfg.train.seed)
+        table = drop_vanished_objects(trainer.model, trainer.sampler, table, chunk=trainer.cfg.render.chunk,
+                                      seed=trainer.cfg.train.seed)
         use_ownership(trainer, table, grid)
         grid.save(trainer.run_dir / OWNERSHIP_FILE)
     else:
