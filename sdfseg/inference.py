@@ -33,12 +33,13 @@ class ChannelTable:
     classes: np.ndarray  # int64 [K] semantic class per channel (0 for background)
     votes: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K] number of voting pixels
     instance: np.ndarray | None = None
-    """int64 ``[K]`` instance id of each channel (0 = background); channels merged into one object
-    share the id of their representative channel. Default: the channel index for objects."""
+    """int64 ``[K]`` instance id of each channel, always 0 for background channels (set here, so
+    ``instance[owner]`` is the rendered id); channels merged into one object share the id of their
+    representative channel. Default: the channel index for objects."""
 
     def __post_init__(self) -> None:
-        if self.instance is None:
-            self.instance = np.where(self.is_object, np.arange(len(self.is_object)), 0)
+        ids = np.arange(len(self.is_object)) if self.instance is None else np.asarray(self.instance)
+        self.instance = np.where(self.is_object, ids, 0)
 
     def to_json(self, names: ClassInfo) -> list[dict]:
         return [{"channel": k, "instance_id": int(self.instance[k]), "object": bool(self.is_object[k]),
@@ -175,11 +176,10 @@ def drop_vanished_objects(model: SceneModel, sampler: RaySampler, table: Channel
 def keep_owning_objects(table: ChannelTable, owner: np.ndarray, min_votes: int) -> ChannelTable:
     """``table`` with the object instances whose channels own fewer than ``min_votes`` of the rays
     ``owner [N]`` (owning channel per ray) turned into background channels."""
-    instance = np.where(table.is_object, table.instance, 0)
-    votes = np.bincount(instance[owner], minlength=len(instance))
-    keep = table.is_object & (votes[instance] >= min_votes)
+    votes = np.bincount(table.instance[owner], minlength=len(table.instance))
+    keep = table.is_object & (votes[table.instance] >= min_votes)
     return ChannelTable(is_object=keep, classes=np.where(keep, table.classes, 0), votes=table.votes,
-                        instance=np.where(keep, table.instance, 0))
+                        instance=table.instance)
 
 
 @torch.no_grad()
@@ -205,11 +205,10 @@ def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, 
     out = render_rays_chunked(model, b.origins, b.dirs, chunk, ("opacity", "depth", "acc"))
     owner = out["opacity"].argmax(dim=-1).cpu().numpy()
     points = (b.origins + out["depth"][:, None] * b.dirs).cpu().numpy()
-    vote = mask_votes(np.where(table.is_object[owner], table.instance[owner], 0), mask_segments(frames, b.label),
-                      min_purity)
+    vote = mask_votes(table.instance[owner], mask_segments(frames, b.label), min_purity)
     vote[out["acc"].cpu().numpy() < 0.5] = -1  # rays that hit no surface say nothing
     if np.isfinite(max_gap):
-        vote[owner_gap(model, points, np.where(table.is_object, table.instance, 0), vote, chunk) > max_gap] = -1
+        vote[owner_gap(model, points, table.instance, vote, chunk) > max_gap] = -1
     grid = vote_grid(points, vote, weight, resolution, BOUND_RADIUS, kernel=kernel, object_share=object_share)
     grid.max_gap = max_gap
     return grid

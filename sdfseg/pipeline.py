@@ -55,7 +55,7 @@ def ownership(trainer: Trainer, table: ChannelTable) -> Optional[OwnershipGrid]:
 
 def use_ownership(trainer: Trainer, table: ChannelTable, grid: Optional[OwnershipGrid]) -> None:
     """Make the model's renders and meshes follow ``grid`` (None: the channels' own ownership)."""
-    instance = torch.as_tensor(np.where(table.is_object, table.instance, 0))
+    instance = torch.as_tensor(table.instance)
     trainer.model.channel_edit = None if grid is None else (lambda x, sdf: grid.apply(x, sdf, instance))
 
 

@@ -74,7 +74,7 @@ def test_ownership_vote_moves_owners_not_surface(scene_dir, tmp_path):
     gated = OwnershipGrid.load(run / "ownership.npz")
     table = load_channel_table(run)
     with torch.no_grad():
-        expected = gated.apply(x, raw, torch.as_tensor(np.where(table.is_object, table.instance, 0)))
+        expected = gated.apply(x, raw, torch.as_tensor(table.instance))
         assert gated.max_gap == 0.02 and torch.equal(trainer.model.channel_sdf(x)[0], expected)
     trainer.cfg.render.vote_grid = 0
     finish(trainer, progress=False)  # off again: no stale grid for extract_mesh to pick up
