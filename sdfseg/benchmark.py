@@ -3,6 +3,8 @@
 Reports training iterations per second, rays per second, peak memory, and a per-term
 breakdown on one fixed batch: the render forward pass, and for every loss term the time
 of its own forward computation plus its backward pass through the shared graph.
+:func:`mask_hierarchy_memory` measures the peak memory of turning one image's
+multi-granular masks into the feature head's patch hierarchy.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import resource
 import time
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 
 from .config import Config
@@ -84,3 +87,63 @@ def benchmark(cfg: Config, iterations: int = 50, warmup: int = 5) -> dict:
         "rays_per_iteration": rays, "rays_per_second": rays * iterations / dt,
         "peak_memory_mb": peak_memory_mb(dev), "per_term_seconds": term_breakdown(trainer),
     }
+
+
+# ---------------------------------------------------------------- mask hierarchy memory
+
+
+def synthetic_sam_masks(num_masks: int, height: int, width: int, seed: int = 0):
+    """SAM-like overlapping masks, yielded one at a time (bool ``[H, W]``): nested ellipses and boxes.
+
+    Sizes are log-uniform between 0.05% and 40% of the image, so small parts, objects and
+    large regions overlap as in SAM's "everything" output. Never holds more than one mask.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.ogrid[0:height, 0:width]
+    for _ in range(num_masks):
+        frac = np.exp(rng.uniform(np.log(5e-4), np.log(0.4)))
+        aspect = np.exp(rng.uniform(-0.7, 0.7))
+        ry = np.sqrt(frac * height * width / np.pi / aspect) * aspect
+        rx = frac * height * width / np.pi / ry
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        if rng.random() < 0.5:
+            yield ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+        else:
+            yield (np.abs(yy - cy) <= ry * 0.89) & (np.abs(xx - cx) <= rx * 0.89)
+
+
+def mask_hierarchy_memory(num_masks: int = 1000, height: int = 968, width: int = 1296, seed: int = 0,
+                          ultrametric: bool = True) -> dict:
+    """Peak memory of building one frame's training hierarchy from ``num_masks`` masks of ``H x W``.
+
+    The masks are packed into a :class:`~sdfseg.data.masks.MaskSet` one at a time; then
+    :func:`sdfseg.hierarchy_head.frame_hierarchy` (patch map, sparse incidence, pixel order
+    and, with ``ultrametric``, the inclusion tree) runs under :mod:`tracemalloc`, which counts
+    numpy's allocations. Returns bytes and seconds, with the dense ``[M, H, W]`` bool size
+    for comparison.
+    """
+    import tracemalloc
+
+    from .data.masks import MaskSet
+    from .hierarchy_head import frame_hierarchy
+
+    tracemalloc.start()
+    try:
+        t0 = time.perf_counter()
+        masks = MaskSet.from_masks(synthetic_sam_masks(num_masks, height, width, seed), height, width)
+        pack_seconds = time.perf_counter() - t0
+        _, pack_peak = tracemalloc.get_traced_memory()
+        held_masks = masks.bits.nbytes + masks.boxes.nbytes + masks.offsets.nbytes + masks.scores.nbytes
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        t0 = time.perf_counter()
+        fh = frame_hierarchy(masks, ultrametric=ultrametric, seed=seed)
+        build_seconds = time.perf_counter() - t0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return {"num_masks": len(masks), "height": height, "width": width, "patches": fh.hier.num_patches,
+            "maskset_bytes": int(held_masks), "pack_peak_bytes": int(pack_peak),
+            "build_peak_bytes": int(peak - base), "hierarchy_bytes": fh.nbytes(),
+            "dense_bytes": int(len(masks)) * height * width, "pack_seconds": pack_seconds,
+            "build_seconds": build_seconds}
