@@ -167,3 +167,19 @@ def render_frame(run: FeatureRun, i: int, with_rgb: bool = False) -> dict[str, n
     s = run.scene
     return render_feature_view(run.model, s.c2w[i], s.intrinsics[i], s.hw, run.cfg.render.chunk, with_rgb,
                                depth=frame_depth(run, i))
+
+
+@torch.no_grad()
+def render_frame_field(run: FeatureRun, i: int, field) -> np.ndarray:
+    """:meth:`SceneModel.render_point_field` of dataset frame ``i`` (rays as in :func:`render_frame`) -> ``[H, W, C]``."""
+    s = run.scene
+    o, d, scale = view_rays(s.c2w[i], s.intrinsics[i], s.hw, run.device)
+    depth = frame_depth(run, i)
+    depth_t = None
+    if depth is not None:
+        depth_t = torch.as_tensor(np.asarray(depth, dtype=np.float32).reshape(-1), device=run.device) * scale
+    chunk = run.cfg.render.chunk
+    out = [run.model.render_point_field(o[j:j + chunk], d[j:j + chunk], field,
+                                        None if depth_t is None else depth_t[j:j + chunk])
+           for j in range(0, o.shape[0], chunk)]
+    return torch.cat(out).cpu().numpy().reshape(*s.hw, -1).astype(np.float32)

@@ -205,6 +205,23 @@ class SceneModel(nn.Module):
         return out
 
 
+    @torch.no_grad()
+    def render_point_field(self, origins: torch.Tensor, dirs: torch.Tensor,
+                           field: Callable[[torch.Tensor], torch.Tensor],
+                           depth_t: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Volume-render any point field ``field(x [P, 3]) -> [P, C]`` with this scene's weights -> ``[R, C]``.
+
+        The same samples (``depth_t``: depth-guided) and weights as :meth:`render_features`,
+        e.g. to render a ground-truth label field with the learned geometry (an upper bound
+        for what a feature head on this geometry can reach).
+        """
+        t, far = self.sample(origins, dirs, depth_t)
+        pts = (origins[:, None, :] + t[..., None] * dirs[:, None, :]).reshape(-1, 3)
+        sdf, _ = self.sdf(pts)
+        w = volume.render_weights(self.density(sdf.min(dim=-1).values, self.beta()).reshape(t.shape),
+                                  volume.deltas(t, far))
+        return volume.composite(w, field(pts).reshape(*t.shape, -1))
+
     # ---- hierarchical feature head ----------------------------------------------------------------
     def point_features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature head at points ``[P, 3]`` -> ``[P, D]`` (no rendering: e.g. mesh vertices)."""

@@ -136,3 +136,33 @@ def test_view_pairs():
     c2w = np.stack([yaw(0), yaw(10), yaw(45), yaw(55.5)])
     assert view_pairs(c2w, 10, 2) == [(0, 1), (1, 0), (2, 3), (3, 2)]
     assert view_pairs(c2w, 10, 0.1) == [(0, 1), (1, 0)]
+
+
+def test_gt_hierarchy_field_scores_part_object_group():
+    import torch
+
+    from sdfseg.data.scene import Normalization
+    from sdfseg.data.synthetic.layout import random_scene
+    from sdfseg.eval.hierarchy_report import gt_hierarchy_field
+
+    syn = random_scene(4, seed=1)
+    norm = Normalization(np.zeros(3), 2.0)
+    field = gt_hierarchy_field(syn, norm)
+    tables = syn.part_tables()
+    # one point deep inside each part (its centre, if no other part is deeper there), one in free air
+    pts, ids = [], []
+    for p in syn.parts:
+        c = np.asarray(p.center, dtype=np.float64)
+        if np.argmin(syn.part_sdf(c[None])[0]) == [q.id for q in syn.parts].index(p.id) + 1:
+            pts.append(c)
+            ids.append(p.id)
+    room_air = np.asarray(syn.room.center, dtype=np.float64) + [0.0, 0.0, 1.2]
+    x = torch.as_tensor(norm.to_normalized(np.stack(pts + [room_air])), dtype=torch.float32)
+    f = field(x).numpy()
+    assert f.shape[0] == len(ids) + 1 and np.allclose(f[-1], 0.0)
+    score = (f[:-1] @ f[:-1].T + 1) / 2            # unit rows: the click score (cos + 1) / 2
+    obj, grp = tables["object"][ids], tables["group"][ids]
+    want = np.where(np.equal.outer(ids, ids), 1.0, np.where(np.equal.outer(obj, obj), 5 / 6,
+                    np.where(np.equal.outer(grp, grp), 2 / 3, 1 / 2)))
+    assert len(ids) >= 5 and len(set(obj.tolist())) >= 3
+    np.testing.assert_allclose(score, want, atol=1e-6)

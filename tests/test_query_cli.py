@@ -93,6 +93,16 @@ def test_eval_hierarchy_cli(runs, tmp_path, capsys):
     assert "raw 2D masks (sim)" in stdout and "tiny head" in stdout
 
 
+def test_eval_hierarchy_ceiling_row(runs, tmp_path, capsys):
+    out = tmp_path / "c.json"
+    assert eval_hierarchy.main([str(runs["head"]), "--json", str(out), "--names", "tiny", "--ceiling"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["name"] for r in rows] == ["raw 2D masks (sim)", "tiny", "ceiling: GT hierarchy, tiny geometry"]
+    for lv in ("part", "object", "group"):
+        assert 0.0 <= rows[2]["miou"][lv] <= 1.0
+    assert "ceiling: GT hierarchy" in capsys.readouterr().out
+
+
 def test_bad_input_is_one_line_error(runs, capsys):
     head = str(runs["head"])
     assert "no such frame" in _fails([head, "--frame", "nope", "--click", "1", "1"], query.main, capsys)

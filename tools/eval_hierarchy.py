@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vc-samples", type=int, default=10, help="clicks per GT segment and view pair for VC")
     p.add_argument("--seed", type=int, default=0, help="seed of the query and VC sampling (default 0)")
     p.add_argument("--device", default=None, help="torch device (default: the runs' train.device)")
+    p.add_argument("--ceiling", action="store_true",
+                   help="add the geometry ceiling row: the exact GT hierarchy of the synthetic scene rendered "
+                        "with the first run's weights (what a perfect head on that backbone could reach)")
     return p.parse_args(argv)
 
 
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.vc_samples <= 0:
         raise SdfsegError(f"--vc-samples: expected a positive number, got {args.vc_samples}")
     runs = [load_feature_run(d, args.device) for d in args.run_dirs]
-    result = evaluate_runs(runs, names, args.mask_source, args.vc_samples, args.seed)
+    result = evaluate_runs(runs, names, args.mask_source, args.vc_samples, args.seed, ceiling=args.ceiling)
     out = args.json if args.json is not None else args.run_dirs[0] / "hierarchy_metrics.json"
     print(format_hierarchy_table(result))
     write_json_atomic(out, result)

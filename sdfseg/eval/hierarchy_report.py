@@ -21,9 +21,11 @@ run trains with ``sampler.use_depth``, see :func:`sdfseg.hierarchy_run.frame_dep
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 import numpy as np
+import torch
 from scipy import ndimage
 from tqdm import tqdm
 
@@ -113,6 +115,46 @@ class FeatureMaps(Method):
         return list(segment_image_hierarchy(self.features[frame], NC_DISTANCES))
 
 
+def gt_hierarchy_field(synthetic, normalization) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The exact part / object / group field of a synthetic scene as a feature field.
+
+    At a normalised point: the one-hot part, object and group of the closest GT surface
+    (all zero for the room shell), each block scaled by ``1 / sqrt(3)``, so the click score
+    ``(cos + 1) / 2`` is 1 for the same part, 5/6 for the same object, 2/3 for the same
+    group and 1/2 otherwise: a perfect hierarchy for the thresholds to find.
+    """
+    tables = synthetic.part_tables()
+    ids = np.array([p.id for p in synthetic.parts], dtype=np.int64)
+    eye = [np.eye(int(t.max()) + 1, dtype=np.float32)[:, 1:] for t in
+           (np.arange(tables["object"].size), tables["object"], tables["group"])]
+
+    def field(x: torch.Tensor) -> torch.Tensor:
+        world = normalization.to_world(x.detach().cpu().numpy())
+        col = np.argmin(synthetic.part_sdf(world), axis=1)
+        part = np.where(col > 0, ids[np.maximum(col - 1, 0)], 0)
+        blocks = [eye[0][part], eye[1][tables["object"][part]], eye[2][tables["group"][part]]]
+        return torch.as_tensor(np.concatenate(blocks, axis=1) / np.sqrt(3.0), device=x.device)
+
+    return field
+
+
+def ceiling_row(run, frames: Sequence[int], name: str) -> tuple[str, "FeatureMaps"]:
+    """The GT hierarchy field (:func:`gt_hierarchy_field`) rendered with ``run``'s geometry.
+
+    What a perfect feature head on that run's backbone could reach; needs the synthetic
+    scene description ``synthetic.json`` next to the scene.
+    """
+    from ..data.synthetic import load_synthetic
+    from ..hierarchy_run import render_frame_field
+
+    path = Path(run.scene.path) / "synthetic.json"
+    if not path.exists():
+        raise SdfsegError(f"{path}: not found (the geometry ceiling row needs a synthetic scene)")
+    field = gt_hierarchy_field(load_synthetic(path), run.scene.normalization)
+    maps = {int(f): render_frame_field(run, int(f), field) for f in frames}
+    return f"ceiling: GT hierarchy, {name} geometry", FeatureMaps(maps)
+
+
 def _view(scene: Scene, i: int) -> View:
     if scene.depth is None:
         raise SdfsegError(f"{scene.path}: view consistency needs depth maps (depth/)")
@@ -166,8 +208,11 @@ def raw_masks_of(scene: Scene, source: str, frames: Sequence[int]) -> dict[int, 
 
 
 def evaluate_runs(runs: Sequence, names: Sequence[str], mask_source: Optional[str] = None, vc_samples: int = 10,
-                  seed: int = 0, progress: bool = True) -> dict:
-    """Evaluate feature-head runs (:class:`~sdfseg.hierarchy_run.FeatureRun`, same scene) + the raw masks row."""
+                  seed: int = 0, progress: bool = True, ceiling: bool = False) -> dict:
+    """Evaluate feature-head runs (:class:`~sdfseg.hierarchy_run.FeatureRun`, same scene) + the raw masks row.
+
+    ``ceiling`` adds, after the runs, the row :func:`ceiling_row` of the first run.
+    """
     from ..hierarchy_run import render_frame
 
     scene = runs[0].scene
@@ -190,6 +235,10 @@ def evaluate_runs(runs: Sequence, names: Sequence[str], mask_source: Optional[st
             feats[f] = render_frame(run, f)["features"]
         rows.append({"name": name, "run": str(run.run_dir),
                      **evaluate_method(FeatureMaps(feats), scene, queries, partners, levels, vc_samples, seed, name)})
+    if ceiling:
+        name, method = ceiling_row(runs[0], needed, names[0])
+        rows.append({"name": name, "run": str(runs[0].run_dir),
+                     **evaluate_method(method, scene, queries, partners, levels, vc_samples, seed, name)})
     return {"scene": str(scene.path), "mask_source": source, "levels": levels,
             "test_frames": [scene.frame_names[f] for f in test], "queries": sum(len(q) for q in queries.values()),
             "vc_pairs": [[scene.frame_names[a], scene.frame_names[b]] for a, b in partners.items()], "rows": rows}
