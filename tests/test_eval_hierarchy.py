@@ -159,7 +159,9 @@ def test_gt_hierarchy_field_scores_part_object_group():
     room_air = np.asarray(syn.room.center, dtype=np.float64) + [0.0, 0.0, 1.2]
     x = torch.as_tensor(norm.to_normalized(np.stack(pts + [room_air])), dtype=torch.float32)
     f = field(x).numpy()
-    assert f.shape[0] == len(ids) + 1 and np.allclose(f[-1], 0.0)
+    assert f.shape[0] == len(ids) + 1 and f[-1, 0] == 1.0 and np.allclose(f[-1, 1:], 0.0)
+    np.testing.assert_allclose(np.linalg.norm(f, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(f[:-1] @ f[-1], 0.0)          # the room scores 1/2 against every part
     score = (f[:-1] @ f[:-1].T + 1) / 2            # unit rows: the click score (cos + 1) / 2
     obj, grp = tables["object"][ids], tables["group"][ids]
     want = np.where(np.equal.outer(ids, ids), 1.0, np.where(np.equal.outer(obj, obj), 5 / 6,

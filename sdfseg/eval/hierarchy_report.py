@@ -118,10 +118,12 @@ class FeatureMaps(Method):
 def gt_hierarchy_field(synthetic, normalization) -> Callable[[torch.Tensor], torch.Tensor]:
     """The exact part / object / group field of a synthetic scene as a feature field.
 
-    At a normalised point: the one-hot part, object and group of the closest GT surface
-    (all zero for the room shell), each block scaled by ``1 / sqrt(3)``, so the click score
-    ``(cos + 1) / 2`` is 1 for the same part, 5/6 for the same object, 2/3 for the same
-    group and 1/2 otherwise: a perfect hierarchy for the thresholds to find.
+    At a normalised point: the one-hot part, object and group of the closest GT surface,
+    each block scaled by ``1 / sqrt(3)``, so the click score ``(cos + 1) / 2`` is 1 for the
+    same part, 5/6 for the same object, 2/3 for the same group and 1/2 otherwise: a perfect
+    hierarchy for the thresholds to find. Room shell points get a unit vector of their own
+    (score 1/2 against every part), so that a pixel rendered half on an object and half on
+    the wall behind it scores as the mixture it is.
     """
     tables = synthetic.part_tables()
     ids = np.array([p.id for p in synthetic.parts], dtype=np.int64)
@@ -133,7 +135,9 @@ def gt_hierarchy_field(synthetic, normalization) -> Callable[[torch.Tensor], tor
         col = np.argmin(synthetic.part_sdf(world), axis=1)
         part = np.where(col > 0, ids[np.maximum(col - 1, 0)], 0)
         blocks = [eye[0][part], eye[1][tables["object"][part]], eye[2][tables["group"][part]]]
-        return torch.as_tensor(np.concatenate(blocks, axis=1) / np.sqrt(3.0), device=x.device)
+        room = (part == 0).astype(np.float32)[:, None]
+        feat = np.concatenate([room] + [b / np.sqrt(3.0) for b in blocks], axis=1)
+        return torch.as_tensor(feat, dtype=torch.float32, device=x.device)
 
     return field
 
