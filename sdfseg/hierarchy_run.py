@@ -95,6 +95,16 @@ def view_rays(c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], device: torch
     return pixel_rays(c2w_t, k_t, v, u)
 
 
+def _view_rays_depth(c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], device: torch.device,
+                     depth: Optional[np.ndarray]) -> tuple[torch.Tensor, ...]:
+    """:func:`view_rays` plus the ray distance ``[H*W]`` of a z-depth map ``[H, W]`` (None without one)."""
+    o, d, scale = view_rays(c2w, K, hw, device)
+    depth_t = None
+    if depth is not None:
+        depth_t = torch.as_tensor(np.asarray(depth, dtype=np.float32).reshape(-1), device=device) * scale
+    return o, d, scale, depth_t
+
+
 @torch.no_grad()
 def render_feature_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], chunk: int,
                         with_rgb: bool = False, depth: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
@@ -107,10 +117,7 @@ def render_feature_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: t
     model.eval()
     dev = next(model.parameters()).device
     h, w = hw
-    o, d, scale = view_rays(c2w, K, hw, dev)
-    depth_t = None
-    if depth is not None:
-        depth_t = torch.as_tensor(np.asarray(depth, dtype=np.float32).reshape(-1), device=dev) * scale
+    o, d, scale, depth_t = _view_rays_depth(c2w, K, hw, dev, depth)
     parts: dict[str, list] = {"features": [], "depth": [], "acc": []}
     for i in range(0, o.shape[0], chunk):
         dt = None if depth_t is None else depth_t[i:i + chunk]
@@ -173,11 +180,7 @@ def render_frame(run: FeatureRun, i: int, with_rgb: bool = False) -> dict[str, n
 def render_frame_field(run: FeatureRun, i: int, field) -> np.ndarray:
     """:meth:`SceneModel.render_point_field` of dataset frame ``i`` (rays as in :func:`render_frame`) -> ``[H, W, C]``."""
     s = run.scene
-    o, d, scale = view_rays(s.c2w[i], s.intrinsics[i], s.hw, run.device)
-    depth = frame_depth(run, i)
-    depth_t = None
-    if depth is not None:
-        depth_t = torch.as_tensor(np.asarray(depth, dtype=np.float32).reshape(-1), device=run.device) * scale
+    o, d, _, depth_t = _view_rays_depth(s.c2w[i], s.intrinsics[i], s.hw, run.device, frame_depth(run, i))
     chunk = run.cfg.render.chunk
     out = [run.model.render_point_field(o[j:j + chunk], d[j:j + chunk], field,
                                         None if depth_t is None else depth_t[j:j + chunk])

@@ -204,6 +204,18 @@ class SceneModel(nn.Module):
             out["semantic"] = volume.composite(w, self.semantic(feat).reshape(r, s, -1))
         return out
 
+    def _backbone_weights(self, origins: torch.Tensor, dirs: torch.Tensor, depth_t: Optional[torch.Tensor]
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Samples of ``R`` rays and the backbone's render weights, as the feature rays use them.
+
+        Returns ``t [R, S]``, the sample points ``[R*S, 3]``, their geometry features
+        ``[R*S, F]`` and the weights ``[R, S]`` of the scene SDF (channel edits not applied).
+        """
+        t, far = self.sample(origins, dirs, depth_t)
+        flat = (origins[:, None, :] + t[..., None] * dirs[:, None, :]).reshape(-1, 3)
+        sdf, geo = self.sdf(flat)
+        sigma_min = self.density(sdf.min(dim=-1).values, self.beta()).reshape(t.shape)
+        return t, flat, geo, volume.render_weights(sigma_min, volume.deltas(t, far))
 
     @torch.no_grad()
     def render_point_field(self, origins: torch.Tensor, dirs: torch.Tensor,
@@ -215,12 +227,8 @@ class SceneModel(nn.Module):
         e.g. to render a ground-truth label field with the learned geometry (an upper bound
         for what a feature head on this geometry can reach).
         """
-        t, far = self.sample(origins, dirs, depth_t)
-        pts = (origins[:, None, :] + t[..., None] * dirs[:, None, :]).reshape(-1, 3)
-        sdf, _ = self.sdf(pts)
-        w = volume.render_weights(self.density(sdf.min(dim=-1).values, self.beta()).reshape(t.shape),
-                                  volume.deltas(t, far))
-        return volume.composite(w, field(pts).reshape(*t.shape, -1))
+        t, flat, _, w = self._backbone_weights(origins, dirs, depth_t)
+        return volume.composite(w, field(flat).reshape(*t.shape, -1))
 
     # ---- hierarchical feature head ----------------------------------------------------------------
     def point_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -239,13 +247,7 @@ class SceneModel(nn.Module):
         """
         if self.features is None:
             raise RuntimeError("SceneModel.render_features: the model has no feature head (features.enabled)")
-        t, far = self.sample(origins, dirs, depth_t)
-        r, s = t.shape
-        pts = origins[:, None, :] + t[..., None] * dirs[:, None, :]
-        flat = pts.reshape(-1, 3)
         with torch.no_grad() if self.features.detach_geometry else contextlib.nullcontext():
-            sdf, geo = self.sdf(flat)
-            sigma_min = self.density(sdf.min(dim=-1).values, self.beta()).reshape(r, s)
-            w = volume.render_weights(sigma_min, volume.deltas(t, far))
-        feats = self.features(geo, flat).reshape(r, s, -1)
+            t, flat, geo, w = self._backbone_weights(origins, dirs, depth_t)
+        feats = self.features(geo, flat).reshape(*t.shape, -1)
         return {"features": volume.composite(w, feats), "depth": (w * t).sum(-1), "acc": w.sum(-1), "weights": w}
