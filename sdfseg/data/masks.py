@@ -82,6 +82,10 @@ class MaskSet:
         for i in range(len(self)):
             yield self.mask(i)
 
+    def nbytes(self) -> int:
+        """Bytes held by the packed masks (boxes, offsets, bits, scores)."""
+        return int(self.boxes.nbytes + self.offsets.nbytes + self.bits.nbytes + self.scores.nbytes)
+
     def areas(self) -> np.ndarray:
         """int64 ``[M]`` pixel count of each mask."""
         return np.array([int(np.unpackbits(self.bits[self.offsets[i]:self.offsets[i + 1]]).sum())
