@@ -277,6 +277,8 @@ class FeatureConfig:
     """Learning rate of the head's MLP (decays with the run's schedule)."""
     start: int = 0
     """Iteration at which the feature loss starts."""
+    head_iterations: int = 3000
+    """Steps of a head-only stage on a trained run's frozen backbone (``tools/train_features.py``)."""
     loss: FeatureLossConfig = field(default_factory=FeatureLossConfig)
 
 
@@ -452,6 +454,7 @@ def validate(cfg: Config) -> None:
 def _validate_features(f: FeatureConfig) -> None:
     """Ranges of the feature head keys (checked even when the head is disabled)."""
     sizes = {"features.dim": f.dim, "features.hidden": f.hidden, "features.rays": f.rays,
+             "features.head_iterations": f.head_iterations,
              "features.loss.min_rays": f.loss.min_rays, "features.loss.knn": f.loss.knn,
              "features.loss.pairs_per_mask": f.loss.pairs_per_mask}
     for key, val in sizes.items():

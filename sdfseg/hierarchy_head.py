@@ -123,6 +123,10 @@ class FeatureSupervision:
         """``preferred`` if it has masks, else a random training frame that has."""
         if preferred in self.frames:
             return preferred
+        return self.random_frame()
+
+    def random_frame(self) -> int:
+        """A random training frame that has masks."""
         return int(self.rng.choice(self._with_masks))
 
     def _patch_pixels(self, fh: FrameHierarchy, n: int) -> np.ndarray:

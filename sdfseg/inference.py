@@ -22,7 +22,7 @@ from .data.rays import RaySampler, pixel_rays
 from .data.scene import ClassInfo, Scene
 from .io import save_image_atomic, save_label_png, write_json_atomic
 from .model import BOUND_RADIUS, SceneModel
-from .ownership import OwnershipGrid, mask_votes, vote_grid
+from .ownership import OwnershipGrid, mask_votes, segment_owner_counts, vote_grid
 
 
 @dataclass
@@ -104,8 +104,7 @@ def channel_groups(owner: np.ndarray, segment: np.ndarray, is_object: np.ndarray
     rays = np.bincount(own, minlength=k)
     while True:
         g = group[own]
-        counts = np.zeros((seg.max() + 1, k))
-        np.add.at(counts, (seg, g), 1.0)
+        counts = segment_owner_counts(seg, g, seg.max() + 1, k)
         dominant = counts.argmax(axis=1)
         share = np.zeros((k, k))  # share[a, b]: rays of group a in masks dominated by group b
         np.add.at(share, (g, dominant[seg]), 1.0)
@@ -209,8 +208,8 @@ def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, 
     vote[out["acc"].cpu().numpy() < 0.5] = -1  # rays that hit no surface say nothing
     if np.isfinite(max_gap):
         vote[owner_gap(model, points, table.instance, vote, chunk) > max_gap] = -1
-    grid = vote_grid(points, vote, weight, resolution, BOUND_RADIUS, kernel=kernel, object_share=object_share)
-    grid.max_gap = max_gap
+    grid = vote_grid(points, vote, weight, resolution, BOUND_RADIUS, kernel=kernel, object_share=object_share,
+                     max_gap=max_gap)
     return grid
 
 

@@ -45,6 +45,28 @@ MARGIN = 0.05
 """How far above the scene SDF the non-owning columns are pushed (>> the ownership temperature)."""
 
 
+def voxel_index(x, radius: float, resolution: int):
+    """Integer voxel coordinates ``[..., 3]`` of points ``x`` in a ``resolution^3`` grid over
+    ``[-radius, radius]^3`` (numpy arrays or torch tensors; out-of-grid points get out-of-range values)."""
+    v = (x + radius) / (2 * radius) * resolution
+    if isinstance(v, torch.Tensor):
+        return torch.floor(v).long()
+    return np.floor(v).astype(np.int64)
+
+
+def flat_voxel(v, resolution: int):
+    """Flat index of voxel coordinates ``v [..., 3]`` (x-major, as :attr:`OwnershipGrid.target`)."""
+    return (v[..., 0] * resolution + v[..., 1]) * resolution + v[..., 2]
+
+
+def segment_owner_counts(segment: np.ndarray, owner: np.ndarray, n_segments: int, n_owners: int) -> np.ndarray:
+    """``counts [n_segments, n_owners]``: how many rays of each mask (ids ``segment [N]``) each owner
+    (``owner [N]``) holds."""
+    counts = np.zeros((n_segments, n_owners))
+    np.add.at(counts, (segment, owner), 1.0)
+    return counts
+
+
 @dataclass
 class OwnershipGrid:
     """Voxel grid over ``[-radius, radius]^3``: ``target [G^3]`` is -1 (no say), 0 (background)
@@ -61,10 +83,9 @@ class OwnershipGrid:
     def lookup(self, x: torch.Tensor) -> torch.Tensor:
         """Owner ``[P]`` of the voxels of points ``x [P, 3]`` (-1 outside the grid or without votes)."""
         g = self.resolution
-        v = torch.floor((x.detach() + self.radius) / (2 * self.radius) * g).long()
+        v = voxel_index(x.detach(), self.radius, g)
         inside = ((v >= 0) & (v < g)).all(dim=-1)
-        v = v.clamp(0, g - 1)
-        t = self.target.to(x.device)[(v[:, 0] * g + v[:, 1]) * g + v[:, 2]]
+        t = self.target.to(x.device)[flat_voxel(v.clamp(0, g - 1), g)]
         return torch.where(inside, t, torch.full_like(t, -1))
 
     def apply(self, x: torch.Tensor, sdf: torch.Tensor, instance: torch.Tensor) -> torch.Tensor:
@@ -113,8 +134,7 @@ def mask_votes(instance_owner: np.ndarray, segment: np.ndarray, min_purity: floa
     _, seg = np.unique(segment[labelled], return_inverse=True)
     own = instance_owner[labelled]
     obj = own > 0
-    counts = np.zeros((seg.max() + 1, int(instance_owner.max()) + 1))
-    np.add.at(counts, (seg[obj], own[obj]), 1.0)
+    counts = segment_owner_counts(seg[obj], own[obj], seg.max() + 1, int(instance_owner.max()) + 1)
     total = counts.sum(axis=1)
     dominant = counts.argmax(axis=1)
     ok = (total > 0) & (counts.max(axis=1) >= min_purity * np.maximum(total, 1))
@@ -123,27 +143,28 @@ def mask_votes(instance_owner: np.ndarray, segment: np.ndarray, min_purity: floa
 
 
 def vote_grid(points: np.ndarray, vote: np.ndarray, weight: np.ndarray, resolution: int, radius: float,
-              kernel: int = 3, object_share: float = 0.5) -> OwnershipGrid:
+              kernel: int = 3, object_share: float = 0.5, max_gap: float = float("inf")) -> OwnershipGrid:
     """Pool ray votes ``[N]`` (-1 = none) at surface ``points [N, 3]`` into an :class:`OwnershipGrid`.
 
     Each vote counts ``weight`` in its voxel and the ``kernel^3`` neighbours. A voxel goes to its
     most-voted object when objects have more than ``object_share`` of its votes, to background when
     background has at least half of them; otherwise (``object_share > 0.5``) it has no say.
+    ``max_gap`` is the grid's geometry gate (:attr:`OwnershipGrid.max_gap`).
     """
     g = resolution
     keep = vote >= 0
     p, v, w = points[keep], vote[keep], weight[keep]
-    vox = np.floor((p + radius) / (2 * radius) * g).astype(np.int64)
+    vox = voxel_index(p, radius, g)
     r = kernel // 2
     offs = np.stack(np.meshgrid(*[np.arange(-r, r + 1)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     nb = vox[:, None, :] + offs[None]
     inside = ((nb >= 0) & (nb < g)).all(axis=-1)
-    flat = ((nb[..., 0] * g + nb[..., 1]) * g + nb[..., 2])[inside]
+    flat = flat_voxel(nb, g)[inside]
     cls = np.broadcast_to(v[:, None], inside.shape)[inside]
     wt = np.broadcast_to(w[:, None], inside.shape)[inside]
     target = torch.full((g ** 3,), -1, dtype=torch.long)
     if flat.size == 0:
-        return OwnershipGrid(target, g, radius)
+        return OwnershipGrid(target, g, radius, max_gap)
     cells, idx = np.unique(flat, return_inverse=True)
     counts = np.zeros((cells.size, int(v.max()) + 1))
     np.add.at(counts, (idx, cls), wt)
@@ -152,4 +173,4 @@ def vote_grid(points: np.ndarray, vote: np.ndarray, weight: np.ndarray, resoluti
     decided = np.where(total - counts[:, 0] > object_share * total, best,
                        np.where(counts[:, 0] >= 0.5 * total, 0, -1))
     target[torch.as_tensor(cells)] = torch.as_tensor(decided)
-    return OwnershipGrid(target, g, radius)
+    return OwnershipGrid(target, g, radius, max_gap)

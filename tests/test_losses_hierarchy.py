@@ -43,7 +43,6 @@ def test_two_levels_exact():
 def hierarchical_scene(rng, noise):
     """Two objects x two parts x two sub-patches; masks at object and part level (+ patch level)."""
     patches = np.repeat(np.arange(8), 12)
-    obj, part = patches // 4, patches // 2
     centers = np.zeros((8, 6))
     for q in range(8):
         centers[q, q // 4] = 3.0            # object direction

@@ -1,0 +1,118 @@
+"""Head-only stage: train the hierarchical feature head of a trained run on its frozen backbone.
+
+OmniSeg3D trains its feature field after the geometry. Here the same happens on an sdfseg
+run: the backbone (SDF channels, colour, semantic head) of ``SOURCE/checkpoints/last.pt``
+is loaded and frozen, a fresh feature head is trained for ``features.head_iterations``
+steps with the run's feature losses, and a new run directory gets the whole model. It
+answers ``tools/query.py`` and ``tools/eval_hierarchy.py`` like a jointly trained run.
+
+Uses: add a feature head to a finished ClusteringSDF run without retraining it, and
+compare head losses (``features.loss.decay``, ``features.loss.kind``) on one geometry.
+A head-only step does not backpropagate through the backbone, so it is several times
+faster than a joint step. ``tools/train_features.py`` is the command line.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from .config import dump_yaml, load_config
+from .errors import SdfsegError
+from .io import atomic_path, write_text_atomic
+from .train import Trainer
+
+FEATURE_PREFIX = "features."
+"""State-dict prefix of the feature head inside :class:`sdfseg.model.SceneModel`."""
+
+COPIED = ("channels.json", "ownership.npz")
+"""Files of the source run that describe its (unchanged) backbone and travel to the new run."""
+
+
+def load_backbone(trainer: Trainer, ckpt: Path) -> int:
+    """Load every non-feature weight of ``ckpt`` into ``trainer.model``; returns the checkpoint's step."""
+    if not ckpt.exists():
+        raise SdfsegError(f"{ckpt}: no checkpoint (the source run has not trained yet)")
+    try:
+        state = torch.load(ckpt, map_location=trainer.device, weights_only=False)
+        k = int(state["num_channels"])
+        if k != trainer.k:
+            raise SdfsegError(f"{ckpt}: {k} SDF channels, but the config gives {trainer.k}")
+        backbone = {n: v for n, v in state["model"].items() if not n.startswith(FEATURE_PREFIX)}
+        missing, unexpected = trainer.model.load_state_dict(backbone, strict=False)
+    except (RuntimeError, KeyError, EOFError, OSError) as exc:
+        raise SdfsegError(f"{ckpt}: backbone does not match the config ({str(exc).splitlines()[0]})") from None
+    bad = [n for n in missing if not n.startswith(FEATURE_PREFIX)] + list(unexpected)
+    if bad:
+        raise SdfsegError(f"{ckpt}: backbone does not match the config (key '{bad[0]}')")
+    return int(state.get("step", 0))
+
+
+def train_feature_head(source: str | Path, out: str | Path, overrides: Optional[list[str]] = None,
+                       progress: bool = True) -> dict[str, float]:
+    """Train a fresh feature head on the frozen backbone of run ``source``; write run ``out``.
+
+    The config is ``source``'s, with ``features.enabled=true``, ``run.dir=out`` and ``overrides``
+    (``KEY=VALUE``, e.g. ``features.loss.decay=0``). Returns the last losses and the seconds taken.
+    """
+    source, out = Path(source), Path(out)
+    cfg_file = source / "config.yaml"
+    if not cfg_file.exists():
+        raise SdfsegError(f"{cfg_file}: not found (expected a run directory written by tools/train.py)")
+    if out.resolve() == source.resolve():
+        raise SdfsegError(f"{out}: the head-only stage writes a new run directory; give one other than the source")
+    cfg = load_config(cfg_file, ["features.enabled=true"] + list(overrides or []) + [f"run.dir={out}"])
+    f = cfg.features
+    if not f.detach_geometry:
+        raise SdfsegError("features.detach_geometry: must be true for a head-only stage (the backbone is frozen)")
+    trainer = Trainer(cfg)
+    model, sup = trainer.model, trainer.feature_sup
+    step = load_backbone(trainer, source / "checkpoints" / "last.pt")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    head = [model.feature_parameters(), model.feature_grid_parameters()]
+    for p in head[0] + head[1]:
+        p.requires_grad_(True)
+    groups = [{"params": ps, "lr": lr, "base_lr": lr} for ps, lr in zip(head, (f.lr, f.grid_lr)) if ps]
+    opt = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+    model.progress = 1.0  # the backbone as it ended training (annealed beta)
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.yaml", dump_yaml(cfg))
+    writer = SummaryWriter(str(out / "tb"))
+    total = f.head_iterations
+    stats: dict[str, float] = {}
+    t0 = time.time()
+    try:
+        for i in tqdm(range(total), disable=not progress, dynamic_ncols=True, desc="feature head"):
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * cfg.train.lr_final_ratio ** (i / total)
+            model.train()
+            frame = sup.random_frame()
+            losses = trainer.objective.feature_terms(model, sup.sample(frame), sup.hierarchy(frame))
+            loss = sum(losses.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            stats = {k: float(v.detach()) for k, v in losses.items()}
+            if (i + 1) % cfg.train.log_every == 0 or i + 1 == total:
+                for k, v in stats.items():
+                    writer.add_scalar(f"features/{k}", v, i + 1)
+    finally:
+        writer.close()
+    trainer.step = step
+    trainer.save_checkpoint()
+    for name in COPIED:
+        if (source / name).exists():
+            with atomic_path(out / name) as tmp:
+                shutil.copyfile(source / name, tmp)
+        else:
+            (out / name).unlink(missing_ok=True)
+    stats["seconds"] = time.time() - t0
+    return stats
