@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .config import dump_yaml, load_config
 from .errors import SdfsegError
 from .io import atomic_path, write_text_atomic
-from .train import Trainer
+from .train import Trainer, set_decayed_lr
 
 FEATURE_PREFIX = "features."
 """State-dict prefix of the feature head inside :class:`sdfseg.model.SceneModel`."""
@@ -91,8 +91,7 @@ def train_feature_head(source: str | Path, out: str | Path, overrides: Optional[
     t0 = time.time()
     try:
         for i in tqdm(range(total), disable=not progress, dynamic_ncols=True, desc="feature head"):
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * cfg.train.lr_final_ratio ** (i / total)
+            set_decayed_lr(opt, i, total, cfg.train.lr_final_ratio)
             model.train()
             frame = sup.random_frame()
             losses = trainer.objective.feature_terms(model, sup.sample(frame), sup.hierarchy(frame))

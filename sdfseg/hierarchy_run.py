@@ -18,7 +18,7 @@ from .config import Config, load_config
 from .data.rays import pixel_rays
 from .data.scene import Scene
 from .errors import SdfsegError
-from .inference import render_rays_chunked
+from .inference import eval_points, render_rays_chunked
 from .model import SceneModel
 from .train import load_training_scene, pick_device
 
@@ -137,10 +137,7 @@ def render_feature_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: t
 @torch.no_grad()
 def point_features(model: SceneModel, points: np.ndarray, chunk: int = 65536) -> np.ndarray:
     """Feature head at normalised points ``[P, 3]`` -> float32 ``[P, D]``."""
-    dev = next(model.parameters()).device
-    out = [model.point_features(torch.as_tensor(points[i:i + chunk], dtype=torch.float32, device=dev)).cpu()
-           for i in range(0, len(points), chunk)]
-    return torch.cat(out).numpy() if out else np.zeros((0, model.features.dim), np.float32)
+    return eval_points(model.point_features, points, chunk, next(model.parameters()).device, model.features.dim)
 
 
 def pca_image(features: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -58,6 +59,16 @@ def render_rays_chunked(model: SceneModel, origins: torch.Tensor, dirs: torch.Te
         for k in keys:
             parts[k].append(out[k].detach())
     return {k: torch.cat(v) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def eval_points(fn: Callable[[torch.Tensor], torch.Tensor], points: np.ndarray, chunk: int, device: torch.device,
+                width: int) -> np.ndarray:
+    """``fn`` (a point field ``[P, 3] -> [P, width]``) at normalised points ``[N, 3]`` in chunks on
+    ``device`` -> float32 ``[N, width]``."""
+    out = [fn(torch.as_tensor(points[i:i + chunk], dtype=torch.float32, device=device)).cpu()
+           for i in range(0, len(points), chunk)]
+    return torch.cat(out).numpy().astype(np.float32, copy=False) if out else np.zeros((0, width), np.float32)
 
 
 def surface_normals(model: SceneModel, points: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -208,17 +219,15 @@ def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, 
     vote[out["acc"].cpu().numpy() < 0.5] = -1  # rays that hit no surface say nothing
     if np.isfinite(max_gap):
         vote[owner_gap(model, points, table.instance, vote, chunk) > max_gap] = -1
-    grid = vote_grid(points, vote, weight, resolution, BOUND_RADIUS, kernel=kernel, object_share=object_share,
+    return vote_grid(points, vote, weight, resolution, BOUND_RADIUS, kernel=kernel, object_share=object_share,
                      max_gap=max_gap)
-    return grid
 
 
 def owner_gap(model: SceneModel, points: np.ndarray, instance: np.ndarray, owner: np.ndarray, chunk: int) -> np.ndarray:
     """``[N]``: how far the lowest channel of instance ``owner`` (0 = background channels; ``instance [K]``
     per channel) lies above the scene SDF at ``points [N, 3]`` (0 where it is the scene surface)."""
-    with torch.no_grad():
-        sdf = torch.cat([model.sdf(torch.as_tensor(points[i:i + chunk], dtype=torch.float32))[0]
-                         for i in range(0, len(points), chunk)]).cpu().numpy()
+    dev = next(model.parameters(), torch.zeros(0)).device
+    sdf = eval_points(lambda x: model.sdf(x)[0], points, chunk, dev, instance.size)
     mine = np.where(instance[None, :] == owner[:, None], sdf, np.inf).min(axis=1)
     return mine - sdf.min(axis=1)
 

@@ -56,6 +56,13 @@ def num_channels_for(cfg: Config, scene: Scene) -> int:
     return scene.classes.num_classes if cfg.train.mode == "semantic" else cfg.model.num_channels
 
 
+def set_decayed_lr(optimizer: torch.optim.Optimizer, step: int, total: int, final_ratio: float) -> None:
+    """Exponential decay: every group's ``base_lr`` times ``final_ratio ** (step / total)`` (capped at 1)."""
+    factor = final_ratio ** min(1.0, step / max(1, total))
+    for g in optimizer.param_groups:
+        g["lr"] = g["base_lr"] * factor
+
+
 class Trainer:
     """Owns the scene, labels, model, optimiser and run directory of one training run."""
 
@@ -97,10 +104,7 @@ class Trainer:
 
     # ---- schedule / checkpoints ---------------------------------------------------------------
     def _set_lr(self) -> None:
-        frac = min(1.0, self.step / max(1, self.cfg.train.iterations))
-        factor = self.cfg.train.lr_final_ratio ** frac
-        for g in self.optimizer.param_groups:
-            g["lr"] = g["base_lr"] * factor
+        set_decayed_lr(self.optimizer, self.step, self.cfg.train.iterations, self.cfg.train.lr_final_ratio)
 
     @property
     def checkpoint_path(self) -> Path:
