@@ -177,6 +177,10 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 1000
     log_every: int = 50
+    max_bad_steps: int = 10
+    """A step whose loss or gradient is not finite is skipped (no optimiser update; counted and logged);
+    after this many such steps in a row training stops with an error naming the step and the loss
+    terms. 0 = stop at the first one."""
     remap_ids: bool = True
     """Remap each frame's instance ids to random distinct integers at load (REFERENCE 2)."""
     oracle_labels: bool = False
@@ -301,6 +305,41 @@ class Config:
     """Optional hierarchical feature head (disabled by default)."""
 
 
+RESUMABLE = ("render.", "run.dir", "train.device", "train.log_every", "train.checkpoint_every",
+             "train.max_bad_steps", "data.path", "data.missing_hint", "features.head_iterations")
+"""Keys (or section prefixes) ``--resume`` may change: how the end of the run is rendered (``render.*``:
+re-rendering a finished run with other settings is a documented use), where things are (the run and
+the scene folder may move), the device and logging. Every other key shapes the trained model or its
+schedule, so resuming with another value would continue a different experiment."""
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"train.lr": 0.0005, ...}``: every leaf key of a config dataclass (or dict) with its value."""
+    d = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resume_changes(previous: Config, current: Config, source: str | Path) -> list[str]:
+    """Keys whose values differ between the run's config ``previous`` (read from ``source``) and
+    the ``current`` one; a one-line error for any key ``--resume`` may not change (:data:`RESUMABLE`)."""
+    old, new = flatten(previous), flatten(current)
+    changed = [k for k in new if old.get(k) != new[k]]
+    bad = [k for k in changed if not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE)]
+    if bad:
+        k = bad[0]
+        more = f" (and {len(bad) - 1} more: {', '.join(bad[1:4])})" if len(bad) > 1 else ""
+        raise SdfsegError(f"--resume: config key '{k}' is {old.get(k)!r} in {source} but {new[k]!r} now{more}; "
+                          f"--resume may change only {', '.join(r + '*' if r.endswith('.') else r for r in RESUMABLE)}; "
+                          "start a new run (another run.dir) to change it")
+    return changed
+
+
 def _check_value(key: str, tp: Any, value: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin is typing.Union:
@@ -378,10 +417,16 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     """One config file as a dict; a top-level ``base: other.yaml`` (relative to this file) is loaded
     first and this file's keys are merged over it (recursively, so bases can have bases)."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         where = f" (the base of {chain[-1]})" if chain else ""
         raise SdfsegError(f"{path}: config file not found{where}") from None
+    except IsADirectoryError:
+        raise SdfsegError(f"{path}: is a folder, expected a YAML config file") from None
+    except UnicodeDecodeError:
+        raise SdfsegError(f"{path}: not a text file (expected a UTF-8 YAML config)") from None
+    except OSError as exc:
+        raise SdfsegError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise SdfsegError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
@@ -425,17 +470,10 @@ def validate(cfg: Config) -> None:
     for key, (val, allowed) in choices.items():
         if val not in allowed:
             raise SdfsegError(f"config key '{key}': expected one of {', '.join(allowed)}, got '{val}'")
-    positives = {"train.iterations": cfg.train.iterations, "train.rays": cfg.train.rays,
-                 "model.num_channels": cfg.model.num_channels - 1}
-    for key, val in positives.items():
-        if val <= 0:
-            raise SdfsegError(f"config key '{key}': must be positive (num_channels >= 2)")
-    m = cfg.model
-    schedules = {"model.ownership_tau": m.ownership_tau, "model.ownership_tau_final": m.ownership_tau_final,
-                 "model.beta_init": m.beta_init, "model.beta_final": m.beta_final}
-    for key, val in schedules.items():
-        if val is not None and val <= 0:
-            raise SdfsegError(f"config key '{key}': must be positive, got {val}")
+    if cfg.model.num_channels < 2:
+        raise SdfsegError(f"config key 'model.num_channels': expected >= 2 (background + objects), "
+                          f"got {cfg.model.num_channels}")
+    _validate_ranges(cfg)
     _validate_features(cfg.features)
     r = cfg.render
     if r.vote_grid < 0 or r.vote_rays <= 0:
@@ -449,6 +487,54 @@ def validate(cfg: Config) -> None:
         raise SdfsegError(f"config key 'render.vote_object_share': expected a share in [0.5, 1), got {r.vote_object_share}")
     if cfg.data.image_size is not None and (len(cfg.data.image_size) != 2 or min(cfg.data.image_size) <= 0):
         raise SdfsegError(f"config key 'data.image_size': expected [height, width], got {cfg.data.image_size}")
+
+
+def _validate_ranges(cfg: Config) -> None:
+    """Value ranges of the training, model, sampler, loss and render keys, so a bad value stops the run
+    at start-up (not after training)."""
+    t, m, s, r, d = cfg.train, cfg.model, cfg.sampler, cfg.render, cfg.data
+    positive = {"train.iterations": t.iterations, "train.rays": t.rays, "train.lr": t.lr, "train.grid_lr": t.grid_lr,
+                "train.lr_final_ratio": t.lr_final_ratio, "train.beta_lr": t.beta_lr,
+                "train.eikonal_points": t.eikonal_points, "train.checkpoint_every": t.checkpoint_every,
+                "train.log_every": t.log_every, "train.keyframe_ratio": t.keyframe_ratio,
+                "model.hidden_dim": m.hidden_dim, "model.feature_dim": m.feature_dim,
+                "model.color_hidden_dim": m.color_hidden_dim, "model.ownership_tau": m.ownership_tau,
+                "model.ownership_tau_final": m.ownership_tau_final, "model.beta_init": m.beta_init,
+                "model.beta_final": m.beta_final, "model.object_radius": m.object_radius, "model.fd_eps": m.fd_eps,
+                "model.encoding.n_levels": m.encoding.n_levels,
+                "model.encoding.n_features_per_level": m.encoding.n_features_per_level,
+                "model.encoding.log2_hashmap_size": m.encoding.log2_hashmap_size,
+                "model.encoding.base_resolution": m.encoding.base_resolution,
+                "sampler.n_coarse": s.n_coarse, "sampler.n_depth_near": s.n_depth_near, "sampler.depth_std": s.depth_std,
+                "render.chunk": r.chunk, "data.max_frames": d.max_frames, "data.sphere_radius": d.sphere_radius}
+    for key, val in positive.items():
+        if val is not None and not val > 0:
+            raise SdfsegError(f"config key '{key}': must be positive, got {val}")
+    non_negative = {"train.label_rays": t.label_rays, "train.extra_views": t.extra_views,
+                    "train.extra_rays": t.extra_rays, "train.segmentation_start": t.segmentation_start,
+                    "train.max_bad_steps": t.max_bad_steps, "train.replace_prob": t.replace_prob,
+                    "train.distinction_start": t.distinction_start, "model.n_hidden_layers": m.n_hidden_layers,
+                    "model.n_frequencies": m.n_frequencies, "model.color_layers": m.color_layers,
+                    "sampler.n_importance": s.n_importance, "sampler.n_rounds": s.n_rounds,
+                    "sampler.n_depth_uniform": s.n_depth_uniform, "render.merge_share": r.merge_share}
+    non_negative.update({f"loss.{k}": v for k, v in dataclasses.asdict(cfg.loss).items()})
+    for key, val in non_negative.items():
+        if not val >= 0:
+            raise SdfsegError(f"config key '{key}': must be >= 0, got {val}")
+    at_most_one = {"train.keyframe_ratio": t.keyframe_ratio, "train.replace_prob": t.replace_prob,
+                   "train.lr_final_ratio": t.lr_final_ratio, "data.sphere_radius": d.sphere_radius}
+    for key, val in at_most_one.items():
+        if val > 1:
+            raise SdfsegError(f"config key '{key}': expected a value in (0, 1], got {val}")
+    if t.label_rays > t.rays:
+        raise SdfsegError(f"config key 'train.label_rays': at most train.rays ({t.rays}), got {t.label_rays}")
+    if m.encoding.max_resolution < m.encoding.base_resolution:
+        raise SdfsegError(f"config key 'model.encoding.max_resolution': expected >= base_resolution "
+                          f"({m.encoding.base_resolution}), got {m.encoding.max_resolution}")
+    if r.mesh_resolution < 16:
+        raise SdfsegError(f"config key 'render.mesh_resolution': expected >= 16, got {r.mesh_resolution}")
+    if r.merge_share >= 1:
+        raise SdfsegError(f"config key 'render.merge_share': expected a share in [0, 1) (0 = off), got {r.merge_share}")
 
 
 def _validate_features(f: FeatureConfig) -> None:

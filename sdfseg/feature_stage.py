@@ -21,11 +21,13 @@ from typing import Optional
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
-from .config import dump_yaml, load_config
+from .checkpoint import check_backend, model_state, read_checkpoint
+from .config import Config, load_config
 from .errors import SdfsegError
-from .io import atomic_path, write_text_atomic
+from .io import atomic_path
+from .progress import Progress
+from .rundir import RunLock, prepare_fresh_run
 from .train import Trainer, set_decayed_lr
 
 FEATURE_PREFIX = "features."
@@ -36,30 +38,32 @@ COPIED = ("channels.json", "ownership.npz")
 
 
 def load_backbone(trainer: Trainer, ckpt: Path) -> int:
-    """Load every non-feature weight of ``ckpt`` into ``trainer.model``; returns the checkpoint's step."""
-    if not ckpt.exists():
-        raise SdfsegError(f"{ckpt}: no checkpoint (the source run has not trained yet)")
+    """Load every non-feature weight of ``ckpt`` (and the backbone's end-of-training schedule) into
+    ``trainer.model``; returns the checkpoint's step."""
+    state = read_checkpoint(ckpt, trainer.device, missing="no checkpoint (the source run has not trained yet)")
+    k = int(state["num_channels"])
+    if k != trainer.k:
+        raise SdfsegError(f"{ckpt}: {k} SDF channels, but the config gives {trainer.k}")
+    check_backend(state, trainer.model.hash_backend, ckpt)
+    backbone = {n: v for n, v in model_state(state, trainer.cfg.train.iterations).items()
+                if not n.startswith(FEATURE_PREFIX)}
     try:
-        state = torch.load(ckpt, map_location=trainer.device, weights_only=False)
-        k = int(state["num_channels"])
-        if k != trainer.k:
-            raise SdfsegError(f"{ckpt}: {k} SDF channels, but the config gives {trainer.k}")
-        backbone = {n: v for n, v in state["model"].items() if not n.startswith(FEATURE_PREFIX)}
         missing, unexpected = trainer.model.load_state_dict(backbone, strict=False)
-    except (RuntimeError, KeyError, EOFError, OSError) as exc:
+    except RuntimeError as exc:
         raise SdfsegError(f"{ckpt}: backbone does not match the config ({str(exc).splitlines()[0]})") from None
     bad = [n for n in missing if not n.startswith(FEATURE_PREFIX)] + list(unexpected)
     if bad:
         raise SdfsegError(f"{ckpt}: backbone does not match the config (key '{bad[0]}')")
-    return int(state.get("step", 0))
+    return int(state["step"])
 
 
 def train_feature_head(source: str | Path, out: str | Path, overrides: Optional[list[str]] = None,
-                       progress: bool = True) -> dict[str, float]:
+                       progress: bool = True, overwrite: bool = False) -> dict[str, float]:
     """Train a fresh feature head on the frozen backbone of run ``source``; write run ``out``.
 
     The config is ``source``'s, with ``features.enabled=true``, ``run.dir=out`` and ``overrides``
-    (``KEY=VALUE``, e.g. ``features.loss.decay=0``). Returns the last losses and the seconds taken.
+    (``KEY=VALUE``, e.g. ``features.loss.decay=0``). ``out`` is locked while it is written, and a
+    run already there is replaced only with ``overwrite``. Returns the last losses and the seconds taken.
     """
     source, out = Path(source), Path(out)
     cfg_file = source / "config.yaml"
@@ -71,7 +75,14 @@ def train_feature_head(source: str | Path, out: str | Path, overrides: Optional[
     f = cfg.features
     if not f.detach_geometry:
         raise SdfsegError("features.detach_geometry: must be true for a head-only stage (the backbone is frozen)")
-    trainer = Trainer(cfg)
+    with RunLock(out, "tools/train_features.py"):
+        prepare_fresh_run(out, overwrite, key="OUT")
+        return _train_head(cfg, source, progress)
+
+
+def _train_head(cfg: Config, source: Path, progress: bool) -> dict[str, float]:
+    f, out = cfg.features, Path(cfg.run.dir)
+    trainer = Trainer(cfg, progress=progress)
     model, sup = trainer.model, trainer.feature_sup
     step = load_backbone(trainer, source / "checkpoints" / "last.pt")
     for p in model.parameters():
@@ -81,28 +92,30 @@ def train_feature_head(source: str | Path, out: str | Path, overrides: Optional[
         p.requires_grad_(True)
     groups = [{"params": ps, "lr": lr, "base_lr": lr} for ps, lr in zip(head, (f.lr, f.grid_lr)) if ps]
     opt = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
-    model.progress = 1.0  # the backbone as it ended training (annealed beta)
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", dump_yaml(cfg))
+    trainer.write_config()
     writer = SummaryWriter(str(out / "tb"))
     total = f.head_iterations
     stats: dict[str, float] = {}
     t0 = time.time()
     try:
-        for i in tqdm(range(total), disable=not progress, dynamic_ncols=True, desc="feature head"):
-            set_decayed_lr(opt, i, total, cfg.train.lr_final_ratio)
-            model.train()
-            frame = sup.random_frame()
-            losses = trainer.objective.feature_terms(model, sup.sample(frame), sup.hierarchy(frame))
-            loss = sum(losses.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            stats = {k: float(v.detach()) for k, v in losses.items()}
-            if (i + 1) % cfg.train.log_every == 0 or i + 1 == total:
-                for k, v in stats.items():
-                    writer.add_scalar(f"features/{k}", v, i + 1)
+        with Progress(total, "feature head", progress) as bar:
+            for i in range(total):
+                set_decayed_lr(opt, i, total, cfg.train.lr_final_ratio)
+                model.train()
+                frame = sup.random_frame()
+                losses = trainer.objective.feature_terms(model, sup.sample(frame), sup.hierarchy(frame))
+                loss = sum(losses.values())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                stats = {k: float(v.detach()) for k, v in losses.items()}
+                if (i + 1) % cfg.train.log_every != 0 and i + 1 != total:
+                    bar.update(1)
+                else:
+                    bar.update(1, **stats)
+                    for k, v in stats.items():
+                        writer.add_scalar(f"features/{k}", v, i + 1)
     finally:
         writer.close()
     trainer.step = step

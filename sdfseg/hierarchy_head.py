@@ -23,7 +23,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .config import FeatureConfig
 from .data.hierarchy import (PatchHierarchy, batch_correlation, build_patch_hierarchy, inclusion_parents,
@@ -33,6 +32,7 @@ from .data.rays import Batch, RaySampler
 from .data.scene import Scene
 from .errors import SdfsegError
 from .losses import hierarchy as hl
+from .progress import progress_iter
 
 
 def resize_maskset(masks: MaskSet, hw: tuple[int, int]) -> MaskSet:
@@ -105,8 +105,7 @@ class FeatureSupervision:
         self.rng = np.random.default_rng([seed, 7])
         ultra = cfg.loss.kind == "ultrametric"
         self.frames: dict[int, FrameHierarchy] = {}
-        for f in tqdm(sampler.frames, desc=f"mask hierarchies ({cfg.mask_source})", disable=not progress,
-                      dynamic_ncols=True, leave=False):
+        for f in progress_iter(sampler.frames, f"mask hierarchies ({cfg.mask_source})", progress, unit="frame"):
             masks = frame_masks(scene, cfg.mask_source, int(f))
             if masks is not None and len(masks):
                 self.frames[int(f)] = frame_hierarchy(masks, ultra, seed=int(f))

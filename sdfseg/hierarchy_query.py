@@ -25,7 +25,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import trimesh
-from tqdm import tqdm
 
 from .errors import SdfsegError
 from .export.mesh import palette, scene_mesh
@@ -34,6 +33,7 @@ from .hierarchy_run import (FeatureRun, frame_index, pca_image, point_features, 
 from .io import atomic_path, save_image_atomic, write_json_atomic
 from .model import BOUND_RADIUS
 from .query import click_feature, feature_score, segment_points
+from .progress import progress_iter
 
 
 @dataclass
@@ -117,7 +117,7 @@ def query_2d(run: FeatureRun, view: QueryView, clicks: Sequence[tuple[int, int]]
     summary["mask_area"][view.name] = write_view_outputs(out_dir / view.name, r["features"],
                                                          query_scores(r["features"], qfeats), thresholds, r["rgb"])
     scene = run.scene
-    for i in tqdm(apply_to, desc="apply query to views", dynamic_ncols=True, disable=len(apply_to) == 0):
+    for i in progress_iter(apply_to, "apply query to views", unit="view"):
         name = scene.frame_names[int(i)]
         ri = render_frame(run, int(i))
         summary["mask_area"][name] = write_view_outputs(out_dir / name, ri["features"],
@@ -142,7 +142,7 @@ def mesh_points(run: FeatureRun, resolution: int) -> trimesh.Trimesh:
 def depth_points(run: FeatureRun, frames: Sequence[int], stride: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Back-projected rendered depth of ``frames`` (normalised coords) ``[P, 3]`` and their features ``[P, D]``."""
     scene, pts, feats = run.scene, [], []
-    for i in tqdm(frames, desc="render depth + features", dynamic_ncols=True):
+    for i in progress_iter(frames, "render depth + features", unit="view"):
         r = render_frame(run, int(i))
         h, w = scene.hw
         v, u = np.mgrid[0:h:stride, 0:w:stride]
@@ -210,7 +210,7 @@ def query_3d(run: FeatureRun, out_dir: Path, distances: Sequence[float], source:
         raise SdfsegError(f"--points: expected mesh or depth, got '{source}'")
     world = run.scene.normalization.to_world(pts)
     summary: dict = {"source": source, "points": int(len(pts)), "segments": {}}
-    for d in tqdm(distances, desc="3D segments", dynamic_ncols=True):
+    for d in progress_iter(distances, "3D segments"):
         labels = segment_points(pts, feats, threshold=float(d), k=knn, voxel=voxel)
         sizes = export_segments(out_dir / "3d" / f"d{d:.2f}", world, faces, labels, min_size, max_segments)
         summary["segments"][f"{d:.2f}"] = sizes

@@ -17,10 +17,11 @@ import torch
 from .config import Config, load_config
 from .data.rays import pixel_rays
 from .data.scene import Scene
+from .checkpoint import check_backend, load_model_weights, read_checkpoint
 from .errors import SdfsegError
 from .inference import eval_points, render_rays_chunked
 from .model import SceneModel
-from .train import load_training_scene, pick_device
+from .train import load_training_scene, pick_device, resolve_config
 
 
 @dataclass
@@ -45,18 +46,14 @@ def load_feature_run(run_dir: str | Path, device: Optional[str] = None) -> Featu
         raise SdfsegError(f"{cfg_file}: features.enabled is false (this run has no hierarchical feature head; "
                           f"train with features.enabled=true, e.g. confs/demo_hierarchy.yaml)")
     ckpt = run_dir / "checkpoints" / "last.pt"
-    if not ckpt.exists():
-        raise SdfsegError(f"{ckpt}: no checkpoint (the run has not trained yet)")
     dev = pick_device(device or cfg.train.device)
+    resolve_config(cfg, dev)
+    state = read_checkpoint(ckpt, dev, missing="no checkpoint (the run has not trained yet)")
     scene = load_training_scene(cfg)
-    try:
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
-        k = int(state["num_channels"])
-        n_sem = scene.classes.num_classes if cfg.train.mode == "instance" else 0
-        model = SceneModel(cfg, k, n_sem).to(dev)
-        model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, EOFError, OSError) as exc:
-        raise SdfsegError(f"{ckpt}: checkpoint does not match {cfg_file} ({str(exc).splitlines()[0]})") from None
+    n_sem = scene.classes.num_classes if cfg.train.mode == "instance" else 0
+    model = SceneModel(cfg, int(state["num_channels"]), n_sem).to(dev)
+    check_backend(state, model.hash_backend, ckpt)
+    load_model_weights(model, state, cfg.train.iterations, ckpt, what=str(cfg_file))
     model.eval()
     return FeatureRun(run_dir, cfg, scene, model, dev)
 

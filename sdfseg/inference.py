@@ -17,13 +17,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .data.rays import RaySampler, pixel_rays
 from .data.scene import ClassInfo, Scene
 from .io import save_image_atomic, save_label_png, write_json_atomic
 from .model import BOUND_RADIUS, SceneModel
 from .ownership import OwnershipGrid, mask_votes, segment_owner_counts, vote_grid
+from .progress import progress_iter
 
 
 @dataclass
@@ -87,9 +87,11 @@ def surface_normals(model: SceneModel, points: torch.Tensor, chunk: int) -> torc
 
 
 def mask_segments(frames: np.ndarray, label: torch.Tensor) -> np.ndarray:
-    """One id per 2D mask (frame, instance label) for rays ``[N]``; ``-1`` where the label is 0."""
+    """One id per 2D mask (frame, instance label) for rays ``[N]``; ``-1`` where the label is 0
+    (background), ``-2`` where it is negative (not supervised)."""
     lab = label.cpu().numpy().astype(np.int64)
-    return np.where(lab > 0, frames.astype(np.int64) * (int(lab.max(initial=0)) + 1) + lab, -1)
+    return np.where(lab > 0, frames.astype(np.int64) * (int(lab.max(initial=0)) + 1) + lab,
+                    np.where(lab == 0, -1, -2))
 
 
 def channel_groups(owner: np.ndarray, segment: np.ndarray, is_object: np.ndarray, min_share: float) -> np.ndarray:
@@ -270,13 +272,13 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
 
 
 def write_test_views(model: SceneModel, scene: Scene, out_dir: Path, table: ChannelTable, mode: str,
-                     chunk: int, frames: np.ndarray | None = None) -> None:
+                     chunk: int, frames: np.ndarray | None = None, progress: bool = True) -> None:
     """Render the test frames into ``out_dir/{rgb,depth,normal,instance,semantic}/<frame>.png``.
 
     Depth is written as uint16 millimetres in world units; normals as 8-bit (n + 1) / 2.
     """
     frames = scene.split["test"] if frames is None else frames
-    for i in tqdm(frames, desc="render test views", dynamic_ncols=True):
+    for i in progress_iter(frames, "render test views", progress, unit="view"):
         name = scene.frame_names[int(i)]
         r = render_view(model, scene.c2w[i], scene.intrinsics[i], scene.hw, chunk, table, mode,
                         scene.classes.stuff_ids)

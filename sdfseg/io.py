@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -26,16 +27,40 @@ from PIL import Image
 from .errors import SdfsegError
 
 
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]+)?$")
+"""Names of :func:`atomic_path` temporaries: ``.<stem>.<8 random chars>.tmp<suffix>``."""
+
+
+def is_temporary(name: str) -> bool:
+    """True for the name of a temporary file :func:`atomic_path` writes (left behind only by a kill)."""
+    return _TEMPORARY.match(name) is not None
+
+
+def remove_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the :func:`atomic_path` temporaries under ``folder`` (recursively) that a killed process
+    left behind; returns how many. Call it only while no other process writes there (the run lock)."""
+    n = 0
+    for f in Path(folder).rglob(".*.tmp*"):
+        if f.is_file() and is_temporary(f.name):
+            f.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     The temporary keeps the destination's suffix so writers that pick a format
-    from the extension (trimesh, PIL) still work.
+    from the extension (trimesh, PIL) still work. A folder that cannot be written
+    is a one-line :class:`SdfsegError` naming it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        raise SdfsegError(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -5,6 +5,11 @@
   labels (oracle) the GT ids are the channels; with noisy labels each frame's ids are
   numbered 1..n by size, as a 2D segmenter numbers them, and used as channels.
 * semantic mode: semantic class ids (0 = void, ignored by the segmentation losses).
+
+"Not supervised" and "low confidence" stay apart: pixels whose source confidence is 0 (outside
+the room, frames a source does not cover; REFERENCE 8) get label -1 and semantic class 0, so every
+segmentation loss and the end-of-run votes ignore them; a test-time-augmentation confidence of 0
+is low confidence, which the readers already raised to 0.1 (REFERENCE 2), and only weights a pixel.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ class TrainingLabels:
     semantic: np.ndarray
     """int64 ``[N, H, W]`` semantic classes of the same source (0 = void)."""
     confidence: Optional[np.ndarray]
-    """float32 ``[N, H, W]`` (zeros replaced by 0.1) or None."""
+    """float32 ``[N, H, W]`` weights in (0, 1] of supervised pixels (0 where not supervised), or None."""
     source: str
 
 
@@ -62,10 +67,11 @@ def training_labels(scene: Scene, cfg: Config, num_channels: int) -> TrainingLab
         if sem_src is None or sem_src.semantic is None:
             raise SdfsegError(f"{scene.path}: label source '{name}' has no semantic maps and the scene has no "
                               "m2f semantics to take classes from")
+    conf = None if src.confidence is None else src.confidence.astype(np.float32)
+    unsupervised = None if conf is None else ~(conf > 0)
     semantic = sem_src.semantic.astype(np.int64)
-    conf = None
-    if src.confidence is not None:
-        conf = np.where(src.confidence > 0, src.confidence, 0.1).astype(np.float32)
+    if unsupervised is not None:
+        semantic[unsupervised] = 0
     if cfg.train.mode == "semantic":
         return TrainingLabels(semantic.copy(), semantic, conf, name)
     if src.instance is None:
@@ -77,4 +83,6 @@ def training_labels(scene: Scene, cfg: Config, num_channels: int) -> TrainingLab
         inst = np.where(inst >= num_channels, 0, inst)
     elif cfg.train.remap_ids:
         inst = remap_instance_ids(inst, np.random.default_rng(cfg.train.seed + 17))
+    if unsupervised is not None:
+        inst[unsupervised] = -1
     return TrainingLabels(inst, semantic, conf, name)

@@ -58,12 +58,19 @@ class SceneModel(nn.Module):
         self.features: Optional[FeatureHead] = None
         if cfg.features.enabled:
             f = cfg.features
-            with torch.random.fork_rng(devices=[]):  # the head's init leaves the global random stream alone
-                torch.manual_seed(cfg.train.seed + 1)
+            # the head is built on the CPU from its own seed and leaves every global random stream alone
+            # (fork_rng(devices=[]) restores only the CPU stream, so only the CPU generator is reseeded)
+            with torch.random.fork_rng(devices=[]):
+                torch.random.default_generator.manual_seed(cfg.train.seed + 1)
                 self.features = FeatureHead(m.feature_dim, dim=f.dim, hidden=f.hidden, layers=f.layers,
                                             num_freqs=f.num_freqs, detach_geometry=f.detach_geometry,
                                             grid_levels=f.grid_levels, log2_hashmap_size=f.grid_log2_hashmap_size,
                                             max_resolution=f.grid_max_resolution, backend=m.encoding.backend)
+
+    @property
+    def hash_backend(self) -> str:
+        """The backend of the SDF's hash grid (``torch`` | ``tcnn``; ``none`` without a grid)."""
+        return self.sdf.grid.backend if self.sdf.grid is not None else "none"
 
     # ---- parameter groups -------------------------------------------------------------------
     def grid_parameters(self) -> list[nn.Parameter]:
@@ -99,9 +106,21 @@ class SceneModel(nn.Module):
             return (w.detach()[..., None] * own).sum(dim=1)
         return volume.object_opacity(sigma_min.detach() if m.detach_occlusion else sigma_min, sigma_k, dl)
 
-    # ---- density sharpness ---------------------------------------------------------------------
+    # ---- training schedule ---------------------------------------------------------------------
     progress: float = 1.0
-    """Training progress in [0, 1] (set by the trainer each step; 1 = end of training, for inference)."""
+    """Training progress in [0, 1] of the step being (or last) trained; part of the state dict, so a
+    checkpoint restores the schedule exactly as training left it (:meth:`update_step`)."""
+
+    def update_step(self, step: int, total: int) -> None:
+        """Push the trainer's schedule into the model before step ``step`` of ``total`` (annealed beta
+        and ownership temperature follow ``progress = step / total``)."""
+        self.progress = step / max(1, total)
+
+    def get_extra_state(self) -> dict:
+        return {"progress": float(self.progress)}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.progress = float(state["progress"])
 
     def _annealed(self, start: float, final: float) -> float:
         """Geometric schedule from ``start`` (progress 0) to ``final`` (progress 1)."""

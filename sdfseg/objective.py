@@ -147,7 +147,10 @@ class Objective:
             losses["reg"] = c * w.reg * cl.regularisation_loss(P, ym)
             losses["semantic"] = c * w.semantic * cl.semantic_loss(mu, labs, conf)
             return
-        om, ym = O[main], y[main]
+        seg = main & (y >= 0)  # label -1: not supervised (outside the room, uncovered frames)
+        om, ym = O[seg], y[seg]
+        if ym.numel() == 0:
+            return
         P = torch.softmax(om, dim=-1)
         mu, labs, counts = cl.cluster_centres(P, ym)
         losses["diff"] = c * w.diff * cl.differentiation_loss(mu)
@@ -156,21 +159,21 @@ class Objective:
         bg, fg = cl.fg_bg_loss(om, ym)
         losses["fgbg"] = c * (w.bg * bg + w.fg * fg)
         if w.fgbg_sdf > 0:
-            bg, fg = cl.fg_bg_sdf_loss(out["sdf"][main], out["weights"][main], ym, w.fgbg_margin)
+            bg, fg = cl.fg_bg_sdf_loss(out["sdf"][seg], out["weights"][seg], ym, w.fgbg_margin)
             losses["fgbg_sdf"] = c * w.fgbg_sdf * (w.bg * bg + w.fg * fg)
         if w.cross_view > 0 and (batch.view > 0).any():
-            losses["cross_view"] = c * w.cross_view * self._cross_view(O, batch, mu, labs)
+            losses["cross_view"] = c * w.cross_view * self._cross_view(O, batch, seg, mu, labs)
 
-    def _cross_view(self, O: torch.Tensor, batch: Batch, mu: torch.Tensor, labs: torch.Tensor) -> torch.Tensor:
-        """Eq. 9 between the main view's clusters and each extra view's clusters (thing labels only)."""
+    def _cross_view(self, O: torch.Tensor, batch: Batch, seg: torch.Tensor, mu: torch.Tensor, labs: torch.Tensor
+                    ) -> torch.Tensor:
+        """Eq. 9 between the main view's clusters (rays ``seg``) and each extra view's clusters (thing labels only)."""
         nsem = self.classes.num_classes
-        main = batch.view == 0
-        sem_main = _label_semantics(batch.label[main], batch.semantic[main], labs, nsem)
+        sem_main = _label_semantics(batch.label[seg], batch.semantic[seg], labs, nsem)
         terms = []
         for v in torch.unique(batch.view[batch.view > 0]):
             sel = batch.view == v
             yv = batch.label[sel]
-            fg = yv != 0
+            fg = yv > 0
             if not fg.any():
                 continue
             mu_v, labs_v, _ = cl.cluster_centres(torch.softmax(O[sel][fg], dim=-1), yv[fg])

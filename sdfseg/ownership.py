@@ -122,12 +122,13 @@ class OwnershipGrid:
 
 
 def mask_votes(instance_owner: np.ndarray, segment: np.ndarray, min_purity: float) -> np.ndarray:
-    """Vote of each ray ``[N]``: its mask's dominant instance, 0 for unlabelled rays (``segment < 0``),
-    -1 when the mask has no object-owned ray or its dominant holds less than ``min_purity`` of them.
+    """Vote of each ray ``[N]``: its mask's dominant instance, 0 for background rays (``segment == -1``),
+    -1 (no vote) for unsupervised rays (``segment < -1``) and when the mask has no object-owned ray
+    or its dominant holds less than ``min_purity`` of them.
 
     ``instance_owner [N]`` is the instance id owning each ray (0 = a background channel).
     """
-    vote = np.where(segment < 0, 0, -1)
+    vote = np.where(segment == -1, 0, -1)
     labelled = segment >= 0
     if not labelled.any():
         return vote

@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .config import Config, load_config
+from .config import Config, check_resume_changes, load_config
 from .errors import SdfsegError
 from .export.mesh import extract_channel_meshes, palette, save_ply, scene_mesh, to_world
 from .inference import (ChannelTable, assign_channel_classes, drop_vanished_objects, ownership_vote,
@@ -29,7 +29,8 @@ from .inference import (ChannelTable, assign_channel_classes, drop_vanished_obje
 from .io import write_json_atomic
 from .model import BOUND_RADIUS
 from .ownership import OwnershipGrid
-from .train import Trainer
+from .rundir import RunLock, prepare_fresh_run
+from .train import Trainer, resolve_config
 
 OWNERSHIP_FILE = "ownership.npz"
 
@@ -74,13 +75,14 @@ def load_channel_table(run_dir: Path) -> ChannelTable:
                         instance=np.array([r["instance_id"] for r in rows], dtype=np.int64))
 
 
-def render_and_evaluate(trainer: Trainer, table: ChannelTable) -> dict:
+def render_and_evaluate(trainer: Trainer, table: ChannelTable, progress: bool = True) -> dict:
     """Render the test split into ``run/test`` and evaluate it like ``tools/evaluate.py`` would."""
     from .eval.report import evaluate_prediction_dir
 
     run_dir = trainer.run_dir
     test_dir = run_dir / "test"
-    write_test_views(trainer.model, trainer.scene, test_dir, table, trainer.cfg.train.mode, trainer.cfg.render.chunk)
+    write_test_views(trainer.model, trainer.scene, test_dir, table, trainer.cfg.train.mode, trainer.cfg.render.chunk,
+                     progress=progress)
     if trainer.scene.gt is None:
         print("scene has no GT maps: skipping evaluation")
         return {}
@@ -153,18 +155,54 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
     return report
 
 
-def run(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
-    """Train (or resume) and finish the run; returns the metrics dict."""
-    trainer = Trainer(cfg)
-    stats = trainer.fit(resume=resume, progress=progress)
-    if "psnr" in stats:
-        print(f"trained {trainer.step} iterations in {stats['seconds']:.0f} s, final PSNR {stats['psnr']:.2f}")
-    else:
-        print(f"already trained ({trainer.step} iterations): rendering and evaluating only")
-    return finish(trainer, progress)
+def check_startup(trainer: Trainer) -> None:
+    """What the end of the run needs, checked before training: test views to render."""
+    scene = trainer.scene
+    if len(scene.split.get("test", ())) == 0:
+        raise SdfsegError(f"{scene.path}: the test split is empty ({scene.layout} layout, {scene.num_frames} frames): "
+                          "a run renders and evaluates its test views after training; give the scene test frames "
+                          "(e.g. a 'test' list in its splits file)")
+
+
+def run(cfg: Config, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict:
+    """Train (or resume) and finish the run in ``cfg.run.dir``; returns the metrics dict.
+
+    The run directory is locked for the whole run (:class:`sdfseg.rundir.RunLock`). A fresh run
+    refuses a directory that already holds a run unless ``overwrite`` (which clears it first).
+    ``resume`` continues from the last checkpoint (or only re-renders a finished run); the config
+    may then differ from the run's only in the keys :data:`sdfseg.config.RESUMABLE` lists, and
+    everything is checked before the run's config.yaml is rewritten.
+    """
+    run_dir = Path(cfg.run.dir)
+    with RunLock(run_dir, "tools/train.py"):
+        previous = read_run_config(run_dir, "--resume: nothing to resume") if resume else None
+        if not resume:
+            prepare_fresh_run(run_dir, overwrite)
+        trainer = Trainer(cfg, progress=progress)
+        if previous is not None:
+            resolve_config(previous, trainer.device)
+            check_resume_changes(previous, cfg, run_dir / "config.yaml")
+        check_startup(trainer)
+        stats = trainer.fit(resume=resume, progress=progress)
+        if "psnr" in stats:
+            print(f"trained {trainer.step} iterations in {stats['seconds']:.0f} s, final PSNR {stats['psnr']:.2f}")
+        else:
+            print(f"already trained ({trainer.step} iterations): rendering and evaluating only")
+        return finish(trainer, progress)
+
+
+def read_run_config(run_dir: Path, missing: str, overrides: Optional[list[str]] = None) -> Config:
+    """The config of the run in ``run_dir`` (with ``overrides``); ``missing`` starts the one-line error
+    when there is none."""
+    cfg_file = Path(run_dir) / "config.yaml"
+    if not cfg_file.is_file():
+        raise SdfsegError(f"{cfg_file}: not found ({missing}: expected a run directory written by tools/train.py)")
+    return load_config(cfg_file, overrides)
 
 
 def finish(trainer: Trainer, progress: bool = True) -> dict:
+    """The end of a run: channel classes, ownership vote, test renders, metrics and meshes."""
+    trainer.check_weights()  # no maps, metrics or meshes from a diverged model
     table = channel_table(trainer)
     grid = ownership(trainer, table)
     use_ownership(trainer, table, grid)
@@ -176,7 +214,7 @@ def finish(trainer: Trainer, progress: bool = True) -> dict:
     else:
         (trainer.run_dir / OWNERSHIP_FILE).unlink(missing_ok=True)
     save_channel_table(trainer.run_dir / "channels.json", table, trainer.scene.classes)
-    metrics = render_and_evaluate(trainer, table)
+    metrics = render_and_evaluate(trainer, table, progress)
     if metrics:
         from .eval.report import format_table
 
@@ -193,10 +231,7 @@ def finish(trainer: Trainer, progress: bool = True) -> dict:
 def load_run(run_dir: Path, overrides: Optional[list[str]] = None) -> Trainer:
     """Rebuild the trainer of a finished or interrupted run from its config and last checkpoint."""
     run_dir = Path(run_dir)
-    cfg_file = run_dir / "config.yaml"
-    if not cfg_file.exists():
-        raise SdfsegError(f"{cfg_file}: not found (expected a run directory written by tools/train.py)")
-    cfg = load_config(cfg_file, overrides)
+    cfg = read_run_config(run_dir, "not a run", overrides)
     cfg.run.dir = str(run_dir)
     trainer = Trainer(cfg)
     trainer.load_checkpoint()

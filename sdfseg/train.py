@@ -12,18 +12,20 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from tqdm import tqdm
 
 from .config import Config, dump_yaml
 from .data import ReadOptions, load_scene
 from .data.normalize import normalize_scene
 from .data.rays import RaySampler
 from .data.scene import Scene
+from .checkpoint import CHECKPOINT_FORMAT, all_finite, check_backend, load_model_weights, read_checkpoint
 from .errors import SdfsegError
+from .fields.encodings import resolve_backend
 from .io import atomic_path, write_text_atomic
 from .labels import TrainingLabels, training_labels
 from .model import SceneModel
 from .objective import Objective
+from .progress import Progress
 
 
 def pick_device(name: str) -> torch.device:
@@ -31,7 +33,18 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SdfsegError(f"config key 'train.device': '{name}' requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise SdfsegError(f"config key 'train.device': expected auto, cpu or cuda[:index], got '{name}'") from None
+
+
+def resolve_config(cfg: Config, device: torch.device) -> Config:
+    """Record in ``cfg`` what ``auto`` settings resolve to for a model on ``device``: the hash-grid
+    backend (``tcnn`` only on CUDA with tinycudann), so the run's config.yaml says which one its
+    weights are laid out for. Returns ``cfg``."""
+    cfg.model.encoding.backend = resolve_backend(cfg.model.encoding.backend, device)
+    return cfg
 
 
 def load_training_scene(cfg: Config) -> Scene:
@@ -66,9 +79,10 @@ def set_decayed_lr(optimizer: torch.optim.Optimizer, step: int, total: int, fina
 class Trainer:
     """Owns the scene, labels, model, optimiser and run directory of one training run."""
 
-    def __init__(self, cfg: Config, scene: Optional[Scene] = None):
+    def __init__(self, cfg: Config, scene: Optional[Scene] = None, progress: bool = True):
         self.cfg = cfg
         self.device = pick_device(cfg.train.device)
+        resolve_config(cfg, self.device)
         torch.manual_seed(cfg.train.seed)
         self.scene = scene if scene is not None else load_training_scene(cfg)
         self.k = num_channels_for(cfg, self.scene)
@@ -86,7 +100,8 @@ class Trainer:
         if cfg.features.enabled:
             from .hierarchy_head import FeatureSupervision
 
-            self.feature_sup = FeatureSupervision(self.scene, cfg.features, self.sampler, cfg.train.seed)
+            self.feature_sup = FeatureSupervision(self.scene, cfg.features, self.sampler, cfg.train.seed,
+                                                  progress=progress)
         t = cfg.train
         groups = [
             {"params": self.model.grid_parameters(), "lr": t.grid_lr, "base_lr": t.grid_lr},
@@ -100,20 +115,38 @@ class Trainer:
                 groups.append({"params": self.model.feature_grid_parameters(), "lr": f.grid_lr, "base_lr": f.grid_lr})
         self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
         self.step = 0
+        self.skipped_steps = 0
+        """Steps skipped so far because their loss or gradient was not finite."""
+        self._bad_run: list[tuple[int, list[str]]] = []  # the current streak of skipped steps: (step, terms)
         self.run_dir = Path(cfg.run.dir)
 
     # ---- schedule / checkpoints ---------------------------------------------------------------
-    def _set_lr(self) -> None:
+    def _set_schedule(self) -> None:
+        """Learning rates and the model's annealed quantities for the step about to be trained."""
         set_decayed_lr(self.optimizer, self.step, self.cfg.train.iterations, self.cfg.train.lr_final_ratio)
+        self.model.update_step(self.step, self.cfg.train.iterations)
 
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoints" / "last.pt"
 
+    def check_weights(self) -> None:
+        """A one-line error when a weight is not finite (training diverged): nothing is written from it."""
+        if not all_finite(self.model.parameters()):
+            raise SdfsegError(f"training diverged: the model has non-finite weights at step {self.step}; nothing "
+                              f"was written from it (the last checkpoint, if any, is from before); lower train.lr / "
+                              "train.grid_lr or check the input data")
+
     def save_checkpoint(self) -> None:
-        state = {"step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "sampler_rng": self.sampler.rng.bit_generator.state, "sampler_epoch": list(self.sampler._epoch),
-                 "torch_rng": torch.get_rng_state(), "num_channels": self.k}
+        """Write ``checkpoints/last.pt`` atomically (never from non-finite weights, see :meth:`check_weights`)."""
+        self.check_weights()
+        state = {"format": CHECKPOINT_FORMAT, "step": self.step, "model": self.model.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "num_channels": self.k,
+                 "hash_backend": self.model.hash_backend, "skipped_steps": self.skipped_steps,
+                 "sampler_rng": self.sampler.rng.bit_generator.state,
+                 "sampler_epoch": [int(f) for f in self.sampler._epoch], "torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         if self.feature_sup is not None:
             state["feature_rng"] = self.feature_sup.rng.bit_generator.state
             state["feature_loss_rng"] = self.objective.feature_loss.rng.bit_generator.state
@@ -121,29 +154,41 @@ class Trainer:
             torch.save(state, tmp)
 
     def load_checkpoint(self, path: Optional[Path] = None) -> None:
+        """Restore weights, optimiser, schedule and random streams: training continues exactly as the
+        uninterrupted run would, and a finished run renders exactly what it rendered at its end."""
         path = Path(path or self.checkpoint_path)
-        if not path.exists():
-            raise SdfsegError(f"{path}: no checkpoint to resume from")
+        state = read_checkpoint(path, self.device, missing="no checkpoint to resume from")
+        if int(state["num_channels"]) != self.k:
+            raise SdfsegError(f"{path}: checkpoint has {int(state['num_channels'])} SDF channels, the config "
+                              f"gives {self.k} (model.num_channels)")
+        check_backend(state, self.model.hash_backend, path)
+        load_model_weights(self.model, state, self.cfg.train.iterations, path)
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-            self.model.load_state_dict(state["model"])
-        except (RuntimeError, KeyError, EOFError, OSError) as exc:
-            raise SdfsegError(f"{path}: checkpoint does not match this config ({str(exc).splitlines()[0]})") from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.sampler.rng.bit_generator.state = state["sampler_rng"]
-        self.sampler._epoch = list(state["sampler_epoch"])
-        torch.set_rng_state(state["torch_rng"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.sampler.rng.bit_generator.state = state["sampler_rng"]
+            self.sampler._epoch = [int(f) for f in state["sampler_epoch"]]
+            torch.set_rng_state(state["torch_rng"].cpu())
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise SdfsegError(f"{path}: checkpoint does not match this config ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         if self.feature_sup is not None and "feature_rng" in state:
             self.feature_sup.rng.bit_generator.state = state["feature_rng"]
             self.objective.feature_loss.rng.bit_generator.state = state["feature_loss_rng"]
         self.step = int(state["step"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
 
     # ---- training --------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
-        """One optimiser step; returns the scalar losses (weighted) and PSNR."""
+        """One optimiser step; returns the scalar losses (weighted), PSNR and the gradient norm.
+
+        A step whose loss or gradient is not finite is skipped (no update; see ``train.max_bad_steps``).
+        The check costs no extra host sync: the losses, PSNR and the finiteness travel to the host in
+        one transfer, the one every step already made for its statistics.
+        """
         cfg = self.cfg
-        self._set_lr()
-        self.model.progress = self.step / max(1, cfg.train.iterations)
+        self._set_schedule()
         self.model.train()
         use_extra = cfg.train.free_channels and cfg.loss.cross_view > 0
         batch = self.sampler.sample(cfg.train.rays - cfg.train.label_rays, cfg.train.label_rays,
@@ -161,44 +206,80 @@ class Trainer:
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        self.optimizer.step()
-        self.step += 1
         with torch.no_grad():
             main = batch.view == 0
-            mse = ((out["rgb"][main] - batch.rgb[main]) ** 2).mean().item()
-        stats = {k: float(v.detach()) for k, v in losses.items()}
-        stats["total"] = float(total.detach())
-        stats["psnr"] = -10.0 * math.log10(max(mse, 1e-10))
+            mse = ((out["rgb"][main] - batch.rgb[main]) ** 2).mean()
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            gnorm = torch.nn.utils.get_total_norm(grads) if grads else mse.new_zeros(())
+            values = torch.stack([v.detach().float() for v in losses.values()] + [total.detach(), mse, gnorm])
+        values = values.tolist()  # the step's one host sync
+        stats = dict(zip(list(losses) + ["total", "mse", "grad_norm"], values))
+        if all(math.isfinite(v) for v in values):
+            self.optimizer.step()
+            self._bad_run.clear()
+        else:
+            self._skip_step([k for k in losses if not math.isfinite(stats[k])])
+        self.step += 1
+        mse = stats.pop("mse")
+        stats["psnr"] = -10.0 * math.log10(max(mse, 1e-10)) if math.isfinite(mse) else float("nan")
         return stats
 
+    def _skip_step(self, terms: list[str]) -> None:
+        """Count a skipped step; stop with a one-line error after ``train.max_bad_steps`` in a row."""
+        self.skipped_steps += 1
+        self._bad_run.append((self.step, terms))
+        what = f"non-finite loss ({', '.join(terms)})" if terms else "non-finite gradient"
+        if self.skipped_steps <= 20:
+            print(f"step {self.step}: {what}, step skipped (no update)", flush=True)
+        if len(self._bad_run) > self.cfg.train.max_bad_steps:
+            first, first_terms = self._bad_run[0]
+            first_what = (f"a non-finite loss term ({', '.join(first_terms)})" if first_terms
+                          else "a non-finite gradient (all loss terms finite)")
+            raise SdfsegError(f"training diverged: from step {first} on, {len(self._bad_run)} steps in a row had "
+                              f"{first_what}; stopped at step {self.step} (train.max_bad_steps="
+                              f"{self.cfg.train.max_bad_steps}); no checkpoint or metrics were written from "
+                              "them; lower train.lr / train.grid_lr or check the input data")
+
+    def write_config(self) -> None:
+        """The resolved config as ``RUN/config.yaml`` (atomic)."""
+        write_text_atomic(self.run_dir / "config.yaml", dump_yaml(self.cfg))
+
     def fit(self, resume: bool = False, progress: bool = True) -> dict[str, float]:
-        """Train until ``train.iterations``; checkpoints every ``train.checkpoint_every`` and at the end."""
+        """Train until ``train.iterations``; checkpoints every ``train.checkpoint_every`` and at the end.
+
+        With ``resume`` the checkpoint is loaded (and checked) before anything is written.
+        ``progress``: a bar on a terminal; otherwise, and with ``progress=False``, a plain status
+        line every 30 s (:class:`sdfseg.progress.Progress`).
+        """
         from torch.utils.tensorboard import SummaryWriter
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.run_dir / "config.yaml", dump_yaml(self.cfg))
         if resume:
             self.load_checkpoint()
             print(f"resumed from {self.checkpoint_path} at step {self.step}")
+        self.write_config()
         writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step)
-        total = self.cfg.train.iterations
-        bar = tqdm(total=total, initial=self.step, disable=not progress, dynamic_ncols=True, desc="train")
+        t = self.cfg.train
         stats: dict[str, float] = {}
         t0 = time.time()
-        try:
-            while self.step < total:
-                stats = self.train_step()
-                bar.update(1)
-                if self.step % self.cfg.train.log_every == 0 or self.step == total:
-                    bar.set_postfix(loss=f"{stats['total']:.3f}", psnr=f"{stats['psnr']:.2f}")
-                    for k, v in stats.items():
-                        writer.add_scalar(f"train/{k}", v, self.step)
-                    writer.add_scalar("train/beta", float(self.model.beta().detach()), self.step)
-                if self.step % self.cfg.train.checkpoint_every == 0 and self.step < total:
-                    self.save_checkpoint()
-        finally:
-            bar.close()
-            writer.close()
+        with Progress(t.iterations, "train", progress, initial=self.step) as bar:
+            try:
+                while self.step < t.iterations:
+                    stats = self.train_step()
+                    logging = self.step % t.log_every == 0 or self.step == t.iterations
+                    if not logging:
+                        bar.update(1)
+                    else:
+                        skipped = {"skipped": self.skipped_steps} if self.skipped_steps else {}
+                        bar.update(1, loss=stats["total"], psnr=stats["psnr"], **skipped)
+                        self.check_weights()
+                        for k, v in stats.items():
+                            writer.add_scalar(f"train/{k}", v, self.step)
+                        writer.add_scalar("train/beta", float(self.model.beta().detach()), self.step)
+                        writer.add_scalar("train/skipped_steps", self.skipped_steps, self.step)
+                    if self.step % t.checkpoint_every == 0 and self.step < t.iterations:
+                        self.save_checkpoint()
+            finally:
+                writer.close()
         self.save_checkpoint()
         stats["seconds"] = time.time() - t0
         return stats

@@ -56,7 +56,7 @@ def test_parse_overrides():
 
 
 def test_base_config_is_merged_under_the_file(tmp_path):
-    (tmp_path / "parent.yaml").write_text("train: {iterations: 50, rays: 64}\nmodel: {num_channels: 5}\n")
+    (tmp_path / "parent.yaml").write_text("train: {iterations: 50, rays: 64, label_rays: 32}\nmodel: {num_channels: 5}\n")
     (tmp_path / "child.yaml").write_text("base: parent.yaml\ntrain: {iterations: 9}\n")
     cfg = load_config(tmp_path / "child.yaml", ["model.num_channels=7"])
     assert (cfg.train.iterations, cfg.train.rays, cfg.model.num_channels) == (9, 64, 7)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sdfseg.cli import add_set_option  # noqa: E402
 from sdfseg.config import load_config  # noqa: E402
 from sdfseg.errors import SdfsegError, run_cli  # noqa: E402
 
@@ -27,7 +28,7 @@ from sdfseg.errors import SdfsegError, run_cli  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config", nargs="?", default=None, help="config to benchmark training with")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    add_set_option(ap)
     ap.add_argument("--iterations", type=int, default=50, help="timed training iterations (after 5 warm-up)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--mask-hierarchy", nargs=3, type=int, default=None, metavar=("MASKS", "H", "W"),

@@ -17,24 +17,29 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sdfseg.cli import add_progress_option  # noqa: E402
 from sdfseg.errors import SdfsegError, run_cli  # noqa: E402
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", help="run directory written by tools/train.py")
     ap.add_argument("--resolution", type=int, default=256, help="grid points across the scene's bounding cube")
     ap.add_argument("--out", default=None, help="output folder (default RUN_DIR/meshes)")
-    args = ap.parse_args()
+    add_progress_option(ap)
+    args = ap.parse_args(argv)
     if args.resolution < 16:
         raise SdfsegError(f"--resolution: expected >= 16, got {args.resolution}")
     from sdfseg.pipeline import export_meshes, load_channel_table, load_ownership, load_run, use_ownership
+    from sdfseg.rundir import RunLock
 
     run_dir = Path(args.run_dir)
-    trainer = load_run(run_dir)
-    table = load_channel_table(run_dir)
-    use_ownership(trainer, table, load_ownership(run_dir))  # the meshes follow the rendered maps
-    rep = export_meshes(trainer, table, args.resolution, Path(args.out) if args.out else None)
+    with RunLock(run_dir, "tools/extract_mesh.py"):  # not while a training run writes its meshes
+        trainer = load_run(run_dir)
+        table = load_channel_table(run_dir)
+        use_ownership(trainer, table, load_ownership(run_dir))  # the meshes follow the rendered maps
+        rep = export_meshes(trainer, table, args.resolution, Path(args.out) if args.out else None,
+                            progress=not args.no_progress)
     print(f"wrote {len(rep['objects'])} object meshes to {args.out or run_dir / 'meshes'}")
     if "gt_comparison" in rep:
         g = rep["gt_comparison"]

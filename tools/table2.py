@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sdfseg.cli import add_set_option  # noqa: E402
 from sdfseg.config import load_config  # noqa: E402
 from sdfseg.errors import SdfsegError, run_cli  # noqa: E402
 
@@ -47,7 +48,7 @@ def main() -> int:
     ap.add_argument("config")
     ap.add_argument("--root", default="runs/table2", help="folder for the runs and the table")
     ap.add_argument("--rows", nargs="*", default=list(ROWS), help=f"subset of {', '.join(ROWS)}")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every row")
+    add_set_option(ap, help="overrides for every row (repeatable)")
     args = ap.parse_args()
     unknown = [r for r in args.rows if r not in ROWS]
     if unknown:
@@ -63,7 +64,7 @@ def main() -> int:
         if not mfile.exists():
             cfg = load_config(args.config, args.set + ROWS[row] + [f"run.dir={run_dir}", "render.export_mesh=false"])
             print(f"== {row}: {' '.join(ROWS[row]) or '(full method)'}")
-            run(cfg, progress=True)
+            run(cfg, resume=(run_dir / "checkpoints" / "last.pt").exists(), progress=True)  # a killed row resumes
         m = json.loads(mfile.read_text())
         results[row] = {k: m.get(k) for k in ("pq", "sq", "rq", "miou", "ea")}
         baseline = baseline or m.get("baseline")

@@ -3,8 +3,15 @@
 
 Examples:
   python tools/train.py confs/demo.yaml
-  python tools/train.py confs/scannet.yaml --set data.path=/data/scannet/scene0050_02 train.iterations=50000
+  python tools/train.py confs/scannet.yaml --set data.path=/data/scannet/scene0050_02 --set train.iterations=50000
   python tools/train.py confs/demo.yaml --resume            # continue a killed run from its last checkpoint
+  python tools/train.py runs/demo/config.yaml --resume --set render.vote_grid=0   # re-render a finished run
+
+The run directory (run.dir) is locked while the run lasts: a second run into it is refused.
+A fresh run refuses a directory that already holds a run unless --overwrite is given (the old
+run's outputs are then deleted first). --resume may change only the keys render.*, run.dir,
+train.device, train.log_every, train.checkpoint_every, train.max_bad_steps, data.path,
+data.missing_hint and features.head_iterations; every other key must match the run's config.yaml.
 """
 
 from __future__ import annotations
@@ -15,22 +22,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sdfseg.cli import add_overwrite_option, add_progress_option, add_set_option  # noqa: E402
 from sdfseg.config import load_config  # noqa: E402
-from sdfseg.errors import run_cli  # noqa: E402
+from sdfseg.errors import SdfsegError, run_cli  # noqa: E402
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("config", help="YAML config (see confs/)")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="override config keys, e.g. train.iterations=2000 run.dir=runs/x")
-    ap.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = ap.parse_args()
+    ap.add_argument("config", help="YAML config (see confs/), or a run's config.yaml with --resume")
+    add_set_option(ap)
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from RUN_DIR/checkpoints/last.pt (a finished run is only re-rendered)")
+    add_overwrite_option(ap)
+    add_progress_option(ap)
+    args = ap.parse_args(argv)
+    if args.resume and args.overwrite:
+        raise SdfsegError("--resume and --overwrite exclude each other (continue the run, or replace it)")
     cfg = load_config(args.config, args.set)
     from sdfseg.pipeline import run
 
-    run(cfg, resume=args.resume, progress=not args.no_progress)
+    run(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     return 0
 
 

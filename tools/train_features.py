@@ -3,7 +3,8 @@
 
 The new run directory OUT gets the source run's config with ``features.enabled=true`` and
 the ``--set`` overrides, the source backbone and the new head, and answers tools/query.py
-and tools/eval_hierarchy.py like a jointly trained run (docs/hierarchy.md).
+and tools/eval_hierarchy.py like a jointly trained run (docs/hierarchy.md). OUT is locked while
+it is written; a run already in OUT is replaced only with --overwrite.
 
 Examples:
   python tools/train_features.py runs/demo runs/demo_features
@@ -19,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sdfseg.cli import add_overwrite_option, add_progress_option, add_set_option  # noqa: E402
 from sdfseg.errors import run_cli  # noqa: E402
 
 
@@ -26,13 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", help="trained run directory (its backbone is loaded and frozen)")
     ap.add_argument("out", help="new run directory for the backbone plus the new head")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="override config keys, e.g. features.loss.decay=0 features.head_iterations=3000")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_set_option(ap)
+    add_overwrite_option(ap)
+    add_progress_option(ap)
     args = ap.parse_args(argv)
     from sdfseg.feature_stage import train_feature_head
 
-    stats = train_feature_head(args.source, args.out, args.set, progress=not args.no_progress)
+    stats = train_feature_head(args.source, args.out, args.set, progress=not args.no_progress,
+                               overwrite=args.overwrite)
     losses = ", ".join(f"{k} {v:.4f}" for k, v in stats.items() if k != "seconds")
     print(f"feature head trained in {stats['seconds']:.0f} s ({losses}); run: {args.out}")
     return 0

@@ -50,8 +50,8 @@ def remap_instance_ids(inst: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 
 def select_keyframes(labels: np.ndarray, frames: np.ndarray, ratio: float) -> np.ndarray:
-    """Frames (subset of ``frames``) with the most unique non-zero labels: the top ``ratio``, at least one."""
-    counts = np.array([len(np.setdiff1d(np.unique(labels[f]), [0])) for f in frames])
+    """Frames (subset of ``frames``) with the most unique labels > 0: the top ``ratio``, at least one."""
+    counts = np.array([int((np.unique(labels[f]) > 0).sum()) for f in frames])
     order = np.argsort(-counts, kind="stable")
     n = max(1, int(round(ratio * len(frames))))
     return frames[order[:n]]
@@ -82,8 +82,9 @@ class RaySampler:
 
     Args:
         scene: normalised scene. labels: ``[N, H, W]`` int per-frame training labels
-        (instance ids, or semantic ids in semantic mode; -1 or 0 = background/ignore as the
-        caller decides). semantic/confidence: ``[N, H, W]`` noisy semantic classes and confidences.
+        (instance ids, or semantic ids in semantic mode; 0 = background or void as the caller
+        decides; -1 = not supervised: no label rays are spent on it and the losses ignore it).
+        semantic/confidence: ``[N, H, W]`` noisy semantic classes and confidences.
     """
 
     def __init__(self, scene: Scene, labels: np.ndarray, semantic: np.ndarray, confidence: Optional[np.ndarray],
@@ -110,7 +111,8 @@ class RaySampler:
             lab = labels[f].reshape(-1)
             order = np.argsort(lab, kind="stable")
             ids, starts, counts = np.unique(lab[order], return_index=True, return_counts=True)
-            self._sorted[int(f)] = (order.astype(np.int64), ids, starts, counts)
+            keep = ids >= 0  # unsupervised pixels get no label rays
+            self._sorted[int(f)] = (order.astype(np.int64), ids[keep], starts[keep], counts[keep])
         self._has_labels = {int(f): bool((self._sorted[int(f)][1] > 0).any()) for f in self.frames}
         self._epoch: list[int] = []
 
@@ -127,7 +129,7 @@ class RaySampler:
         """Pixel indices (within frame) ``[n_random + ~n_label]``: uniform + per-label in proportion to area."""
         order, ids, starts, counts = self._sorted[f]
         rand = self.rng.integers(0, self.h * self.w, size=n_random)
-        if n_label <= 0:
+        if n_label <= 0 or ids.size == 0:
             return rand
         alloc = np.maximum(1, np.round(n_label * counts / counts.sum()).astype(np.int64))
         seg = np.repeat(np.arange(len(ids)), alloc)

@@ -27,11 +27,11 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 from scipy import ndimage
-from tqdm import tqdm
 
 from ..data.masks import MaskSet
 from ..data.scene import Scene
 from ..errors import SdfsegError
+from ..progress import progress_iter
 from ..query import CandidateFn, feature_candidates, score_map, segment_image_hierarchy
 from .hierarchy import (View, gt_level_masks, hierarchical_miou, normalized_covering, raw_mask_candidates,
                         raw_mask_score_map, view_consistency, view_pairs)
@@ -173,7 +173,7 @@ def evaluate_method(method: Method, scene: Scene, queries: dict[int, list[tuple[
     scores, gts = [], []
     nc: dict[str, list[float]] = {lv: [] for lv in levels}
     vc: dict[str, list[float]] = {lv: [] for lv in levels}
-    for f in tqdm(list(queries), desc=f"score {desc}", dynamic_ncols=True, leave=False):
+    for f in progress_iter(list(queries), f"score {desc}", unit="frame"):
         maps = {lv: gt[lv][f] for lv in levels}
         for c in queries[f]:
             scores.append(method.score(f, c))
@@ -235,7 +235,7 @@ def evaluate_runs(runs: Sequence, names: Sequence[str], mask_source: Optional[st
                                vc_samples, seed, "raw masks")}]
     for run, name in zip(runs, names):
         feats = {}
-        for f in tqdm(needed, desc=f"render {name}", dynamic_ncols=True, disable=not progress, leave=False):
+        for f in progress_iter(needed, f"render {name}", progress, unit="view"):
             feats[f] = render_frame(run, f)["features"]
         rows.append({"name": name, "run": str(run.run_dir),
                      **evaluate_method(FeatureMaps(feats), scene, queries, partners, levels, vc_samples, seed, name)})

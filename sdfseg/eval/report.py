@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from ..data.scene import ClassInfo, Scene
 from ..errors import SdfsegError
@@ -26,6 +25,7 @@ from ..io import read_label_png, write_json_atomic
 from .edges import edge_accuracy
 from .panoptic import instance_fscore, panoptic_quality
 from .semantic import Frames, as_frames, mean_iou, resize_nearest
+from ..progress import progress_iter
 
 ASPECT_TOLERANCE = 0.02
 """Relative aspect-ratio difference accepted between a prediction map and the GT."""
@@ -156,7 +156,7 @@ def load_prediction_dir(pred_dir: str | Path, scene: Scene, progress: bool = Fal
     hw = tuple(gt_sem.shape[1:3])
     sems = np.zeros((len(idx),) + hw, dtype=np.int32)
     insts = np.zeros_like(sems)
-    for k, i in enumerate(tqdm(idx, desc="reading predictions", unit="frame", leave=False, disable=not progress)):
+    for k, i in enumerate(progress_iter(idx, "reading predictions", progress, unit="frame")):
         frame = scene.frame_names[int(i)]
         sems[k] = read_prediction_map(pred_dir / "semantic" / f"{frame}.png", hw, scene.classes.num_classes)
         insts[k] = read_prediction_map(pred_dir / "instance" / f"{frame}.png", hw)

@@ -21,6 +21,7 @@ import trimesh
 
 from ..data.scene import Normalization
 from ..io import atomic_path
+from ..progress import progress_iter
 
 SdfFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps points ``[P, 3]`` to channel SDFs ``[P, K]``."""
@@ -112,13 +113,11 @@ def extract_channel_meshes(sdf_fn: SdfFn, num_channels: int, resolution: int = 2
     ``resolution`` is the number of grid points across the full bounding cube ``[-bound, bound]^3``;
     each channel is evaluated only over its own box at that spacing.
     """
-    from tqdm import tqdm
-
     boxes, _ = channel_boxes(sdf_fn, bound, coarse, device, chunk)
     step = 2.0 * bound / (resolution - 1)
     meshes = {}
     todo = [k for k in sorted(boxes) if channels is None or k in channels]
-    for k in tqdm(todo, desc="meshes", disable=not progress, dynamic_ncols=True):
+    for k in progress_iter(todo, "meshes", progress, unit="mesh"):
         lo, hi = boxes[k]
         shape = tuple(int(max(2, np.ceil((hi[i] - lo[i]) / step) + 1)) for i in range(3))
         grid = GridSpec(lo, lo + step * (np.asarray(shape) - 1), shape)

@@ -19,7 +19,8 @@ The hash grid has two backends:
   ~1.4-2.3 s for the default config (16 levels, 2^19, 16 -> 2048), ~0.5-0.6 s
   for 8 levels, 2^15, 16 -> 256 (the ranges are from runs beside other jobs).
 * ``"tcnn"``: tiny-cuda-nn's fused CUDA kernel (optional ``[tcnn]`` extra).
-  ``"auto"`` picks it when ``tinycudann`` imports and CUDA is available.
+  ``"auto"`` picks it when ``tinycudann`` imports and CUDA is available; a model resolves
+  ``auto`` for its own device first (:func:`resolve_backend`: a CPU model never gets tcnn).
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ def _import_tcnn():
 def tcnn_available() -> bool:
     """True when the tiny-cuda-nn backend can run (module imports and CUDA is present)."""
     return torch.cuda.is_available() and _import_tcnn() is not None
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """The hash-grid backend a model on ``device`` uses: ``auto`` is ``tcnn`` only on a CUDA device
+    with tinycudann importable, else ``torch``; ``torch`` / ``tcnn`` stay as asked."""
+    if backend != "auto":
+        return backend
+    return "tcnn" if torch.device(device).type == "cuda" and tcnn_available() else "torch"
 
 
 def level_resolutions(n_levels: int, base_resolution: int, max_resolution: int) -> list[int]:

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
-from tqdm import tqdm
 
 from ...errors import SdfsegError
 from ...io import save_label_png, write_json_atomic
 from ..scene import Scene
 from . import Segmentation, Segmenter, to_uint8
+from ...progress import progress_iter
 
 SETTINGS_FILE = "segment2d.json"
 
@@ -111,9 +111,8 @@ def segment_scene(scene: Scene, segmenter: Segmenter, source: str, frames: str =
     writer = LabelWriter(scene.path, source, segmenter.outputs)
     writer.check_settings(segmenter.settings())
     written = skipped = 0
-    bar = tqdm(frame_indices(scene, frames), desc=f"segment2d {segmenter.method} -> {source}",
-               unit="frame", disable=not progress)
-    for i in bar:
+    for i in progress_iter(frame_indices(scene, frames), f"segment2d {segmenter.method} -> {source}", progress,
+                           unit="frame"):
         name = scene.frame_names[int(i)]
         if writer.done(name):
             skipped += 1
