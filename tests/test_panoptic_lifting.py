@@ -91,7 +91,7 @@ def test_bad_input_errors(tiny, tmp_path):
     with pytest.raises(SdfsegError, match="rs_semantics.*expected 0..12"):
         load_scene(d)
     save_label_png(lab, np.zeros((10, 10), dtype=np.int32))
-    with pytest.raises(SdfsegError, match=f"{name}.png: label map is 10x10, expected 24x32"):
+    with pytest.raises(SdfsegError, match=f"{name}.png: map is 10x10, expected 24x32"):
         load_scene(d)
     (d / "splits.json").write_text(json.dumps({"train": [], "test": []}))
     with pytest.raises(SdfsegError, match="train split is empty"):

@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sdfseg.data import load_scene
+from sdfseg.data.formats.geometry import index_to_edge
 from sdfseg.data.masks import MaskSet
 from sdfseg.data.synthetic import generate_scene, load_synthetic, random_scene
-from sdfseg.data.synthetic.cameras import trajectory_poses
+from sdfseg.data.synthetic.cameras import intrinsics, trajectory_poses
+from sdfseg.data.synthetic.writer import HFOV_DEG
 from sdfseg.data.synthetic.primitives import (Part, sdf_box, sdf_capsule, sdf_cylinder, sdf_round_box, sdf_sphere,
                                               sdf_torus, yaw_matrix)
 from sdfseg.errors import SdfsegError
@@ -122,7 +125,8 @@ def test_files_splits_and_metadata(tiny):
     assert seg["fg_classes"] == list(range(4, 13)) and seg["class_names"][:4] == ["void", "wall", "floor", "ceiling"]
     K = np.loadtxt(tiny / "intrinsic" / "intrinsic_color.txt")
     f = 16.0 / np.tan(np.deg2rad(37.5))
-    np.testing.assert_allclose(K, [[f, 0, 16, 0], [0, f, 12, 0], [0, 0, 1, 0], [0, 0, 0, 1]], atol=1e-8)
+    # Panoptic Lifting's pixel-index convention: the principal point of the 32x24 image is (15.5, 11.5)
+    np.testing.assert_allclose(K, [[f, 0, 15.5, 0], [0, f, 11.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]], atol=1e-8)
     for sub in ("color", "depth", "pose", "rs_semantics", "rs_instance", "m2f_semantics", "m2f_instance",
                 "m2f_probabilities", "gt_part", "gt_group", "normal", "masks_sim"):
         assert sorted(p.stem for p in (tiny / sub).iterdir()) == names, sub
@@ -134,6 +138,11 @@ def test_files_splits_and_metadata(tiny):
         np.testing.assert_allclose(z["probability"].astype(np.float32).sum(-1), 1.0, atol=1e-2)
     assert len(MaskSet.load(tiny / "masks_sim" / "0001.npz")) > 0
     assert not list(tiny.parent.glob(".scene.*")), "staging folder left behind"
+
+
+def test_reader_gives_back_the_renderer_intrinsics(tiny):
+    # written in Panoptic Lifting's pixel-index convention, read back into ours: the rays are the renderer's
+    np.testing.assert_array_equal(load_scene(tiny).intrinsics[0], intrinsics(24, 32, HFOV_DEG).astype(np.float32))
 
 
 def test_label_maps_follow_the_hierarchy(tiny):
@@ -150,7 +159,7 @@ def test_label_maps_follow_the_hierarchy(tiny):
 
 def test_depth_lies_on_the_surface_and_reprojects_to_the_same_instance(tiny):
     scene = load_synthetic(tiny)
-    K = np.loadtxt(tiny / "intrinsic" / "intrinsic_color.txt")[:3, :3]
+    K = index_to_edge(np.loadtxt(tiny / "intrinsic" / "intrinsic_color.txt")[:3, :3])
     frames = [_frame(tiny, f"{i:04d}") for i in range(8)]
     checked = 0
     for a, fa in enumerate(frames):
@@ -177,7 +186,7 @@ def test_depth_lies_on_the_surface_and_reprojects_to_the_same_instance(tiny):
 
 
 def test_normals_are_unit_face_the_camera_and_match_the_floor(tiny):
-    K = np.loadtxt(tiny / "intrinsic" / "intrinsic_color.txt")[:3, :3]
+    K = index_to_edge(np.loadtxt(tiny / "intrinsic" / "intrinsic_color.txt")[:3, :3])
     v, u = np.mgrid[0:24, 0:32]
     rays = np.stack([u + 0.5, v + 0.5, np.ones_like(u)], -1) @ np.linalg.inv(K).T
     floors = 0

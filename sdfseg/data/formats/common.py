@@ -43,13 +43,16 @@ def natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def frames_with_suffix(folder: Path, suffix: str) -> dict[str, Path]:
-    """Files ``folder/<name><suffix>`` as ``{name: path}``, naturally sorted by name."""
+def frames_with_suffix(folder: Path, suffix: str, lexical: bool = False) -> dict[str, Path]:
+    """Files ``folder/<name><suffix>`` as ``{name: path}``, naturally sorted by name (``2`` before ``10``),
+    or with ``lexical`` in plain file-name order (``10`` before ``2``), as ``sorted(glob(...))`` orders them.
+    """
     if not folder.is_dir():
         return {}
     found = {p.name[: -len(suffix)]: p for p in folder.iterdir()
              if p.is_file() and p.name.endswith(suffix) and len(p.name) > len(suffix)}
-    return {k: found[k] for k in sorted(found, key=natural_key)}
+    order = sorted(found, key=lambda k: found[k].name) if lexical else sorted(found, key=natural_key)
+    return {k: found[k] for k in order}
 
 
 def match_frames(folder: Path, suffix: str, names: list[str], what: str) -> list[Path]:
@@ -64,6 +67,29 @@ def match_frames(folder: Path, suffix: str, names: list[str], what: str) -> list
     missing = next(n for n in names if n not in files)
     raise SdfsegError(f"{folder / (missing + suffix)}: file not found ({what}: {len(files)} files "
                       f"'*{suffix}' for {len(names)} frames)")
+
+
+def pair_by_order(folder: Path, suffix: str, names: list[str], what: str) -> list[Path]:
+    """One file per frame: the files ``folder/*<suffix>`` in plain file-name order, the i-th for frame i.
+
+    This is how the MonoSDF-family references pair cues with images (``sorted(glob(...))`` then
+    ``zip``), whatever the names. Refused, naming the file: a count that differs from the frames,
+    and a file named after a frame that this order would give to another frame (unpadded names such
+    as ``1`` / ``10``, whose files sort differently with another suffix): rename them zero-padded.
+    """
+    files = frames_with_suffix(folder, suffix, lexical=True)
+    index = {n: i for i, n in enumerate(names)}
+    if len(files) != len(names):
+        missing = next((n for n in names if n not in files), None)
+        where = folder / (missing + suffix) if missing is not None else folder
+        raise SdfsegError(f"{where}: {'file not found' if missing is not None else 'too many files'} "
+                          f"({what}: {len(files)} files '*{suffix}' for {len(names)} frames)")
+    for i, (stem, f) in enumerate(files.items()):
+        if index.get(stem, i) != i:
+            raise SdfsegError(f"{f}: in sorted file-name order it pairs with frame '{names[i]}', not '{stem}' "
+                              f"(the reference pairs {what} with the images by sorted order); name the files so "
+                              "both orders agree, e.g. zero-padded frame names")
+    return list(files.values())
 
 
 def select_frames(n: int, max_frames: Optional[int]) -> np.ndarray:
@@ -96,8 +122,12 @@ def tail_split(n: int, test_fraction: float = 0.2) -> dict[str, np.ndarray]:
     return {"train": idx[:cut], "test": idx[cut:]}
 
 
-def read_split_json(file: Path, names: list[str]) -> dict[str, np.ndarray]:
-    """``{"train": [...], "test": [...]}`` with integer indices or frame names -> index arrays."""
+def read_split_json(file: Path, names: list[str], ints_are_names: bool = False) -> dict[str, np.ndarray]:
+    """``{"train": [...], "test": [...]}`` with integer indices or frame names -> index arrays over ``names``.
+
+    With ``ints_are_names`` (Panoptic Lifting) integers are frame names too (``12`` is frame
+    ``"12"``, or ``"0012"`` when no frame is named ``"12"``), never indices.
+    """
     try:
         d = json.loads(file.read_text())
         raw = {k: list(d[k]) for k in ("train", "test")}
@@ -106,11 +136,17 @@ def read_split_json(file: Path, names: list[str]) -> dict[str, np.ndarray]:
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise SdfsegError(f"{file}: expected {{\"train\": [...], \"test\": [...]}} ({exc!r})") from None
     index = {n: i for i, n in enumerate(names)}
+    numeric = {}
+    for i, n in enumerate(names):
+        if n.isdigit():
+            numeric.setdefault(int(n), i)
     split = {}
     for k, items in raw.items():
         idx = []
         for it in items:
-            if isinstance(it, (int, np.integer)) and not isinstance(it, bool):
+            if ints_are_names and str(it) not in index and str(it).isdigit() and int(str(it)) in numeric:
+                idx.append(numeric[int(str(it))])
+            elif isinstance(it, (int, np.integer)) and not isinstance(it, bool) and not ints_are_names:
                 if not 0 <= int(it) < len(names):
                     raise SdfsegError(f"{file}: {k} index {it} out of range 0..{len(names) - 1}")
                 idx.append(int(it))
@@ -291,6 +327,61 @@ def read_png_sources(path: Path, names: list[str], hw: tuple[int, int], size,
         conf = None if all(have) else np.broadcast_to(np.asarray(have, np.float32)[:, None, None], shape).copy()
         out[src] = LabelSource(instance=inst, semantic=sem, confidence=conf)
     return out
+
+
+TTA_CONFIDENCE_FLOOR = 0.1
+"""Weight of a pixel whose stored test-time-augmentation confidence is 0 (the ClusteringSDF reference's value)."""
+
+
+def tta_confidence(raw: np.ndarray, source: Path | str) -> np.ndarray:
+    """A stored test-time-augmentation confidence map ``[H, W]`` -> float32 weights in (0, 1].
+
+    Panoptic Lifting's ``m2f_probabilities/*.npz`` ``confidence``, ClusteringSDF's
+    ``m2f_confidence/*.npz`` and Messy Rooms' ``detic_probabilities`` store 0 where the
+    augmented predictions disagree; that is a low confidence, raised to
+    :data:`TTA_CONFIDENCE_FLOOR` as the ClusteringSDF reference does, because a weight of 0
+    means "not supervised" in every layout. Readers set 0 (outside the room, invalid)
+    afterwards. Values must be finite and in [0, 1].
+    """
+    c = np.asarray(raw, dtype=np.float32)
+    if c.ndim == 3 and c.shape[-1] == 1:
+        c = c[..., 0]
+    if c.ndim != 2:
+        raise SdfsegError(f"{source}: expected an [H, W] confidence map, got shape {c.shape}")
+    if c.size and (not np.isfinite(c).all() or c.min() < 0 or c.max() > 1.001):
+        raise SdfsegError(f"{source}: confidence must be finite values in [0, 1]")
+    return np.where(c == 0, TTA_CONFIDENCE_FLOOR, np.minimum(c, 1.0)).astype(np.float32)
+
+
+def read_room_masks(folder: Path, names: list[str], hw: tuple[int, int], size) -> Optional[np.ndarray]:
+    """bool ``[N, h, w]``, True inside the room, from ``folder/<f>.jpg|png`` (non-zero = outside the room).
+
+    Panoptic Lifting and Contrastive Lift call this folder ``invalid/``; a frame without a file is
+    all inside. None when the folder is absent. Masks must be ``hw``; resized nearest to ``size``.
+    """
+    if not folder.is_dir():
+        return None
+    out = np.ones((len(names),) + tuple(size or hw), dtype=bool)
+    for i, n in enumerate(names):
+        f = next((p for p in (folder / f"{n}.jpg", folder / f"{n}.png") if p.exists()), None)
+        if f is None:
+            continue
+        try:
+            with Image.open(f) as im:
+                outside = np.asarray(im.convert("L")) > 0
+        except OSError as exc:
+            raise SdfsegError(f"{f}: cannot read the room mask ({exc})") from None
+        check_hw(outside, hw, f)
+        out[i] = ~resize_map(outside, size, nearest=True)
+    return out
+
+
+def unsupervise(labels: Iterable[LabelSource], keep: np.ndarray) -> None:
+    """Set confidence 0 ("not supervised") where bool ``keep`` ``[N, H, W]`` is False, in every source."""
+    for src in labels:
+        if src.confidence is None:
+            src.confidence = np.ones(keep.shape, dtype=np.float32)
+        src.confidence[~keep] = 0.0
 
 
 def mask_dirs(path: Path) -> dict[str, Path]:

@@ -2,26 +2,31 @@
 
 Folder contents (REFERENCE 6)::
 
-    color/<f>.jpg|png            RGB
-    depth/<f>.png                optional, uint16 millimetres (0 = invalid), z-depth
-    pose/<f>.txt                 4x4 camera-to-world, OpenCV axes
-    intrinsic/intrinsic_color.txt  4x4 (top-left 3x3 = K at the colour resolution)
-    rs_semantics/, rs_instance/  optional GT maps (instance 0 = stuff)
+    color/<f>.jpg|png              RGB; frames ordered numerically (2 before 10), as the reference does
+    depth/<f>.png                  optional, uint16 millimetres (0 = invalid), z-depth
+    pose/<f>.txt                   4x4 camera-to-world, OpenCV axes
+    intrinsic/intrinsic_color.txt  4x4 (top-left 3x3 = K at the colour resolution, pixel-index convention)
+    intrinsic/intrinsic_depth.txt  optional K of depth maps of another size (ScanNet: 480 x 640 beside 968 x 1296)
+    rs_semantics/, rs_instance/    optional GT maps (instance 0 = stuff)
     m2f_semantics/, m2f_instance/  noisy 2D labels (ids not consistent across frames)
-    m2f_probabilities/<f>.npz    optional, ``confidence`` [H, W] (and ``probability``)
-    m2f_invalid/<f>.png          optional, non-zero = label invalid (set to void)
-    splits.json                  {"train": [...], "test": [...]} frame names (or ints)
-    segmentation_data.pkl        num_semantic_classes, fg_classes, bg_classes[, class_names]
+    m2f_probabilities/<f>.npz      optional, ``confidence`` [H, W] (test-time-augmentation agreement)
+    m2f_invalid/<f>.png            optional, non-zero = m2f label invalid (void, confidence 0)
+    invalid/<f>.jpg|png            optional room mask, non-zero = outside the room (confidence 0, every source)
+    splits.json                    {"train": [...], "test": [...]} frame names (integers are names too)
+    segmentation_data.pkl          num_semantic_classes, fg_classes, bg_classes[, class_names]
 
-Extra label sources written by ``tools/segment2d.py`` live beside them as
+Panoptic Lifting casts rays through integer pixel indices, so 0.5 is added to the
+principal point (our pixel-edge convention). Depth maps of another size than the
+images are resampled through ``intrinsic_depth.txt`` (each colour pixel through
+``K_color^-1`` then ``K_depth``, nearest neighbour, 0 outside); without that file they
+are refused. Extra label sources written by ``tools/segment2d.py`` live beside them as
 ``<source>_instance/``, ``<source>_semantics/``; multi-granular mask sets as
 ``masks_<source>/<f>.npz``. Synthetic scenes add ``normal/<f>.npy`` (camera-frame
-normals), ``gt_part/``, ``gt_group/`` (hierarchy GT) and ``synthetic.json``.
+normals ``[H, W, 3]``), ``gt_part/``, ``gt_group/`` (hierarchy GT) and ``synthetic.json``.
 """
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -30,7 +35,8 @@ import numpy as np
 from ...errors import SdfsegError
 from ...io import read_label_png, read_rgb
 from ..scene import ClassInfo, LabelSource, Scene
-from .common import mask_dirs, read_png_sources, resize_map
+from . import common as C
+from .geometry import index_to_edge, resample_depth
 
 NAME = "panoptic_lifting"
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg")
@@ -40,8 +46,10 @@ def detect(path: Path) -> bool:
     return (path / "pose").is_dir() and (path / "color").is_dir() and (path / "intrinsic").is_dir()
 
 
-def _frame_files(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in exts}
+def _color_files(folder: Path) -> dict[str, Path]:
+    """``{frame: image}`` in natural order (the reference sorts numeric names as integers)."""
+    found = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in _IMAGE_EXTS} if folder.is_dir() else {}
+    return {k: found[k] for k in sorted(found, key=C.natural_key)}
 
 
 def _read_matrix(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -56,6 +64,15 @@ def _read_matrix(path: Path, shape: tuple[int, int]) -> np.ndarray:
     if not np.isfinite(m).all():
         raise SdfsegError(f"{path}: matrix has non-finite values")
     return m
+
+
+def _read_intrinsics(file: Path, hw: tuple[int, int], what: str) -> np.ndarray:
+    """K ``[3, 3]`` (edge convention) from a 4x4 ``intrinsic_*.txt``; the principal point must lie in ``hw``."""
+    K = C.check_intrinsics(index_to_edge(_read_matrix(file, (4, 4))[:3, :3]), hw, str(file))
+    if not (0 < K[0, 2] < hw[1] and 0 < K[1, 2] < hw[0]):
+        raise SdfsegError(f"{file}: principal point ({K[0, 2]:.1f}, {K[1, 2]:.1f}) lies outside the "
+                          f"{hw[1]}x{hw[0]} {what}")
+    return K
 
 
 def _read_classes(path: Path) -> ClassInfo:
@@ -78,156 +95,147 @@ def _read_classes(path: Path) -> ClassInfo:
     return ClassInfo(num_classes=n, thing_ids=things, stuff_ids=stuff, names=names)
 
 
-def _read_splits(path: Path, names: list[str]) -> dict[str, np.ndarray]:
-    f = path / "splits.json"
-    if not f.exists():
-        raise SdfsegError(f"{f}: file not found (expected {{\"train\": [...], \"test\": [...]}})")
-    try:
-        d = json.loads(f.read_text())
-        raw = {k: list(d[k]) for k in ("train", "test")}
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise SdfsegError(f"{f}: expected {{\"train\": [...], \"test\": [...]}} ({exc!r})") from None
-    index = {n: i for i, n in enumerate(names)}
-    index_int = {}
-    for i, n in enumerate(names):
-        if n.isdigit():
-            index_int[int(n)] = i
-    split = {}
-    for k, items in raw.items():
-        idx = []
-        for it in items:
-            key = str(it)
-            if key in index:
-                idx.append(index[key])
-            elif key.isdigit() and int(key) in index_int:
-                idx.append(index_int[int(key)])
-            else:
-                raise SdfsegError(f"{f}: {k} frame '{it}' has no color/ image")
-        split[k] = np.asarray(sorted(set(idx)), dtype=np.int64)
-    if split["train"].size == 0:
-        raise SdfsegError(f"{f}: the train split is empty")
-    return split
-
-
-def _read_label_dir(path: Path, folder: str, names: list[str], size, hw) -> np.ndarray | None:
+def _read_labels(path: Path, folder: str, names, hw, size, hi: int | None = None) -> np.ndarray | None:
+    """int32 ``[N, h, w]`` from ``folder/<f>.png`` (each ``hw``, ids >= 0, semantic ids <= ``hi``); None if absent."""
     d = path / folder
     if not d.is_dir():
         return None
-    out = np.zeros((len(names),) + tuple(hw), dtype=np.int32)
-    for i, n in enumerate(names):
-        f = d / f"{n}.png"
-        lab = read_label_png(f)
-        if size is None and lab.shape != tuple(hw):
-            raise SdfsegError(f"{f}: label map is {lab.shape[0]}x{lab.shape[1]}, expected {hw[0]}x{hw[1]} like color/")
-        out[i] = resize_map(lab, hw, nearest=True)
-    return out
+    out = []
+    for f in (d / f"{n}.png" for n in names):
+        m = read_label_png(f)
+        C.check_hw(m, hw, f)
+        if hi is not None and m.size and (m.min() < 0 or m.max() > hi):
+            raise SdfsegError(f"{f}: semantic ids in [{m.min()}, {m.max()}], expected 0..{hi} "
+                              "(num_semantic_classes in segmentation_data.pkl)")
+        C.check_ids(m, 0, None, f, "instance ids")
+        out.append(C.resize_map(m, size, nearest=True))
+    return np.stack(out).astype(np.int32)
 
 
-def _check_semantic(arr: np.ndarray | None, classes: ClassInfo, folder: Path) -> None:
-    if arr is None:
-        return
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= classes.num_classes:
-        raise SdfsegError(f"{folder}: semantic ids in [{lo}, {hi}], expected 0..{classes.num_classes - 1} "
-                          "(num_semantic_classes in segmentation_data.pkl)")
-
-
-def _read_source(path: Path, prefix: str, names, size, hw, classes) -> LabelSource | None:
-    sem = _read_label_dir(path, f"{prefix}_semantics", names, size, hw)
-    inst = _read_label_dir(path, f"{prefix}_instance", names, size, hw)
+def _read_m2f(path: Path, names, hw, size, classes: ClassInfo) -> LabelSource | None:
+    """The noisy Mask2Former source: labels, test-time-augmentation confidence, ``m2f_invalid`` pixels."""
+    sem = _read_labels(path, "m2f_semantics", names, hw, size, classes.num_classes - 1)
+    inst = _read_labels(path, "m2f_instance", names, hw, size)
     if sem is None and inst is None:
         return None
-    _check_semantic(sem, classes, path / f"{prefix}_semantics")
-    conf = None
-    prob_dir = path / f"{prefix}_probabilities"
+    src = LabelSource(instance=inst, semantic=sem)
+    prob_dir = path / "m2f_probabilities"
     if prob_dir.is_dir():
-        conf = np.ones((len(names),) + tuple(hw), dtype=np.float32)
+        src.confidence = np.ones((len(names),) + tuple(size or hw), dtype=np.float32)
         for i, n in enumerate(names):
             f = prob_dir / f"{n}.npz"
-            if not f.exists():
-                continue
-            with np.load(f) as z:
-                if "confidence" in z:
-                    conf[i] = resize_map(z["confidence"].astype(np.float32), hw, nearest=False)
-    invalid_dir = path / f"{prefix}_invalid"
+            if f.exists():  # frames without one (test frames) keep confidence 1
+                c = C.tta_confidence(C.load_npz_key(f, "confidence", "an [H, W] 'confidence' array"), f)
+                C.check_hw(c, hw, f)
+                src.confidence[i] = C.resize_map(c, size, nearest=False)
+    invalid_dir = path / "m2f_invalid"
     if invalid_dir.is_dir():
+        keep = np.ones((len(names),) + tuple(size or hw), dtype=bool)
         for i, n in enumerate(names):
             f = invalid_dir / f"{n}.png"
             if f.exists():
-                bad = resize_map(read_label_png(f), hw, nearest=True) != 0
-                if sem is not None:
-                    sem[i][bad] = 0
-                if inst is not None:
-                    inst[i][bad] = 0
-    return LabelSource(instance=inst, semantic=sem, confidence=conf)
+                bad = read_label_png(f) != 0
+                C.check_hw(bad, hw, f)
+                keep[i] = ~C.resize_map(bad, size, nearest=True)
+        for arr in (sem, inst):
+            if arr is not None:
+                arr[~keep] = 0
+        C.unsupervise([src], keep)
+    return src
+
+
+def _read_depth(path: Path, names, hw, size, K_color: np.ndarray) -> np.ndarray | None:
+    """float32 ``[N, h, w]`` metres: uint16 mm maps of the images' size, or resampled through ``intrinsic_depth.txt``."""
+    d = path / "depth"
+    if not d.is_dir():
+        return None
+    out_hw = tuple(size or hw)
+    k_file = path / "intrinsic" / "intrinsic_depth.txt"
+    K_depth, depth_hw = None, None
+    out = np.zeros((len(names),) + out_hw, dtype=np.float32)
+    for i, n in enumerate(names):
+        f = d / f"{n}.png"
+        mm = read_label_png(f)
+        C.check_ids(mm, 0, None, f, "depth values (uint16 millimetres)")
+        m = mm.astype(np.float32) / 1000.0
+        if k_file.exists():
+            if K_depth is None:
+                depth_hw = m.shape
+                K_depth = _read_intrinsics(k_file, depth_hw, "depth maps")
+            elif m.shape != depth_hw:
+                raise SdfsegError(f"{f}: depth is {m.shape[0]}x{m.shape[1]}, expected {depth_hw[0]}x{depth_hw[1]} "
+                                  "like the other depth maps")
+            out[i] = resample_depth(m, K_depth, C.scale_intrinsics(K_color, hw, out_hw), out_hw)
+        elif m.shape != tuple(hw):
+            raise SdfsegError(f"{f}: depth is {m.shape[0]}x{m.shape[1]}, expected {hw[0]}x{hw[1]} like color/ "
+                              f"(or add {k_file.relative_to(path)} to resample it)")
+        else:
+            out[i] = C.resize_map(m, size, nearest=True)
+    return out
+
+
+def _read_normals(path: Path, names, hw, size) -> np.ndarray | None:
+    """float32 ``[N, h, w, 3]`` unit camera-frame normals from ``normal/<f>.npy`` ``[H, W, 3]``; None if absent."""
+    d = path / "normal"
+    if not d.is_dir():
+        return None
+    out = []
+    for n in names:
+        f = d / f"{n}.npy"
+        nm = C.load_npy(f, "[H, W, 3] camera-frame normals").astype(np.float32)
+        if nm.ndim != 3 or nm.shape[2] != 3:
+            raise SdfsegError(f"{f}: expected [H, W, 3] normals, got shape {nm.shape}")
+        C.check_hw(nm, hw, f)
+        if not np.isfinite(nm).all():
+            raise SdfsegError(f"{f}: normals have non-finite values")
+        nm = C.resize_map(nm, size, nearest=True)
+        out.append(nm / np.maximum(np.linalg.norm(nm, axis=-1, keepdims=True), 1e-8))
+    return np.stack(out)
 
 
 def read(path: Path, options) -> Scene:
     path = Path(path)
-    colors = _frame_files(path / "color", _IMAGE_EXTS)
+    colors = _color_files(path / "color")
     if not colors:
         raise SdfsegError(f"{path / 'color'}: no images found (expected color/<frame>.png or .jpg)")
-    names = sorted(colors)
-    if options.max_frames is not None and len(names) > options.max_frames:
-        keep = np.linspace(0, len(names) - 1, options.max_frames).round().astype(int)
-        names = [names[i] for i in sorted(set(keep))]
-    k4 = _read_matrix(path / "intrinsic" / "intrinsic_color.txt", (4, 4))
+    all_names = list(colors)
+    keep = C.select_frames(len(all_names), options.max_frames)
+    names = [all_names[i] for i in keep]
+    native_hw = read_rgb(colors[names[0]]).shape[:2]
     size = tuple(options.image_size) if options.image_size else None
-
-    rgbs, poses = [], []
-    native_hw = None
-    for n in names:
-        rgb = read_rgb(colors[n])
-        if native_hw is None:
-            native_hw = rgb.shape[:2]
-        elif rgb.shape[:2] != native_hw:
-            raise SdfsegError(f"{colors[n]}: image is {rgb.shape[0]}x{rgb.shape[1]}, expected {native_hw[0]}x{native_hw[1]}")
-        rgbs.append(resize_map(rgb, size, nearest=False))
-        poses.append(_read_matrix(path / "pose" / f"{n}.txt", (4, 4)))
     hw = size or native_hw
-    k = k4[:3, :3].copy()
-    k[0] *= hw[1] / native_hw[1]
-    k[1] *= hw[0] / native_hw[0]
+    K_color = _read_intrinsics(path / "intrinsic" / "intrinsic_color.txt", native_hw, "images")
 
-    depth = None
-    if (path / "depth").is_dir():
-        depth = np.zeros((len(names),) + tuple(hw), dtype=np.float32)
-        for i, n in enumerate(names):
-            f = path / "depth" / f"{n}.png"
-            d = read_label_png(f).astype(np.float32) / 1000.0
-            depth[i] = resize_map(d, hw, nearest=True)
-    normals = None
-    if (path / "normal").is_dir():
-        normals = np.zeros((len(names),) + tuple(hw) + (3,), dtype=np.float32)
-        for i, n in enumerate(names):
-            f = path / "normal" / f"{n}.npy"
-            try:
-                nm = np.load(f).astype(np.float32)
-            except FileNotFoundError:
-                raise SdfsegError(f"{f}: file not found (expected [H, W, 3] camera-frame normals)") from None
-            if nm.ndim != 3 or nm.shape[2] != 3:
-                raise SdfsegError(f"{f}: expected [H, W, 3] normals, got shape {nm.shape}")
-            nm = resize_map(nm, hw, nearest=True)
-            normals[i] = nm / np.maximum(np.linalg.norm(nm, axis=-1, keepdims=True), 1e-8)
+    rgb = C.read_rgb_stack([colors[n] for n in names], native_hw, size)
+    poses = [C.check_pose(_read_matrix(path / "pose" / f"{n}.txt", (4, 4)), str(path / "pose" / f"{n}.txt"))
+             for n in names]
+    depth = _read_depth(path, names, native_hw, size, K_color)
+    normals = _read_normals(path, names, native_hw, size)
 
     classes = _read_classes(path)
-    split = _read_splits(path, names)
+    split_file = path / "splits.json"
+    if not split_file.exists():
+        raise SdfsegError(f"{split_file}: file not found (expected {{\"train\": [...], \"test\": [...]}})")
+    split = C.remap_split(C.read_split_json(split_file, all_names, ints_are_names=True), keep, split_file)
     labels = {}
-    m2f = _read_source(path, "m2f", names, size, hw, classes)
+    m2f = _read_m2f(path, names, native_hw, size, classes)
     if m2f is not None:
         labels[options.label_source] = m2f
     # sources written by tools/segment2d.py (frames they do not cover get id 0, confidence 0)
-    for prefix, src in read_png_sources(path, names, native_hw, size, exclude=("m2f", "rs")).items():
+    for prefix, src in C.read_png_sources(path, names, native_hw, size, exclude=("m2f", "rs")).items():
         if prefix not in labels:
-            _check_semantic(src.semantic, classes, path / f"{prefix}_semantics")
+            if src.semantic is not None:
+                C.check_ids(src.semantic, 0, classes.num_classes - 1, path / f"{prefix}_semantics", "semantic ids")
             labels[prefix] = src
-    gt_sem = _read_label_dir(path, "rs_semantics", names, size, hw)
-    gt_inst = _read_label_dir(path, "rs_instance", names, size, hw)
-    _check_semantic(gt_sem, classes, path / "rs_semantics")
+    room = C.read_room_masks(path / "invalid", names, native_hw, size)
+    if room is not None:
+        C.unsupervise(labels.values(), room)
+    gt_sem = _read_labels(path, "rs_semantics", names, native_hw, size, classes.num_classes - 1)
+    gt_inst = _read_labels(path, "rs_instance", names, native_hw, size)
     gt = LabelSource(instance=gt_inst, semantic=gt_sem) if gt_sem is not None else None
     hierarchy = {}
     for level in ("part", "group"):
-        arr = _read_label_dir(path, f"gt_{level}", names, size, hw)
+        arr = _read_labels(path, f"gt_{level}", names, native_hw, size)
         if arr is not None:
             hierarchy[level] = arr
     if hierarchy and gt_inst is not None:
@@ -235,10 +243,10 @@ def read(path: Path, options) -> Scene:
     meta = {}
     if (path / "synthetic.json").exists():
         meta["synthetic"] = path / "synthetic.json"
+    K = C.scale_intrinsics(K_color, native_hw, hw)
     return Scene(
-        path=path, frame_names=names, rgb=np.stack(rgbs).astype(np.float32),
-        c2w=np.stack(poses).astype(np.float32),
-        intrinsics=np.repeat(k[None].astype(np.float32), len(names), axis=0),
+        path=path, frame_names=names, rgb=rgb, c2w=np.stack(poses).astype(np.float32),
+        intrinsics=np.repeat(K[None].astype(np.float32), len(names), axis=0),
         classes=classes, split=split, depth=depth, depth_kind="metric", normals=normals,
-        labels=labels, gt=gt, gt_hierarchy=hierarchy, mask_dirs=mask_dirs(path), meta=meta,
+        labels=labels, gt=gt, gt_hierarchy=hierarchy, mask_dirs=C.mask_dirs(path), meta=meta,
     )

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ...errors import SdfsegError
 from ...io import (npz_bytes, save_image_atomic, save_label_png, write_bytes_atomic, write_json_atomic,
                    write_text_atomic)
+from ..formats.geometry import edge_to_index
 from ..label_noise import NoiseConfig, probability_map, simulate_labels
 from ..mask_sim import MaskSimConfig, simulate_masks
 from ..masks import MaskSet
@@ -76,9 +77,13 @@ def write_frame(root: Path, name: str, view: RenderedView, c2w: np.ndarray, nois
 
 def write_scene_files(root: Path, scene: SyntheticScene, K: np.ndarray, names: list[str],
                       split: tuple[list[int], list[int]]) -> None:
-    """Per-scene files: intrinsics, splits, class metadata and the full scene description."""
+    """Per-scene files: intrinsics, splits, class metadata and the full scene description.
+
+    ``K`` ``[3, 3]`` is the renderer's (pixel-edge convention); ``intrinsic_color.txt`` stores it in
+    Panoptic Lifting's pixel-index convention (principal point 0.5 smaller), which the reader undoes.
+    """
     K4 = np.eye(4)
-    K4[:3, :3] = K
+    K4[:3, :3] = edge_to_index(K)
     write_text_atomic(root / "intrinsic" / "intrinsic_color.txt", _matrix_text(K4))
     write_json_atomic(root / "splits.json", {"train": [names[i] for i in split[0]],
                                              "test": [names[i] for i in split[1]]})
