@@ -21,20 +21,23 @@ POINT = np.array([0.4, 2.9, 1.1])
 
 CAMS = [look_at(np.array([-2.0, 0.0, 1.5]), np.array([0.0, 2.0, 1.0])),
         look_at(np.array([2.0, 0.5, 1.8]), np.array([0.0, 2.5, 1.0])),
-        look_at(np.array([0.0, -1.0, 1.0]), np.array([0.5, 2.0, 1.0]))]
+        look_at(np.array([0.0, -1.0, 1.0]), np.array([0.5, 2.0, 1.0])),
+        look_at(np.array([1.0, -0.5, 1.2]), np.array([0.0, 2.0, 1.2]))]
+PADDED = ["0000", "0001", "0002"]
 
 
-def write_fixture(root, sem_max=5):
+def write_fixture(root, sem_max=5, names=PADDED):
+    """Frame ``names[i]`` gets ``world_mat_i`` (the i-th image in file-name order), depth 0.1 (i + 1),
+    instance id 3 + i and confidence 0.25 (i + 1). Returns the reference's pixel of POINT per frame."""
     cams, intended = {}, []
     for d in ("color", "depth", "normal", "m2f_confidence"):
         (root / d).mkdir(exist_ok=True)
-    for i, c2w in enumerate(CAMS):
+    for i, (c2w, name) in enumerate(zip(CAMS, names)):
         P = K_INT @ np.linalg.inv(c2w)[:3]
         cams[f"world_mat_{i}"] = np.vstack([P, [0, 0, 0, 1]])
         cams[f"scale_mat_{i}"] = SCALE_MAT
         x = P @ np.append(POINT, 1.0)
         intended.append(x[:2] / x[2])
-        name = f"{i:04d}"
         Image.fromarray(np.full((H, W, 3), 60 * i, dtype=np.uint8)).save(root / "color" / f"{name}.png")
         np.save(root / "depth" / f"{name}_depth.npy", np.full((H, W), 0.1 * (i + 1), dtype=np.float32))
         np.save(root / "normal" / f"{name}_normal.npy", np.full((3, H, W), 0.5, dtype=np.float32) + [[[0.5]], [[0]], [[0]]])
@@ -95,7 +98,8 @@ def test_files_paired_by_order_when_names_differ(scene_dir):
     scene = load_scene(scene_dir, "clusteringsdf")
     np.testing.assert_allclose(scene.depth[:, 0, 0], [0.1, 0.2, 0.3], rtol=1e-6)
     (scene_dir / "depth" / "view2_depth.npy").rename(scene_dir / "depth" / "0002_depth.npy")
-    with pytest.raises(SdfsegError, match=r"depth/0000_depth\.npy: file not found"):
+    with pytest.raises(SdfsegError, match=r"depth/0002_depth\.npy: in sorted file-name order it pairs with "
+                                          r"frame '0000', not '0002'"):
         load_scene(scene_dir, "clusteringsdf")
 
 
@@ -129,3 +133,43 @@ def test_error_confidence_shape(scene_dir):
     np.savez(scene_dir / "m2f_confidence" / "0001.npz", confidence=np.ones((H + 1, W), dtype=np.float32))
     with pytest.raises(SdfsegError, match=r"0001\.npz: map is 25x32, expected 24x32"):
         load_scene(scene_dir, "clusteringsdf")
+
+
+def test_unpadded_names_pair_like_the_reference(tmp_path):
+    names = ["0", "10", "12", "2"]  # sorted(glob("color/*.png")) order: world_mat_1 is frame "10"
+    intended = write_fixture(tmp_path, names=names)
+    (tmp_path / "splits_new.json").write_text(json.dumps({"train": [0, 1, 3], "test": [2]}))
+    scene = load_scene(tmp_path, "clusteringsdf")
+    assert scene.frame_names == names
+    for i in range(4):
+        np.testing.assert_allclose(scene_pixel(scene, i, POINT), intended[i], atol=1e-3)
+    np.testing.assert_allclose(scene.depth[:, 0, 0], [0.1, 0.2, 0.3, 0.4], rtol=1e-6)
+    np.testing.assert_array_equal(scene.labels["m2f"].instance[:, 6, 6], [3, 4, 5, 6])
+    assert [scene.frame_names[i] for i in scene.split["test"]] == ["12"]
+
+
+def test_order_that_disagrees_with_names_is_refused(tmp_path):
+    # color/1.png sorts before color/10.png, but depth/10_depth.npy before depth/1_depth.npy
+    write_fixture(tmp_path, names=["1", "10"])
+    (tmp_path / "splits_new.json").write_text(json.dumps({"train": [0], "test": [1]}))
+    with pytest.raises(SdfsegError, match=r"depth/10_depth\.npy: in sorted file-name order it pairs with frame '1'"):
+        load_scene(tmp_path, "clusteringsdf")
+
+
+def test_zero_confidence_is_low_not_unsupervised(scene_dir):
+    np.savez(scene_dir / "m2f_confidence" / "0001.npz", confidence=np.zeros((H, W), dtype=np.float32))
+    conf = load_scene(scene_dir, "clusteringsdf").labels["m2f"].confidence
+    np.testing.assert_allclose(conf[:, 0, 0], [0.25, 0.1, 0.75])  # the reference raises 0 to 0.1
+
+
+def test_detected_despite_panoptic_lifting_folders(scene_dir, capsys):
+    # converted from Panoptic Lifting data, the folder keeps pose/ and intrinsic/
+    for i, n in enumerate(PADDED):
+        (scene_dir / "pose").mkdir(exist_ok=True)
+        np.savetxt(scene_dir / "pose" / f"{n}.txt", CAMS[i])
+    (scene_dir / "intrinsic").mkdir()
+    np.savetxt(scene_dir / "intrinsic" / "intrinsic_color.txt", np.eye(4))
+    assert detect_layout(scene_dir) == "clusteringsdf"
+    scene = load_scene(scene_dir)
+    assert scene.layout == "clusteringsdf" and scene.depth_kind == "mono"
+    assert capsys.readouterr().out.splitlines() == ["layout: clusteringsdf (auto-detected)"]

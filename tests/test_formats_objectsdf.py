@@ -134,3 +134,68 @@ def test_error_bad_id(scene_dir):
     write_fixture(scene_dir, segs_values=(0, 7, 11))
     with pytest.raises(SdfsegError, match=r"000000_segs\.png: segment ids \[11\] are not in instance_mapping\.txt"):
         load_scene(scene_dir, "objectsdf")
+
+
+# MonoSDF's own preparations keep the K of the original images (facts from its scene_dataset.py):
+# (center_crop_type, original W x H, a K of the original images in the pixel-index convention, stored H x W)
+CROPS = [
+    ("center_crop_for_dtu", (1600, 1200), [[2892.33, 0, 823.2], [0, 2883.18, 619.07], [0, 0, 1]], (384, 384)),
+    ("center_crop_for_tnt", (960, 540), [[581.8, 0, 490.1], [0, 581.8, 264.7], [0, 0, 1]], (384, 384)),
+    ("center_crop_for_replica", (1200, 680), [[600.0, 0, 599.5], [0, 600.0, 339.5], [0, 0, 1]], (384, 384)),
+    ("padded_for_dtu", (1600, 1200), [[2892.33, 0, 823.2], [0, 2883.18, 619.07], [0, 0, 1]], (384, 512)),
+]
+
+
+def write_cropped(root, K_orig, hw):
+    """One frame stored at ``hw`` whose world_mat holds the original images' K (as MonoSDF ships them)."""
+    c2w = CAMS[0]
+    P = np.eye(4)
+    P[:3] = np.asarray(K_orig) @ np.linalg.inv(c2w)[:3]
+    Image.fromarray(np.zeros(hw + (3,), dtype=np.uint8)).save(root / "000000_rgb.png")
+    np.savez(root / "cameras.npz", world_mat_0=P, scale_mat_0=np.eye(4))
+    return c2w
+
+
+@pytest.mark.parametrize("crop, orig, K_orig, hw", CROPS)
+def test_crop_follows_monosdf(tmp_path, crop, orig, K_orig, hw):
+    c2w = write_cropped(tmp_path, K_orig, hw)
+    scene = load_scene(tmp_path, "objectsdf", ReadOptions(crop=crop))
+    # MonoSDF: cx -= (W - H) / 2 (not for padded_for_dtu), then the first two rows times 384 / H
+    K = np.array(K_orig, dtype=np.float64)
+    if crop != "padded_for_dtu":
+        K[0, 2] -= (orig[0] - orig[1]) / 2
+    K[:2] *= 384 / orig[1]
+    x = K @ (np.linalg.inv(c2w) @ np.append(POINT, 1.0))[:3]
+    np.testing.assert_allclose(scene_pixel(scene, 0, POINT), x[:2] / x[2], atol=1e-3)  # MonoSDF's ray
+    np.testing.assert_allclose(scene.intrinsics[0][0, 0], K[0, 0], rtol=1e-6)
+    if crop == "center_crop_for_dtu":
+        assert scene.intrinsics[0][0, 0] == pytest.approx(925.55, abs=0.01)  # not 896.3 as the old guess
+
+
+@pytest.mark.parametrize("crop, orig, K_orig, hw", CROPS)
+def test_crop_is_never_guessed(tmp_path, crop, orig, K_orig, hw):
+    write_cropped(tmp_path, K_orig, hw)
+    with pytest.raises(SdfsegError, match=r"cameras\.npz: world_mat_0 principal point .* lies outside the .* image, "
+                                          r"so the images were cropped: set data\.crop to MonoSDF's center_crop_type"):
+        load_scene(tmp_path, "objectsdf")
+
+
+def test_crop_that_does_not_fit_is_refused(scene_dir):
+    with pytest.raises(SdfsegError, match=r"cameras\.npz: data\.crop=center_crop_for_replica resizes to 384x384 "
+                                          r"images \(MonoSDF's preprocessing\), but the images are 64x48"):
+        load_scene(scene_dir, "objectsdf", ReadOptions(crop="center_crop_for_replica"))
+    with pytest.raises(SdfsegError, match=r"data\.crop: unknown crop 'replica' \(expected one of auto, no_crop, "):
+        load_scene(scene_dir, "objectsdf", ReadOptions(crop="replica"))
+
+
+def test_unpadded_names_pair_like_monosdf(tmp_path):
+    write_fixture(tmp_path)
+    for i, name in enumerate(("10", "9")):  # sorted(glob("*_rgb.png")): 10_rgb.png, then 9_rgb.png
+        for suffix in ("_rgb.png", "_depth.npy", "_normal.npy", "_mask.npy"):
+            (tmp_path / f"{i:06d}{suffix}").rename(tmp_path / f"{name}{suffix}")
+        (tmp_path / "segs" / f"{i:06d}_segs.png").rename(tmp_path / "segs" / f"{name}_segs.png")
+    scene = load_scene(tmp_path, "objectsdf")
+    assert scene.frame_names == ["10", "9"]
+    centre = scene.normalization.to_world(scene.c2w[0, :3, 3])
+    np.testing.assert_allclose(centre, CAMS[0][:3, 3], atol=1e-5)  # world_mat_0 is frame "10"
+    assert scene.depth[0, 5, 20] == pytest.approx(0.5) and scene.rgb[0, 0, 0, 0] == pytest.approx(40 / 255)

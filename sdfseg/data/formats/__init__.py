@@ -3,7 +3,9 @@
 Each reader module exposes ``NAME`` (the layout's name for ``data.layout``),
 ``detect(path) -> bool`` (cheap check of marker files) and
 ``read(path, options: ReadOptions) -> Scene``. Add a layout by writing such a
-module and listing it in ``_MODULES`` (order = detection priority).
+module and listing it in ``_MODULES``: detection tries them in that order, the layouts
+with the most specific markers first (a ClusteringSDF folder converted from Panoptic
+Lifting data may keep ``pose/`` and ``intrinsic/``; its ``cameras.npz`` decides).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from ...errors import SdfsegError
 from ..scene import Scene
 
 _MODULES = [
-    "panoptic_lifting",
     "clusteringsdf",
     "messy_rooms",
     "objectsdf",
+    "panoptic_lifting",
     "transforms_json",
 ]
 
@@ -35,6 +37,10 @@ class ReadOptions:
     """Name under which the reader stores the layout's noisy 2D labels in ``Scene.labels``."""
     max_frames: int | None = None
     """Keep at most this many frames (evenly spaced), for quick experiments."""
+    crop: str = "auto"
+    """ObjectSDF++/MonoSDF layout: MonoSDF's ``center_crop_type`` of the dataset (``no_crop``,
+    ``center_crop_for_replica``, ``center_crop_for_tnt``, ``center_crop_for_dtu``, ``padded_for_dtu``);
+    ``auto`` uses K as stored when its principal point lies inside the image and refuses otherwise."""
 
 
 def _modules() -> list[ModuleType]:
@@ -58,12 +64,19 @@ def detect_layout(path: str | Path) -> str:
 
 
 def load_scene(path: str | Path, layout: str = "auto", options: ReadOptions | None = None) -> Scene:
-    """Read the scene at ``path`` in world units (see :mod:`sdfseg.data.scene` for conventions)."""
+    """Read the scene at ``path`` in world units (see :mod:`sdfseg.data.scene` for conventions).
+
+    With ``layout="auto"`` the detected layout is printed as one line on stdout
+    (``layout: clusteringsdf (auto-detected)``).
+    """
     path = Path(path)
     if not path.is_dir():
         raise SdfsegError(f"{path}: scene folder not found")
     options = options or ReadOptions()
-    name = detect_layout(path) if layout == "auto" else layout
+    name = layout
+    if layout == "auto":
+        name = detect_layout(path)
+        print(f"layout: {name} (auto-detected)", flush=True)
     for mod in _modules():
         if mod.NAME == name:
             scene = mod.read(path, options)

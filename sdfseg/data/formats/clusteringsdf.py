@@ -13,9 +13,13 @@ Folder contents::
     rs_instance/, rs_semantics/    optional GT maps (PNG, as in the Panoptic Lifting layout)
     segmentation_data.pkl          optional class set (else the reduced 21-class set)
 
-Per-frame files are matched by frame name (``<f>`` from ``color/``), or by sorted order
-when the names differ but the counts agree (the reference code pairs them by order).
-Poses are in the scale_mat frame (recorded in ``Scene.normalization``).
+Frames are in plain file-name order (``0, 10, 12, 2``): the reference pairs ``world_mat_i``,
+the split indices and every per-frame folder with the images by ``sorted(glob(...))`` order,
+and so does this reader (:func:`~sdfseg.data.formats.common.pair_by_order`; a file named
+after a frame that this order would give to another frame is refused). K is used as
+stored (the reference applies no crop). Confidences of 0 are raised to 0.1
+(:func:`~sdfseg.data.formats.common.tta_confidence`). Poses are in the scale_mat frame
+(recorded in ``Scene.normalization``).
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ NAME = "clusteringsdf"
 
 
 def detect(path: Path) -> bool:
+    """``cameras.npz`` and ``color/`` with ``splits_new.json``, ``depth/*_depth.npy`` or ``m2f_confidence/``."""
     return ((path / "cameras.npz").is_file() and (path / "color").is_dir()
-            and ((path / "splits_new.json").is_file() or (path / "depth").is_dir()))
+            and ((path / "splits_new.json").is_file() or any((path / "depth").glob("*_depth.npy"))
+                 or (path / "m2f_confidence").is_dir()))
 
 
 def _read_classes(path: Path) -> ClassInfo:
@@ -61,7 +67,7 @@ def _read_maps(folder: Path, all_names: list[str], keep: np.ndarray, hw, size, w
     """int32 ``[len(keep), h, w]`` label maps of the kept frames, or None when the folder is absent."""
     if not folder.is_dir():
         return None
-    files = C.match_frames(folder, ".png", all_names, what)
+    files = C.pair_by_order(folder, ".png", all_names, what)
     return C.stack_label_pngs([files[i] for i in keep], hw, size)
 
 
@@ -81,25 +87,25 @@ def _read_confidence(folder: Path, all_names, keep, hw, size) -> np.ndarray | No
     """float32 ``[len(keep), h, w]`` confidences from ``<f>.npz`` files, or None when the folder is absent."""
     if not folder.is_dir():
         return None
-    files = C.match_frames(folder, ".npz", all_names, "confidence maps")
+    files = C.pair_by_order(folder, ".npz", all_names, "confidence maps")
     out = []
     for f in (files[i] for i in keep):
-        c = C.load_npz_key(f, "confidence", "an npz with an [H, W] 'confidence' array").astype(np.float32)
+        c = C.tta_confidence(C.load_npz_key(f, "confidence", "an npz with an [H, W] 'confidence' array"), f)
         C.check_hw(c, hw, f)
-        if not np.isfinite(c).all():
-            raise SdfsegError(f"{f}: confidence has non-finite values")
         out.append(C.resize_map(c, size, nearest=False))
     return np.stack(out)
 
 
 def read(path: Path, options) -> Scene:
     path = Path(path)
-    colors = C.frames_with_suffix(path / "color", ".png") or C.frames_with_suffix(path / "color", ".jpg")
+    colors = (C.frames_with_suffix(path / "color", ".png", lexical=True)
+              or C.frames_with_suffix(path / "color", ".jpg", lexical=True))
     if not colors:
         raise SdfsegError(f"{path / 'color'}: no images found (expected color/<frame>.png)")
     all_names = list(colors)
     native_hw = read_rgb(colors[all_names[0]]).shape[:2]
-    Ks, c2w, norm = read_cameras_npz(path / "cameras.npz", len(all_names), native_hw)
+    crop = "no_crop" if options.crop == "auto" else options.crop
+    Ks, c2w, norm = read_cameras_npz(path / "cameras.npz", len(all_names), native_hw, crop)
     keep = C.select_frames(len(all_names), options.max_frames)
     names = [all_names[i] for i in keep]
     size = tuple(options.image_size) if options.image_size else None
@@ -112,7 +118,7 @@ def read(path: Path, options) -> Scene:
 
     depth = None
     if (path / "depth").is_dir():
-        files = pick(C.match_frames(path / "depth", "_depth.npy", all_names, "depth maps"))
+        files = pick(C.pair_by_order(path / "depth", "_depth.npy", all_names, "depth maps"))
         ds = []
         for f in files:
             d = C.load_npy(f, "an [H, W] depth map").astype(np.float32).squeeze()
@@ -123,7 +129,7 @@ def read(path: Path, options) -> Scene:
         depth = np.stack(ds)
     normals = None
     if (path / "normal").is_dir():
-        files = pick(C.match_frames(path / "normal", "_normal.npy", all_names, "normal maps"))
+        files = pick(C.pair_by_order(path / "normal", "_normal.npy", all_names, "normal maps"))
         normals = np.stack([C.resize_map(C.read_normals_chw(f, native_hw), size, nearest=True) for f in files])
 
     classes = _read_classes(path)

@@ -14,10 +14,12 @@ Folder contents::
 Cameras: ``P = world_mat @ scale_mat`` maps normalised coordinates to pixels; it is
 decomposed (RQ) into K and the camera-to-world pose, so poses are in the normalised
 (scale_mat) frame and ``Scene.normalization`` records ``scale_mat`` to go back to world
-units. MonoSDF casts rays through integer pixel coordinates; our convention puts pixel
-centres at +0.5, so 0.5 is added to cx, cy. When the principal point lies outside the
-image (MonoSDF's Replica/DTU/TnT preparations keep the original-resolution K for
-images that are a centred square crop resized to H x W), that crop is applied to K.
+units. Frames are in plain file-name order (MonoSDF's ``sorted(glob(...))``), the i-th
+for ``world_mat_i``. MonoSDF's Replica / Tanks and Temples / DTU preparations keep the
+K of the original images, which were centre-cropped and resized to 384 x 384; MonoSDF
+adjusts K with the dataset's known crop (its ``center_crop_type``), which
+``options.crop`` (``data.crop``) names: see :func:`monosdf_intrinsics`. MonoSDF casts
+rays through integer pixel coordinates, so 0.5 is then added to cx, cy.
 
 Labels: the segs are consistent instance ids, stored as ground truth and (so that the
 ObjectSDF++ "oracle" setting trains out of the box) as the noisy source
@@ -37,6 +39,7 @@ from ...errors import SdfsegError
 from ...io import read_label_png, read_rgb
 from ..scene import LabelSource, Normalization, Scene
 from . import common as C
+from .geometry import index_to_edge
 
 NAME = "objectsdf"
 
@@ -80,25 +83,59 @@ def _scale_normalization(S: np.ndarray, file: Path, key: str) -> Normalization:
     return Normalization(center=S[:3, 3].copy(), scale=float(s))
 
 
-def _crop_adjust(K: np.ndarray, hw: tuple[int, int], file: Path, key: str) -> np.ndarray:
-    """Apply MonoSDF's centred square crop + resize when K belongs to the uncropped image."""
-    h, w = hw
-    if 0 < K[0, 2] < w and 0 < K[1, 2] < h:
-        return K
-    orig_w, orig_h = 2.0 * K[0, 2], 2.0 * K[1, 2]
-    if h != w or min(orig_w, orig_h) <= 0:
+MONOSDF_CROPS = {
+    "center_crop_for_replica": (1200, 680, 384, 384),
+    "center_crop_for_tnt": (960, 540, 384, 384),
+    "center_crop_for_dtu": (1600, 1200, 384, 384),
+    "padded_for_dtu": (1200, 1200, 384, 512),
+}
+"""MonoSDF's ``center_crop_type`` values (its ``scene_dataset.py``): the dataset's original image
+width and height, whose centred ``height x height`` square (``padded_for_dtu``: the full height,
+no horizontal offset) was resized to the stored ``out_h x out_w`` images."""
+CROP_CHOICES = ("auto", "no_crop", *MONOSDF_CROPS)
+
+
+def monosdf_intrinsics(K_index: np.ndarray, crop: str, hw: tuple[int, int], file: Path, key: str) -> np.ndarray:
+    """K ``[3, 3]`` decomposed from ``world_mat`` (pixel-index convention) -> our K for ``hw`` images.
+
+    Applies MonoSDF's crop adjustment for ``crop`` exactly as MonoSDF does (on the pixel-index K:
+    ``cx -= (orig_w - orig_h) / 2``, then the first two rows times ``out_h / orig_h``), then adds
+    0.5 to the principal point, so our rays are MonoSDF's rays. ``crop="auto"`` uses K as stored
+    when its principal point lies inside the image (MonoSDF's ``no_crop``: ScanNet, ObjectSDF++ and
+    full-resolution preparations) and refuses otherwise, naming ``data.crop``: which crop a
+    dataset used cannot be read from K (DTU centre-cropped and padded share one K).
+    """
+    if crop not in CROP_CHOICES:
+        raise SdfsegError(f"data.crop: unknown crop '{crop}' (expected one of {', '.join(CROP_CHOICES)})")
+    K = np.asarray(K_index, dtype=np.float64).copy()
+    if crop in MONOSDF_CROPS:
+        orig_w, orig_h, out_h, out_w = MONOSDF_CROPS[crop]
+        if tuple(hw) != (out_h, out_w):
+            raise SdfsegError(f"{file}: data.crop={crop} resizes to {out_w}x{out_h} images (MonoSDF's preprocessing), "
+                              f"but the images are {hw[1]}x{hw[0]}")
+        if crop != "padded_for_dtu":
+            K[0, 2] -= 0.5 * (orig_w - orig_h)
+        K[:2] *= out_h / orig_h
+    K = index_to_edge(K)
+    inside = 0 < K[0, 2] < hw[1] and 0 < K[1, 2] < hw[0]
+    if crop == "auto" and not inside:
         raise SdfsegError(f"{file}: {key} principal point ({K[0, 2]:.1f}, {K[1, 2]:.1f}) lies outside the "
-                          f"{w}x{h} image")
-    side = min(orig_w, orig_h)
-    K = K.copy()
-    K[0, 2] -= 0.5 * (orig_w - side)
-    K[1, 2] -= 0.5 * (orig_h - side)
-    K[:2] *= w / side
+                          f"{hw[1]}x{hw[0]} image, so the images were cropped: set data.crop to MonoSDF's "
+                          f"center_crop_type for this dataset ({', '.join(MONOSDF_CROPS)}), or no_crop to use K "
+                          "as stored")
+    if crop in MONOSDF_CROPS and not inside:
+        raise SdfsegError(f"{file}: {key} principal point ({K[0, 2]:.1f}, {K[1, 2]:.1f}) lies outside the "
+                          f"{hw[1]}x{hw[0]} image after data.crop={crop}: this is not that dataset's crop")
     return K
 
 
-def read_cameras_npz(file: Path, n: int, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, Normalization]:
-    """IDR/MonoSDF ``cameras.npz`` -> (K ``[n, 3, 3]`` in our pixel convention, c2w ``[n, 4, 4]``, Normalization)."""
+def read_cameras_npz(file: Path, n: int, hw: tuple[int, int],
+                     crop: str = "auto") -> tuple[np.ndarray, np.ndarray, Normalization]:
+    """IDR/MonoSDF ``cameras.npz`` -> (K ``[n, 3, 3]`` in our pixel convention, c2w ``[n, 4, 4]``, Normalization).
+
+    ``world_mat_i`` belongs to the i-th image; ``crop`` is MonoSDF's ``center_crop_type`` (see
+    :func:`monosdf_intrinsics`).
+    """
     try:
         cams = dict(np.load(file, allow_pickle=False))
     except FileNotFoundError:
@@ -129,9 +166,7 @@ def read_cameras_npz(file: Path, n: int, hw: tuple[int, int]) -> tuple[np.ndarra
         if abs(np.linalg.det(P[:, :3])) < 1e-12:
             raise SdfsegError(f"{file}: world_mat_{i} is singular (not a projection K [R | t])")
         K, c2w = decompose_projection(P)
-        K[0, 2] += 0.5
-        K[1, 2] += 0.5
-        K = _crop_adjust(K, hw, file, f"world_mat_{i}")
+        K = monosdf_intrinsics(K, crop, hw, file, f"world_mat_{i}")
         Ks.append(C.check_intrinsics(K, hw, f"{file}: world_mat_{i}"))
         poses.append(C.check_pose(c2w, f"{file}: world_mat_{i}"))
     return np.stack(Ks), np.stack(poses), norm
@@ -159,7 +194,7 @@ def _read_segs(path: Path, all_names: list[str], keep: np.ndarray, hw, size) -> 
     seg_dir = path / "segs"
     if not seg_dir.is_dir():
         return None, {}
-    files = C.match_frames(seg_dir, "_segs.png", all_names, "instance segmentations")
+    files = C.pair_by_order(seg_dir, "_segs.png", all_names, "instance segmentations")
     files = [files[i] for i in keep]
     mapping_file = path / "instance_mapping.txt"
     lut, inst_sem = None, {}
@@ -186,13 +221,13 @@ def _read_segs(path: Path, all_names: list[str], keep: np.ndarray, hw, size) -> 
 
 def read(path: Path, options) -> Scene:
     path = Path(path)
-    rgb_files = C.frames_with_suffix(path, "_rgb.png")
+    rgb_files = C.frames_with_suffix(path, "_rgb.png", lexical=True)
     if not rgb_files:
         raise SdfsegError(f"{path}: no '*_rgb.png' images found (ObjectSDF++/MonoSDF layout)")
     all_names = list(rgb_files)
     size = tuple(options.image_size) if options.image_size else None
     native_hw = read_rgb(rgb_files[all_names[0]]).shape[:2]
-    Ks, c2w, norm = read_cameras_npz(path / "cameras.npz", len(all_names), native_hw)
+    Ks, c2w, norm = read_cameras_npz(path / "cameras.npz", len(all_names), native_hw, options.crop)
     keep = C.select_frames(len(all_names), options.max_frames)
     names = [all_names[i] for i in keep]
     hw = size or native_hw
