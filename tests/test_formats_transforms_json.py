@@ -127,3 +127,40 @@ def test_error_count_mismatch_depth(scene_dir):
 def test_error_unknown_layout(scene_dir):
     with pytest.raises(SdfsegError, match=r"data\.layout: unknown layout 'colmap'"):
         load_scene(scene_dir, "colmap")
+
+
+def test_npy_depth_is_scaled_like_nerfstudio(scene_dir):
+    meta = json.loads((scene_dir / "transforms.json").read_text())
+    for i, fr in enumerate(meta["frames"]):
+        np.save(scene_dir / "depth" / f"f{i}.npy", np.full((H, W), 1500.0 + i, dtype=np.float32))
+        fr["depth_file_path"] = f"depth/f{i}.npy"
+    (scene_dir / "transforms.json").write_text(json.dumps(meta))
+    # frames[::-1] in the file: frame_002 is listed first and gets f0.npy
+    np.testing.assert_allclose(load_scene(scene_dir).depth[:, 0, 0], [1.502, 1.501, 1.500], rtol=1e-6)
+    (scene_dir / "transforms.json").write_text(json.dumps({**meta, "depth_unit_scale_factor": 0.01}))
+    np.testing.assert_allclose(load_scene(scene_dir).depth[:, 0, 0], [15.02, 15.01, 15.0], rtol=1e-6)
+
+
+def test_val_filenames_are_the_test_split(tmp_path):
+    write_fixture(tmp_path, extra={"train_filenames": ["images/frame_000.png", "images/frame_002.png"],
+                                   "val_filenames": ["images/frame_001.png"]})
+    scene = load_scene(tmp_path)
+    np.testing.assert_array_equal(scene.split["train"], [0, 2])
+    np.testing.assert_array_equal(scene.split["test"], [1])
+
+
+def test_error_train_filenames_without_test(tmp_path):
+    write_fixture(tmp_path, extra={"train_filenames": ["images/frame_000.png"]})
+    with pytest.raises(SdfsegError, match=r"transforms\.json: train_filenames without test_filenames or val_filenames"):
+        load_scene(tmp_path)
+
+
+@pytest.mark.parametrize("where", ["global", "frame"])
+def test_error_fisheye_camera(tmp_path, where):
+    write_fixture(tmp_path)
+    meta = json.loads((tmp_path / "transforms.json").read_text())
+    (meta if where == "global" else meta["frames"][1])["camera_model"] = "OPENCV_FISHEYE"
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(SdfsegError, match=r"transforms\.json: (frame 1 )?camera_model 'OPENCV_FISHEYE' is not a "
+                                          r"pinhole camera \(expected one of SIMPLE_PINHOLE, PINHOLE"):
+        load_scene(tmp_path)

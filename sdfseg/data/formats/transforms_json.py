@@ -6,16 +6,20 @@
      "camera_angle_x": ...,                                               # alternative to fl_x (NeRF)
      "frames": [{"file_path": "images/0001.png", "transform_matrix": [[...4x4...]],
                  "depth_file_path": "depth/0001.png"}, ...],                # depth optional
-     "train_filenames": [...], "test_filenames": [...]}                   # optional split
+     "camera_model": "OPENCV",                                            # optional, a pinhole model
+     "train_filenames": [...], "val_filenames"|"test_filenames": [...]}   # optional split
 
 ``transform_matrix`` is camera-to-world in OpenGL camera axes (x right, y up, looking
 along -z); the reader flips the camera y and z axes to get OpenCV axes. Intrinsics use
 the pixel-edge convention (as nerfstudio, which shoots rays through ``index + 0.5``);
 if an image's size differs from the declared ``w`` x ``h`` the intrinsics are scaled
-to it. Depth: 16-bit PNG in millimetres (``depth_unit_scale_factor``, default 0.001)
-or ``.npy`` in scene units; it is sensor depth (``depth_kind`` "metric"). Distortion
-coefficients are ignored (images must be undistorted). Without a split in the file,
-every 8th frame is a test frame. There are no labels: ``tools/segment2d.py`` writes
+to it. Depth (16-bit PNG or ``.npy``) is multiplied by ``depth_unit_scale_factor``
+(default 0.001, millimetres), as nerfstudio does for both; it is sensor depth
+(``depth_kind`` "metric"). ``camera_model`` must be one nerfstudio treats as a
+perspective camera (:data:`PINHOLE_MODELS`); fisheye, equirectangular and other models
+are refused. Distortion coefficients are ignored (images must be undistorted). With
+``train_filenames`` the test split is ``test_filenames``, else ``val_filenames`` (nerfstudio
+evaluates on the val list); without a split in the file, every 8th frame is a test frame. There are no labels: ``tools/segment2d.py`` writes
 ``<src>_instance/<frame>.png`` and ``masks_<src>/<frame>.npz`` beside the json.
 """
 
@@ -33,6 +37,8 @@ from ..scene import Scene
 from . import common as C
 
 NAME = "transforms_json"
+PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+"""``camera_model`` values nerfstudio maps to a perspective camera (the default when the key is absent)."""
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
 
@@ -91,10 +97,14 @@ def _split(meta: dict, paths: list[str], names: list[str], file: Path) -> dict[s
     for i, (p, n) in enumerate(zip(paths, names)):
         for key in (p, p.lstrip("./"), Path(p).name, n):
             index[key] = i
+    test_key = next((k for k in ("test_filenames", "val_filenames") if k in meta), None)
+    if test_key is None:
+        raise SdfsegError(f"{file}: train_filenames without test_filenames or val_filenames (expected the frames "
+                          "to evaluate on)")
     split = {}
-    for k, key in (("train", "train_filenames"), ("test", "test_filenames")):
+    for k, key in (("train", "train_filenames"), ("test", test_key)):
         idx = []
-        for it in meta.get(key, []):
+        for it in meta[key]:
             s = str(it)
             hit = next((index[c] for c in (s, s.lstrip("./"), Path(s).name) if c in index), None)
             if hit is None:
@@ -108,10 +118,13 @@ def _split(meta: dict, paths: list[str], names: list[str], file: Path) -> dict[s
 
 def _read_depth(root: Path, frame: dict, meta: dict, img_hw, size, file: Path) -> np.ndarray:
     f = root / str(frame["depth_file_path"])
+    scale = meta.get("depth_unit_scale_factor", 1e-3)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
+        raise SdfsegError(f"{file}: depth_unit_scale_factor must be a positive number, got {scale!r}")
     if f.suffix == ".npy":
-        d = C.load_npy(f, "an [H, W] depth map").astype(np.float32).squeeze()
+        d = C.load_npy(f, "an [H, W] depth map").astype(np.float32).squeeze() * np.float32(scale)
     else:
-        d = read_label_png(f).astype(np.float32) * float(meta.get("depth_unit_scale_factor", 1e-3))
+        d = read_label_png(f).astype(np.float32) * np.float32(scale)
     C.check_hw(d, img_hw, f)
     if not np.isfinite(d).all() or (d < 0).any():
         raise SdfsegError(f"{f}: depth must be finite and >= 0")
@@ -133,6 +146,11 @@ def read(path: Path, options) -> Scene:
     for i, fr in enumerate(frames):
         if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
             raise SdfsegError(f"{file}: frame {i} needs file_path and transform_matrix")
+    for where, d in [("", meta)] + [(f"frame {i} ", fr) for i, fr in enumerate(frames)]:
+        model = d.get("camera_model", "PINHOLE")
+        if model not in PINHOLE_MODELS:
+            raise SdfsegError(f"{file}: {where}camera_model '{model}' is not a pinhole camera (expected one of "
+                              f"{', '.join(PINHOLE_MODELS)}; undistort or convert the images first)")
     frames.sort(key=lambda fr: C.natural_key(str(fr["file_path"])))
     paths = [str(fr["file_path"]) for fr in frames]
     all_names = _frame_names(paths)
