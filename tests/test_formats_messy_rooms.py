@@ -10,6 +10,7 @@ from scipy.spatial.transform import Rotation
 from sdfseg.data import detect_layout, load_scene
 from sdfseg.data.formats.messy_rooms import quaternion_to_matrix
 from sdfseg.errors import SdfsegError
+from sdfseg.io import save_label_png
 
 from _helpers import gl_look_at, scene_pixel
 
@@ -92,7 +93,7 @@ def test_labels_classes_split(scene_dir):
     assert gt.instance.dtype == np.int32 and gt.instance[4, 15, 15] == 304
     assert gt.semantic[4, 15, 15] == 2 and gt.semantic[4, 0, 0] == 1
     assert det.instance[2, 15, 15] == 3 and det.semantic[2, 15, 15] == 2
-    assert det.confidence[0, 0, 0] == pytest.approx(0.9)
+    assert det.confidence[0, 15, 15] == pytest.approx(0.9)
     assert scene.depth is None and scene.rgb[1, 0, 0, 0] == pytest.approx(20 / 255)
 
 
@@ -123,3 +124,38 @@ def test_error_shape_mismatch(scene_dir):
     np.save(scene_dir / "detic_instance" / "3.npy", np.zeros((H, W - 2), dtype=np.int32))
     with pytest.raises(SdfsegError, match=r"detic_instance/3\.npy: map is 48x62, expected 48x64"):
         load_scene(scene_dir, "messy_rooms")
+
+
+def test_confidence_like_contrastive_lift(scene_dir):
+    conf = np.full((H, W), 0.9, dtype=np.float32)
+    conf[12:16, 12:16] = 0.0  # the augmented predictions disagree on part of the object
+    conf[30:, 40:] = 0.0      # ... and on background pixels
+    np.save(scene_dir / "detic_probabilities" / "1.npy", conf)
+    outside = np.zeros((H, W), dtype=np.uint8)
+    outside[:, 48:] = 255
+    (scene_dir / "invalid").mkdir()
+    Image.fromarray(outside).save(scene_dir / "invalid" / "1.jpg", quality=95)
+    sam = np.zeros((H, W), dtype=np.int32)
+    sam[10:20, 10:20] = 4
+    for i in range(N):
+        save_label_png(scene_dir / "sam_instance" / f"{i}.png", sam)
+    scene = load_scene(scene_dir)
+    det, other = scene.labels["m2f"], scene.labels["sam"]
+    assert det.confidence[1, 13, 13] == pytest.approx(0.1)  # a stored 0 is a low confidence
+    assert det.confidence[1, 18, 18] == pytest.approx(0.9)
+    assert det.confidence[1, 35, 20] == 1.0 and det.confidence[1, 35, 42] == 1.0  # background forced to 1
+    assert det.confidence[1, 5, 60] == 0.0 and other.confidence[1, 5, 60] == 0.0  # outside the room
+    assert other.confidence[1, 5, 30] == 1.0 and det.confidence[2, 5, 60] == 1.0
+    assert scene.gt.instance[1, 15, 15] == 301  # GT untouched
+
+
+def test_kubric_depth_is_ray_distance(scene_dir):
+    K = np.array([[FOCAL / SENSOR * W, 0, W / 2], [0, FOCAL / SENSOR * W, H / 2], [0, 0, 1]])
+    v, u = np.mgrid[0:H, 0:W] + 0.5
+    ray = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T
+    z = 2.0 + 0.01 * u  # a slanted plane in camera coordinates
+    for i in range(N):  # Kubric stores the distance from the camera centre, not z
+        save_label_png(scene_dir / "depth" / f"{i}.png", np.rint(z * np.linalg.norm(ray, axis=-1) * 1000).astype(int))
+    scene = load_scene(scene_dir)
+    assert scene.depth_kind == "metric"
+    np.testing.assert_allclose(scene.depth[0], z, atol=1e-3)

@@ -8,9 +8,11 @@ Folder contents::
                                     ``K`` (normalised 3x3) or ``focal_length`` + ``sensor_width`` (mm)
     semantic/<f>.npy, instance/<f>.npy            GT: semantic 0 = background, 1 = object; instance 0 = none
     detic_semantic/<f>.npy, detic_instance/<f>.npy  Detic predictions (the noisy source)
-    detic_probabilities/<f>.npy     optional [H, W] confidence of the predictions
-    depth/<f>.png                   optional uint16 millimetres, read as metric z-depth
-    invalid/<f>.jpg|png             optional; non-zero = outside the room (confidence set to 0)
+    detic_probabilities/<f>.npy     optional [H, W] confidence of the predictions: 0 -> 0.1
+                                    (test-time-augmentation map), background (detic semantic 0) -> 1
+    depth/<f>.png                   optional uint16 millimetres of Kubric's depth, the distance from the
+                                    camera centre along the ray: converted to z-depth
+    invalid/<f>.jpg|png             optional; non-zero = outside the room: confidence 0 in every source
 
 Kubric cameras are Blender cameras (looking along -z, y up); poses are converted to
 OpenCV axes by flipping the camera y and z axes. Kubric's normalised intrinsics have
@@ -26,12 +28,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ...errors import SdfsegError
 from ...io import read_label_png, read_rgb
 from ..scene import LabelSource, Scene
 from . import common as C
+from .geometry import ray_distance_to_z
 
 NAME = "messy_rooms"
 
@@ -95,7 +97,8 @@ def _intrinsics(cam: dict, hw: tuple[int, int], file: Path) -> np.ndarray:
     return C.check_intrinsics(K, hw, f"{file}: camera")
 
 
-def _read_npy_maps(folder: Path, names: list[str], hw, size, hi: int | None) -> np.ndarray | None:
+def _read_npy_maps(folder: Path, names: list[str], hw, hi: int | None) -> np.ndarray | None:
+    """int32 ``[N, H, W]`` label maps ``folder/<f>.npy`` at the native ``hw``, ids in ``0..hi``; None if absent."""
     if not folder.is_dir():
         return None
     out = []
@@ -104,40 +107,56 @@ def _read_npy_maps(folder: Path, names: list[str], hw, size, hi: int | None) -> 
         m = C.as_int_map(C.load_npy(f, "an [H, W] label map"), f)
         C.check_hw(m, hw, f)
         C.check_ids(m, 0, hi, f, "ids")
-        out.append(C.resize_map(m, size, nearest=True))
+        out.append(m)
     return np.stack(out)
 
 
+def _read_confidence(folder: Path, names: list[str], hw, background: np.ndarray) -> np.ndarray | None:
+    """float32 ``[N, H, W]`` Detic confidences (``<f>.npy``), 1 on ``background`` ``[N, H, W]``; None if absent.
+
+    Zeros are raised to 0.1 (:func:`~sdfseg.data.formats.common.tta_confidence`); then, as
+    Contrastive Lift does, the background's confidence is forced to 1.
+    """
+    if not folder.is_dir():
+        return None
+    out = []
+    for i, n in enumerate(names):
+        f = folder / f"{n}.npy"
+        c = C.tta_confidence(C.load_npy(f, "an [H, W] confidence map"), f)
+        C.check_hw(c, hw, f)
+        out.append(np.where(background[i], 1.0, c).astype(np.float32))
+    return np.stack(out)
+
+
+def _resized(arr: np.ndarray | None, size, nearest: bool) -> np.ndarray | None:
+    return None if arr is None or size is None else np.stack([C.resize_map(a, size, nearest) for a in arr])
+
+
 def _read_source(path: Path, prefix: str, names, hw, size) -> LabelSource | None:
-    """``<prefix>semantic`` / ``<prefix>instance`` npy folders (prefix "" = GT, "detic_" = predictions)."""
-    sem = _read_npy_maps(path / f"{prefix}semantic", names, hw, size, hi=1)
-    inst = _read_npy_maps(path / f"{prefix}instance", names, hw, size, hi=None)
+    """``<prefix>semantic`` / ``<prefix>instance`` npy folders (prefix "" = GT, "detic_" = predictions with
+    ``detic_probabilities``), resized to ``size``."""
+    sem = _read_npy_maps(path / f"{prefix}semantic", names, hw, hi=1)
+    inst = _read_npy_maps(path / f"{prefix}instance", names, hw, hi=None)
     if sem is None and inst is None:
         return None
     if sem is None:  # instance-only folder: any instance is an object
         sem = (inst > 0).astype(np.int32)
-    return LabelSource(instance=inst, semantic=(sem + 1).astype(np.int32))
+    conf = _read_confidence(path / f"{prefix}probabilities", names, hw, sem == 0) if prefix else None
+    if size is not None:
+        sem, inst, conf = _resized(sem, size, True), _resized(inst, size, True), _resized(conf, size, False)
+    return LabelSource(instance=inst, semantic=(sem + 1).astype(np.int32), confidence=conf)
 
 
-def _read_confidence(path: Path, names, hw, size) -> np.ndarray | None:
-    folder = path / "detic_probabilities"
-    invalid = path / "invalid"
-    if not folder.is_dir() and not invalid.is_dir():
-        return None
+def _read_depth(folder: Path, names: list[str], hw, size, K: np.ndarray) -> np.ndarray:
+    """float32 ``[N, h, w]`` z-depth from uint16 millimetre PNGs of Kubric's distance from the camera centre."""
     out = []
     for n in names:
-        c = np.ones(hw, dtype=np.float32)
-        if folder.is_dir():
-            f = folder / f"{n}.npy"
-            c = C.load_npy(f, "an [H, W] confidence map").astype(np.float32).squeeze()
-            C.check_hw(c, hw, f)
-        bad = [p for p in (invalid / f"{n}.jpg", invalid / f"{n}.png") if p.exists()]
-        if bad:
-            with Image.open(bad[0]) as im:
-                room = np.asarray(im.convert("L")) == 0
-            C.check_hw(room, hw, bad[0])
-            c = np.where(room, c, 0.0)
-        out.append(C.resize_map(c.astype(np.float32), size, nearest=False))
+        f = folder / f"{n}.png"
+        mm = read_label_png(f)
+        C.check_hw(mm, hw, f)
+        C.check_ids(mm, 0, None, f, "depth values (uint16 millimetres)")
+        z = ray_distance_to_z(mm.astype(np.float32) / 1000.0, K)
+        out.append(C.resize_map(z, size, nearest=True))
     return np.stack(out)
 
 
@@ -166,23 +185,17 @@ def read(path: Path, options) -> Scene:
     hw = size or native_hw
     rgb = C.read_rgb_stack([colors[n] for n in names], native_hw, size)
 
-    depth = None
-    if (path / "depth").is_dir():
-        ds = []
-        for n in names:
-            f = path / "depth" / f"{n}.png"
-            d = read_label_png(f).astype(np.float32) / 1000.0
-            C.check_hw(d, native_hw, f)
-            ds.append(C.resize_map(d, size, nearest=True))
-        depth = np.stack(ds)
+    depth = _read_depth(path / "depth", names, native_hw, size, K) if (path / "depth").is_dir() else None
 
     labels = {}
     detic = _read_source(path, "detic_", names, native_hw, size)
     if detic is not None:
-        detic.confidence = _read_confidence(path, names, native_hw, size)
         labels[options.label_source] = detic
     for src, ls in C.read_png_sources(path, names, native_hw, size, exclude=("detic",)).items():
         labels[src] = ls
+    room = C.read_room_masks(path / "invalid", names, native_hw, size)
+    if room is not None:  # outside the room: not supervised, in every source
+        C.unsupervise(labels.values(), room)
     gt = _read_source(path, "", names, native_hw, size)
 
     Ks = np.repeat(C.scale_intrinsics(K, native_hw, hw)[None], len(names), axis=0)
