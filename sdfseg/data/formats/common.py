@@ -1,10 +1,16 @@
-"""Shared helpers for the layout readers: frame matching, resizing, validation, label folders.
+"""Shared helpers for the layout readers: frame order and pairing, splits, resizing, validation,
+label folders, confidences.
 
 Every check raises :class:`~sdfseg.errors.SdfsegError` with one line naming the
 offending file and what was expected (counts, shapes, finite poses, id ranges).
 Resizing follows the scene conventions: RGB and confidences bilinear, depth,
 normals and label maps nearest neighbour; intrinsics are rescaled per axis
 (pixel-edge convention, so ``K' = diag(sx, sy, 1) K``).
+
+Confidence (``LabelSource.confidence``): 0 means "not supervised" (outside the room,
+invalid pixels, frames a source does not cover); a value in (0, 1] is a weight. Stored
+test-time-augmentation maps go through :func:`tta_confidence` (0 -> 0.1) first, the
+zeros are set afterwards (:func:`unsupervise`).
 """
 
 from __future__ import annotations
@@ -53,20 +59,6 @@ def frames_with_suffix(folder: Path, suffix: str, lexical: bool = False) -> dict
              if p.is_file() and p.name.endswith(suffix) and len(p.name) > len(suffix)}
     order = sorted(found, key=lambda k: found[k].name) if lexical else sorted(found, key=natural_key)
     return {k: found[k] for k in order}
-
-
-def match_frames(folder: Path, suffix: str, names: list[str], what: str) -> list[Path]:
-    """One file per frame in ``folder``: ``<name><suffix>``; when no name matches at all (another
-    naming scheme), the same number of files in sorted order. Otherwise the first missing file is an error.
-    """
-    files = frames_with_suffix(folder, suffix)
-    if all(n in files for n in names):
-        return [files[n] for n in names]
-    if len(files) == len(names) and not any(n in files for n in names):
-        return list(files.values())
-    missing = next(n for n in names if n not in files)
-    raise SdfsegError(f"{folder / (missing + suffix)}: file not found ({what}: {len(files)} files "
-                      f"'*{suffix}' for {len(names)} frames)")
 
 
 def pair_by_order(folder: Path, suffix: str, names: list[str], what: str) -> list[Path]:

@@ -145,7 +145,8 @@ def _read_m2f(path: Path, names, hw, size, classes: ClassInfo) -> LabelSource | 
 
 
 def _read_depth(path: Path, names, hw, size, K_color: np.ndarray) -> np.ndarray | None:
-    """float32 ``[N, h, w]`` metres: uint16 mm maps of the images' size, or resampled through ``intrinsic_depth.txt``."""
+    """float32 ``[N, h, w]`` metres from uint16 mm maps of the images' size, or of any size resampled
+    through ``intrinsic_depth.txt``; None when ``depth/`` is absent."""
     d = path / "depth"
     if not d.is_dir():
         return None

@@ -19,8 +19,9 @@ to it. Depth (16-bit PNG or ``.npy``) is multiplied by ``depth_unit_scale_factor
 perspective camera (:data:`PINHOLE_MODELS`); fisheye, equirectangular and other models
 are refused. Distortion coefficients are ignored (images must be undistorted). With
 ``train_filenames`` the test split is ``test_filenames``, else ``val_filenames`` (nerfstudio
-evaluates on the val list); without a split in the file, every 8th frame is a test frame. There are no labels: ``tools/segment2d.py`` writes
-``<src>_instance/<frame>.png`` and ``masks_<src>/<frame>.npz`` beside the json.
+evaluates on the val list); without a split in the file, every 8th frame is a test frame.
+There are no labels: ``tools/segment2d.py`` writes ``<src>_instance/<frame>.png`` and
+``masks_<src>/<frame>.npz`` beside the json.
 """
 
 from __future__ import annotations
