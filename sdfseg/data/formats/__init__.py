@@ -38,9 +38,10 @@ class ReadOptions:
     max_frames: int | None = None
     """Keep at most this many frames (evenly spaced), for quick experiments."""
     crop: str = "auto"
-    """ObjectSDF++/MonoSDF layout: MonoSDF's ``center_crop_type`` of the dataset (``no_crop``,
-    ``center_crop_for_replica``, ``center_crop_for_tnt``, ``center_crop_for_dtu``, ``padded_for_dtu``);
-    ``auto`` uses K as stored when its principal point lies inside the image and refuses otherwise."""
+    """Layouts with a MonoSDF ``cameras.npz``: MonoSDF's ``center_crop_type`` of the dataset (``no_crop``,
+    ``center_crop_for_replica``, ``center_crop_for_tnt``, ``center_crop_for_dtu``, ``padded_for_dtu``).
+    ``auto``: objectsdf uses K as stored when its principal point lies inside the image and refuses
+    otherwise; clusteringsdf uses K as stored (its reference applies no crop)."""
 
 
 def _modules() -> list[ModuleType]:
