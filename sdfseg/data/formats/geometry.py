@@ -35,22 +35,25 @@ def pixel_rays(K: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return pix @ np.linalg.inv(np.asarray(K, dtype=np.float64)).T
 
 
-def resample_depth(depth: np.ndarray, K_depth: np.ndarray, K_target: np.ndarray,
-                   hw: tuple[int, int]) -> np.ndarray:
-    """Depth ``[Hd, Wd]`` of a camera with ``K_depth`` seen by a camera with ``K_target`` at ``hw`` (same pose).
+def depth_pixel_index(K_depth: np.ndarray, depth_hw: tuple[int, int], K_target: np.ndarray,
+                      hw: tuple[int, int]) -> np.ndarray:
+    """For each pixel of an ``hw`` image with ``K_target``: the flat index of the ``depth_hw`` depth pixel
+    its centre falls on through ``K_target^-1`` then ``K_depth`` (same pose), or -1 outside. int64 ``[H, W]``.
 
-    Each target pixel centre goes through ``K_target^-1`` then ``K_depth`` to a depth pixel
-    (nearest neighbour); target pixels that fall outside the depth map get 0 (invalid).
-    Both K are in the pixel-edge convention. Returns float32 ``[H, W]``.
+    Both K are in the pixel-edge convention; nearest neighbour (the depth pixel containing the point).
     """
     p = pixel_rays(K_target, hw) @ np.asarray(K_depth, dtype=np.float64).T
     x = np.floor(p[..., 0] / p[..., 2]).astype(np.int64)
     y = np.floor(p[..., 1] / p[..., 2]).astype(np.int64)
-    hd, wd = depth.shape[:2]
-    inside = (x >= 0) & (x < wd) & (y >= 0) & (y < hd)
-    out = np.zeros(tuple(hw), dtype=np.float32)
-    out[inside] = depth[y[inside], x[inside]]
-    return out
+    hd, wd = depth_hw
+    inside = (x >= 0) & (x < wd) & (y >= 0) & (y < hd) & (p[..., 2] > 0)
+    return np.where(inside, y * wd + x, -1)
+
+
+def resample_depth(depth: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Depth ``[Hd, Wd]`` looked up at :func:`depth_pixel_index` ``index`` ``[H, W]``: float32 ``[H, W]``, 0 outside."""
+    flat = np.asarray(depth, dtype=np.float32).ravel()
+    return np.where(index >= 0, flat[np.maximum(index, 0)], 0.0).astype(np.float32)
 
 
 def ray_distance_to_z(distance: np.ndarray, K: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from ...errors import SdfsegError
 from ...io import read_label_png, read_rgb
 from ..scene import ClassInfo, LabelSource, Scene
 from . import common as C
-from .geometry import index_to_edge, resample_depth
+from .geometry import depth_pixel_index, index_to_edge, resample_depth
 
 NAME = "panoptic_lifting"
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg")
@@ -152,7 +152,7 @@ def _read_depth(path: Path, names, hw, size, K_color: np.ndarray) -> np.ndarray 
         return None
     out_hw = tuple(size or hw)
     k_file = path / "intrinsic" / "intrinsic_depth.txt"
-    K_depth, depth_hw = None, None
+    index, depth_hw = None, None
     out = np.zeros((len(names),) + out_hw, dtype=np.float32)
     for i, n in enumerate(names):
         f = d / f"{n}.png"
@@ -160,13 +160,14 @@ def _read_depth(path: Path, names, hw, size, K_color: np.ndarray) -> np.ndarray 
         C.check_ids(mm, 0, None, f, "depth values (uint16 millimetres)")
         m = mm.astype(np.float32) / 1000.0
         if k_file.exists():
-            if K_depth is None:
+            if index is None:  # one lookup for every frame: the cameras share their intrinsics
                 depth_hw = m.shape
                 K_depth = _read_intrinsics(k_file, depth_hw, "depth maps")
+                index = depth_pixel_index(K_depth, depth_hw, C.scale_intrinsics(K_color, hw, out_hw), out_hw)
             elif m.shape != depth_hw:
                 raise SdfsegError(f"{f}: depth is {m.shape[0]}x{m.shape[1]}, expected {depth_hw[0]}x{depth_hw[1]} "
                                   "like the other depth maps")
-            out[i] = resample_depth(m, K_depth, C.scale_intrinsics(K_color, hw, out_hw), out_hw)
+            out[i] = resample_depth(m, index)
         elif m.shape != tuple(hw):
             raise SdfsegError(f"{f}: depth is {m.shape[0]}x{m.shape[1]}, expected {hw[0]}x{hw[1]} like color/ "
                               f"(or add {k_file.relative_to(path)} to resample it)")
