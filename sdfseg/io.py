@@ -27,6 +27,15 @@ from PIL import Image
 from .errors import SdfsegError
 
 
+def _file_mode() -> int:
+    """Permissions of a new file under this process's umask (``mkstemp`` alone gives 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]+)?$")
 """Names of :func:`atomic_path` temporaries: ``.<stem>.<8 random chars>.tmp<suffix>``."""
 
@@ -61,6 +70,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     except OSError as exc:
         raise SdfsegError(f"{path}: cannot write here ({exc.strerror or exc})") from None
+    os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -1,21 +1,30 @@
 """Shared test helpers: the tiny training config and camera / projection geometry written
-independently of the readers under test."""
+independently of the readers under test.
 
+``SDFSEG_TEST_DEVICE`` (default ``cpu``) is the device the tests train and render on:
+``SDFSEG_TEST_DEVICE=cuda python -m pytest -q tests`` runs the suite on a GPU.
+"""
+
+import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from sdfseg.config import Config, load_config
 from sdfseg.data.synthetic import generate_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = ["model.num_channels=5", "model.hidden_dim=16", "model.feature_dim=8", "model.color_hidden_dim=16",
+DEVICE = torch.device(os.environ.get("SDFSEG_TEST_DEVICE", "cpu"))
+"""Device of the tests' models (``train.device`` of :data:`TINY`)."""
+
+TINY = [f"train.device={DEVICE}", "model.num_channels=5", "model.hidden_dim=16", "model.feature_dim=8", "model.color_hidden_dim=16",
         "model.encoding.n_levels=4", "model.encoding.log2_hashmap_size=12", "model.encoding.max_resolution=64",
         "sampler.n_coarse=8", "sampler.n_importance=4", "sampler.n_depth_uniform=4", "sampler.n_depth_near=4",
         "train.rays=64", "train.label_rays=32", "train.eikonal_points=32", "train.extra_views=2",
         "train.extra_rays=8"]
-"""Overrides that shrink confs/demo.yaml to a model that trains a step in well under a second."""
+"""Overrides that shrink confs/demo.yaml to a model that trains a step in well under a second (on DEVICE)."""
 
 HEAD = ["features.enabled=true", "features.rays=64", "features.grid_levels=2", "features.grid_log2_hashmap_size=10",
         "features.grid_max_resolution=32", "features.hidden=16", "features.num_freqs=2"]

@@ -15,7 +15,7 @@ from sdfseg.ownership import OwnershipGrid
 from sdfseg.pipeline import finish, load_channel_table, load_run
 from sdfseg.train import Trainer
 
-from _helpers import ROOT, TINY as BASE_TINY, demo_config, tiny_scene
+from _helpers import DEVICE, ROOT, TINY as BASE_TINY, demo_config, tiny_scene
 
 TINY = BASE_TINY + ["render.chunk=512", "render.mesh_resolution=24", "train.log_every=1",
                     "train.segmentation_start=0"]
@@ -64,7 +64,7 @@ def test_ownership_vote_moves_owners_not_surface(scene_dir, tmp_path):
     finish(trainer, progress=False)
     grid = OwnershipGrid.load(run / "ownership.npz")
     assert grid.resolution == 16 and int((grid.target >= 0).sum()) > 0
-    x = torch.rand(4096, 3) * 1.6 - 0.8
+    x = torch.rand(4096, 3, device=DEVICE) * 1.6 - 0.8
     with torch.no_grad():
         edited, raw = trainer.model.channel_sdf(x)[0], trainer.model.sdf(x)[0]
     assert torch.equal(edited.min(dim=1).values, raw.min(dim=1).values)  # same surface ...

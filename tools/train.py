@@ -12,6 +12,8 @@ A fresh run refuses a directory that already holds a run unless --overwrite is g
 run's outputs are then deleted first). --resume may change only the keys render.*, run.dir,
 train.device, train.log_every, train.checkpoint_every, train.max_bad_steps, data.path,
 data.missing_hint and features.head_iterations; every other key must match the run's config.yaml.
+Given a run's own RUN/config.yaml, --resume continues the run in that folder (also after the folder
+was moved or copied), unless --set run.dir=... says otherwise.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and args.overwrite:
         raise SdfsegError("--resume and --overwrite exclude each other (continue the run, or replace it)")
     cfg = load_config(args.config, args.set)
+    config_dir = Path(args.config).parent
+    if args.resume and Path(args.config).name == "config.yaml" and (config_dir / "checkpoints").is_dir() \
+            and not any(s.split("=", 1)[0].strip() == "run.dir" for s in args.set):
+        cfg.run.dir = str(config_dir)  # a run's own config.yaml resumes that run, wherever it was moved
     from sdfseg.pipeline import run
 
     run(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)

@@ -156,7 +156,7 @@ def load_prediction_dir(pred_dir: str | Path, scene: Scene, progress: bool = Fal
     hw = tuple(gt_sem.shape[1:3])
     sems = np.zeros((len(idx),) + hw, dtype=np.int32)
     insts = np.zeros_like(sems)
-    for k, i in enumerate(progress_iter(idx, "reading predictions", progress, unit="frame")):
+    for k, i in enumerate(progress_iter(idx, "reading predictions", unit="frame") if progress else idx):
         frame = scene.frame_names[int(i)]
         sems[k] = read_prediction_map(pred_dir / "semantic" / f"{frame}.png", hw, scene.classes.num_classes)
         insts[k] = read_prediction_map(pred_dir / "instance" / f"{frame}.png", hw)

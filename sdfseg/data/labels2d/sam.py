@@ -58,7 +58,8 @@ def batched_nms(boxes, scores, idxs, iou_threshold: float):
     lt = torch.maximum(b[:, None, :2], b[None, :, :2])
     rb = torch.minimum(b[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
-    iou = inter / (area[:, None] + area[None, :] - inter).clamp(min=1e-12)
+    # the greedy pass is sequential: run it on the CPU (one transfer), whatever device the boxes are on
+    iou = (inter / (area[:, None] + area[None, :] - inter).clamp(min=1e-12)).cpu()
     removed = torch.zeros(len(order), dtype=torch.bool)
     keep = []
     for i in range(len(order)):
