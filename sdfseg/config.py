@@ -41,6 +41,11 @@ class DataConfig:
     """Which 2D label source trains the segmentation (m2f = the layout's Mask2Former labels)."""
     max_frames: Optional[int] = None
     """Use at most this many frames (evenly spaced); null = all."""
+    crop: str = "auto"
+    """MonoSDF's ``center_crop_type`` of the dataset, for layouts with a MonoSDF ``cameras.npz``: ``no_crop``,
+    ``center_crop_for_replica``, ``center_crop_for_tnt``, ``center_crop_for_dtu`` or ``padded_for_dtu`` (copy
+    it from the MonoSDF / ObjectSDF++ conf). ``auto``: objectsdf uses K as stored when its principal point
+    lies inside the image and stops otherwise, asking for this key; clusteringsdf uses K as stored."""
     generate_synthetic: bool = False
     """Generate a synthetic scene at ``path`` if the folder does not exist (the demo)."""
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)

@@ -60,7 +60,7 @@ def load_training_scene(cfg: Config) -> Scene:
         hint = f" {cfg.data.missing_hint}" if cfg.data.missing_hint else ""
         raise SdfsegError(f"data.path: scene folder '{path}' not found.{hint}")
     opts = ReadOptions(image_size=tuple(cfg.data.image_size) if cfg.data.image_size else None,
-                       max_frames=cfg.data.max_frames)
+                       max_frames=cfg.data.max_frames, crop=cfg.data.crop)
     return normalize_scene(load_scene(path, cfg.data.layout, opts), radius=cfg.data.sphere_radius)
 
 

@@ -138,7 +138,7 @@ def test_load_prediction_dir_checks_files(tmp_path):
 
 def test_cli_in_process_json_option_and_errors(tmp_path, monkeypatch, capsys):
     tool = load_tool()
-    monkeypatch.setattr(tool, "load_scene", lambda path, layout="auto": make_scene())
+    monkeypatch.setattr(tool, "load_scene", lambda path, layout="auto", options=None: make_scene())
     pred = write_predictions(tmp_path / "pred")
     out = tmp_path / "m" / "metrics.json"
     assert tool.main([str(tmp_path), str(pred), "--json", str(out), "--no-baseline"]) == 0
@@ -152,7 +152,7 @@ def test_cli_in_process_json_option_and_errors(tmp_path, monkeypatch, capsys):
     err = error_line(capsys.readouterr().err)
     assert exc.value.code == 2 and "instance/f1.png: missing prediction file" in err
     assert not (pred / "metrics.json").exists()
-    monkeypatch.setattr(tool, "load_scene", lambda path, layout="auto": make_scene(test=()))
+    monkeypatch.setattr(tool, "load_scene", lambda path, layout="auto", options=None: make_scene(test=()))
     with pytest.raises(SystemExit) as exc:
         tool.run_cli(lambda: tool.main([str(tmp_path), str(pred), "--baseline-source", "m2f"]))
     err = error_line(capsys.readouterr().err)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a source checkout
 
-from sdfseg.data import load_scene  # noqa: E402
+from sdfseg.data import ReadOptions, load_scene  # noqa: E402
 from sdfseg.errors import run_cli  # noqa: E402
 from sdfseg.eval import evaluate_prediction_dir, format_table, pick_baseline, write_metrics_json  # noqa: E402
 
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    scene = load_scene(args.scene_dir, args.layout)
+    scene = load_scene(args.scene_dir, args.layout, ReadOptions(crop="no_crop"))  # label maps only: K is not used
     baseline = pick_baseline(scene, args.baseline_source, args.no_baseline)
     result = evaluate_prediction_dir(scene, args.pred_dir, baseline=baseline, progress=True)
     out = args.json if args.json is not None else args.pred_dir / "metrics.json"

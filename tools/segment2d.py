@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     if not Path(args.scene).is_dir():
         raise SdfsegError(f"{args.scene}: scene folder not found")
     segmenter = make_segmenter(args.method, **segmenter_kwargs(args))
-    scene = load_scene(args.scene, args.layout, ReadOptions())
+    scene = load_scene(args.scene, args.layout, ReadOptions(crop="no_crop"))  # images only: K is not used
     source = args.output_name or args.method
     counts = segment_scene(scene, segmenter, source, frames=args.frames)
     print(f"{scene.path}: wrote {counts['written']} frames, skipped {counts['skipped']} already done "
