@@ -23,11 +23,11 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from .checkpoint import check_backend, model_state, read_checkpoint
-from .config import Config, load_config
+from .config import Config
 from .errors import SdfsegError
 from .io import atomic_path
 from .progress import Progress
-from .rundir import RunLock, prepare_fresh_run
+from .rundir import RunLock, prepare_fresh_run, read_run_config
 from .train import Trainer, set_decayed_lr
 
 FEATURE_PREFIX = "features."
@@ -66,12 +66,9 @@ def train_feature_head(source: str | Path, out: str | Path, overrides: Optional[
     run already there is replaced only with ``overwrite``. Returns the last losses and the seconds taken.
     """
     source, out = Path(source), Path(out)
-    cfg_file = source / "config.yaml"
-    if not cfg_file.exists():
-        raise SdfsegError(f"{cfg_file}: not found (expected a run directory written by tools/train.py)")
     if out.resolve() == source.resolve():
         raise SdfsegError(f"{out}: the head-only stage writes a new run directory; give one other than the source")
-    cfg = load_config(cfg_file, ["features.enabled=true"] + list(overrides or []) + [f"run.dir={out}"])
+    cfg = read_run_config(source, ["features.enabled=true"] + list(overrides or []) + [f"run.dir={out}"])
     f = cfg.features
     if not f.detach_geometry:
         raise SdfsegError("features.detach_geometry: must be true for a head-only stage (the backbone is frozen)")

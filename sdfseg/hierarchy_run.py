@@ -14,13 +14,14 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .config import Config, load_config
+from .checkpoint import check_backend, load_model_weights, read_checkpoint
+from .config import Config
 from .data.rays import pixel_rays
 from .data.scene import Scene
-from .checkpoint import check_backend, load_model_weights, read_checkpoint
 from .errors import SdfsegError
 from .inference import eval_points, render_rays_chunked
 from .model import SceneModel
+from .rundir import read_run_config
 from .train import load_training_scene, pick_device, resolve_config
 
 
@@ -39,9 +40,7 @@ def load_feature_run(run_dir: str | Path, device: Optional[str] = None) -> Featu
     """Rebuild scene and model of ``run_dir``; a one-line error when it has no trained feature head."""
     run_dir = Path(run_dir)
     cfg_file = run_dir / "config.yaml"
-    if not cfg_file.exists():
-        raise SdfsegError(f"{cfg_file}: not found (expected a run directory written by tools/train.py)")
-    cfg = load_config(cfg_file)
+    cfg = read_run_config(run_dir)
     if not cfg.features.enabled:
         raise SdfsegError(f"{cfg_file}: features.enabled is false (this run has no hierarchical feature head; "
                           f"train with features.enabled=true, e.g. confs/demo_hierarchy.yaml)")

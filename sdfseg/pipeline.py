@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .config import Config, check_resume_changes, load_config
+from .config import Config, check_resume_changes
 from .errors import SdfsegError
 from .export.mesh import extract_channel_meshes, palette, save_ply, scene_mesh, to_world
 from .inference import (ChannelTable, assign_channel_classes, drop_vanished_objects, ownership_vote,
@@ -29,7 +29,7 @@ from .inference import (ChannelTable, assign_channel_classes, drop_vanished_obje
 from .io import write_json_atomic
 from .model import BOUND_RADIUS
 from .ownership import OwnershipGrid
-from .rundir import RunLock, prepare_fresh_run
+from .rundir import RunLock, prepare_fresh_run, read_run_config
 from .train import Trainer, resolve_config
 
 OWNERSHIP_FILE = "ownership.npz"
@@ -175,7 +175,7 @@ def run(cfg: Config, resume: bool = False, progress: bool = True, overwrite: boo
     """
     run_dir = Path(cfg.run.dir)
     with RunLock(run_dir, "tools/train.py"):
-        previous = read_run_config(run_dir, "--resume: nothing to resume") if resume else None
+        previous = read_run_config(run_dir, overrides=[], missing="--resume: nothing to resume") if resume else None
         if not resume:
             prepare_fresh_run(run_dir, overwrite)
         trainer = Trainer(cfg, progress=progress)
@@ -189,15 +189,6 @@ def run(cfg: Config, resume: bool = False, progress: bool = True, overwrite: boo
         else:
             print(f"already trained ({trainer.step} iterations): rendering and evaluating only")
         return finish(trainer, progress)
-
-
-def read_run_config(run_dir: Path, missing: str, overrides: Optional[list[str]] = None) -> Config:
-    """The config of the run in ``run_dir`` (with ``overrides``); ``missing`` starts the one-line error
-    when there is none."""
-    cfg_file = Path(run_dir) / "config.yaml"
-    if not cfg_file.is_file():
-        raise SdfsegError(f"{cfg_file}: not found ({missing}: expected a run directory written by tools/train.py)")
-    return load_config(cfg_file, overrides)
 
 
 def finish(trainer: Trainer, progress: bool = True) -> dict:
@@ -231,7 +222,7 @@ def finish(trainer: Trainer, progress: bool = True) -> dict:
 def load_run(run_dir: Path, overrides: Optional[list[str]] = None) -> Trainer:
     """Rebuild the trainer of a finished or interrupted run from its config and last checkpoint."""
     run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir, "not a run", overrides)
+    cfg = read_run_config(run_dir, overrides)
     cfg.run.dir = str(run_dir)
     trainer = Trainer(cfg)
     trainer.load_checkpoint()

@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from .config import Config, load_config
 from .errors import SdfsegError
 from .io import remove_temporaries
 
@@ -48,6 +49,7 @@ class RunLock:
 
     def __enter__(self) -> "RunLock":
         lock = self.run_dir / LOCK_FILE
+        self._created = not self.run_dir.exists()
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -68,10 +70,24 @@ class RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            os.close(self._fd)  # closing the descriptor releases the flock
-            self._fd = None
+        if self._fd is None:
+            return
+        os.ftruncate(self._fd, 0)
+        if self._created and os.listdir(self.run_dir) == [LOCK_FILE]:  # a run that stopped before writing
+            os.unlink(self.run_dir / LOCK_FILE)                          # anything leaves no folder behind
+            self.run_dir.rmdir()
+        os.close(self._fd)  # closing the descriptor releases the flock
+        self._fd = None
+
+
+def read_run_config(run_dir: str | Path, overrides: Optional[list[str]] = None,
+                    missing: str = "expected a run directory written by tools/train.py") -> Config:
+    """The config of the run in ``run_dir`` with ``overrides`` (``KEY=VALUE``); a one-line error
+    (``<dir>/config.yaml: not found (<missing>)``) when there is none."""
+    cfg_file = Path(run_dir) / "config.yaml"
+    if not cfg_file.is_file():
+        raise SdfsegError(f"{cfg_file}: not found ({missing})")
+    return load_config(cfg_file, overrides)
 
 
 def existing_outputs(run_dir: str | Path) -> list[str]:

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from ...errors import SdfsegError
 from ...io import (npz_bytes, save_image_atomic, save_label_png, write_bytes_atomic, write_json_atomic,
                    write_text_atomic)
+from ...progress import progress_iter
 from ..formats.geometry import edge_to_index
 from ..label_noise import NoiseConfig, probability_map, simulate_labels
 from ..mask_sim import MaskSimConfig, simulate_masks
@@ -151,7 +151,7 @@ def generate_scene(out: str | os.PathLike, objects: int = 6, views: int = 60, he
                        "test_every": 5, "test_offset": 2, "noise": dataclasses.asdict(noise),
                        "mask_noise": dataclasses.asdict(mask_noise)})
     with staged_folder(out, force) as stage:
-        for i in tqdm(range(views), desc="rendering views", unit="view", disable=not progress):
+        for i in progress_iter(range(views), "rendering views", unit="view") if progress else range(views):
             view = render_view(scene, poses[i], K, height, width)
             noisy = simulate_labels(view.semantic, view.instance, np.random.default_rng([seed, 1, i]), noise, CLASSES)
             masks = simulate_masks(view.part, view.instance, view.group, view.semantic,
