@@ -281,9 +281,8 @@ def test_kill_then_resume_matches_uninterrupted(scene, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = killed / "checkpoints" / "last.pt"
     deadline = time.time() + 120
-    while time.time() < deadline and not ckpt.exists():
-        time.sleep(0.05)
-    time.sleep(0.3)
+    while time.time() < deadline and not (ckpt.exists() and torch.load(ckpt, weights_only=True)["step"] >= 5):
+        time.sleep(0.02)  # checkpoints are replaced atomically: a read never sees half a file
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step = torch.load(ckpt, weights_only=True)["step"]
