@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -79,6 +80,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path, force: bool) -> Iterator[Path]:
+    """Yield a staging folder that replaces ``out`` on success and is deleted on failure.
+
+    Refuses (:class:`SdfsegError`) when ``out`` is a file, or a non-empty folder and not ``force``.
+    """
+    if out.exists() and not out.is_dir():
+        raise SdfsegError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise SdfsegError(f"{out}: folder is not empty (use --force to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir()
+    try:
+        yield stage
+        trash = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            os.replace(out, trash)
+        os.replace(stage, out)
+        if trash.exists():
+            shutil.rmtree(trash)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

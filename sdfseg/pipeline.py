@@ -118,7 +118,8 @@ def grouped_sdf(fn, table: ChannelTable):
 
 def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_dir: Optional[Path] = None,
                   progress: bool = True) -> dict:
-    """Write one PLY per object channel and the coloured scene meshes; on synthetic scenes score them."""
+    """Write one PLY per object channel and the coloured scene meshes; score them against GT meshes when the
+    scene has them (the demo's analytic shapes, or a ``gt_meshes/`` folder such as the room scenes')."""
     out_dir = out_dir or trainer.run_dir / "meshes"
     model, dev = trainer.model, trainer.device
     model.eval()
@@ -143,13 +144,17 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
     save_ply(out_dir / "scene_by_class.ply", by_cls)
     report: dict = {"objects": {int(k): {"class": int(table.classes[k]), "faces": int(len(m.faces)),
                                          "watertight": bool(m.is_watertight)} for k, m in world.items()}}
-    syn = trainer.scene.meta.get("synthetic")
-    if syn is not None:
-        from .data.synthetic import load_synthetic
-        from .eval.meshes import object_mesh_metrics
-        from .export.gt import synthetic_object_meshes
+    syn, gt_dir = trainer.scene.meta.get("synthetic"), trainer.scene.meta.get("gt_meshes")
+    if syn is not None or gt_dir is not None:
+        from .eval.meshes import load_gt_meshes, object_mesh_metrics
 
-        gt = synthetic_object_meshes(load_synthetic(syn), resolution=min(resolution, 256))
+        if gt_dir is not None:
+            gt = load_gt_meshes(gt_dir)
+        else:
+            from .data.synthetic import load_synthetic
+            from .export.gt import synthetic_object_meshes
+
+            gt = synthetic_object_meshes(load_synthetic(syn), resolution=min(resolution, 256))
         report["gt_comparison"] = object_mesh_metrics(world, gt)
     write_json_atomic(out_dir / "mesh_metrics.json", report)
     return report

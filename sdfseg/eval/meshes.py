@@ -8,10 +8,29 @@ distances are in world units (metres).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import trimesh
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
+
+from ..errors import SdfsegError
+
+
+def load_gt_meshes(folder: str | Path) -> dict[int, trimesh.Trimesh]:
+    """GT object meshes ``{instance id: mesh}`` from ``folder/object_<id>.ply`` (world units; the ids of
+    the scene's GT instance maps); a one-line error when the folder has none or one cannot be read."""
+    folder = Path(folder)
+    out = {}
+    for f in sorted(folder.glob("object_*.ply")):
+        try:
+            out[int(f.stem.split("_", 1)[1])] = trimesh.load(f, force="mesh")
+        except (ValueError, OSError) as exc:
+            raise SdfsegError(f"{f}: not a readable object mesh (expected object_<id>.ply; {exc})") from None
+    if not out:
+        raise SdfsegError(f"{folder}: no GT object meshes (expected object_<id>.ply files)")
+    return out
 
 
 def surface_samples(mesh: trimesh.Trimesh, n: int, seed: int = 0) -> np.ndarray:

@@ -22,7 +22,8 @@ images are resampled through ``intrinsic_depth.txt`` (each colour pixel through
 are refused. Extra label sources written by ``tools/segment2d.py`` live beside them as
 ``<source>_instance/``, ``<source>_semantics/``; multi-granular mask sets as
 ``masks_<source>/<f>.npz``. Synthetic scenes add ``normal/<f>.npy`` (camera-frame
-normals ``[H, W, 3]``), ``gt_part/``, ``gt_group/`` (hierarchy GT) and ``synthetic.json``.
+normals ``[H, W, 3]``), ``gt_part/``, ``gt_group/`` (hierarchy GT) and ``synthetic.json``; the room
+scenes (``sdfseg.data.rooms``) add ``gt_meshes/object_<id>.ply`` (GT object meshes, world units).
 """
 
 from __future__ import annotations
@@ -245,6 +246,8 @@ def read(path: Path, options) -> Scene:
     meta = {}
     if (path / "synthetic.json").exists():
         meta["synthetic"] = path / "synthetic.json"
+    if (path / "gt_meshes").is_dir():
+        meta["gt_meshes"] = path / "gt_meshes"
     K = C.scale_intrinsics(K_color, native_hw, hw)
     return Scene(
         path=path, frame_names=names, rgb=rgb, c2w=np.stack(poses).astype(np.float32),

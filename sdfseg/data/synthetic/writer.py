@@ -9,20 +9,17 @@ timestamps (:func:`sdfseg.io.npz_bytes`), the format of :meth:`MaskSet.save`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import os
 import pickle
-import shutil
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from ...errors import SdfsegError
-from ...io import (npz_bytes, save_image_atomic, save_label_png, write_bytes_atomic, write_json_atomic,
-                   write_text_atomic)
+from ...io import (npz_bytes, save_image_atomic, save_label_png, staged_folder, write_bytes_atomic,
+                   write_json_atomic, write_text_atomic)
 from ...progress import progress_iter
 from ..formats.geometry import edge_to_index
 from ..label_noise import NoiseConfig, probability_map, simulate_labels
@@ -91,34 +88,6 @@ def write_scene_files(root: Path, scene: SyntheticScene, K: np.ndarray, names: l
            "bg_classes": list(STUFF_IDS), "class_names": list(CLASS_NAMES)}
     write_bytes_atomic(root / "segmentation_data.pkl", pickle.dumps(seg, protocol=4))
     write_json_atomic(root / "synthetic.json", scene.to_dict())
-
-
-@contextlib.contextmanager
-def staged_folder(out: Path, force: bool) -> Iterator[Path]:
-    """Yield a staging folder that replaces ``out`` on success and is deleted on failure.
-
-    Refuses (:class:`SdfsegError`) when ``out`` is a file, or a non-empty folder and not ``force``.
-    """
-    if out.exists() and not out.is_dir():
-        raise SdfsegError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise SdfsegError(f"{out}: folder is not empty (use --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir()
-    try:
-        yield stage
-        trash = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            os.replace(out, trash)
-        os.replace(stage, out)
-        if trash.exists():
-            shutil.rmtree(trash)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage)
 
 
 def _check_args(num_views: int, height: int, width: int, seed: int) -> None:
