@@ -39,7 +39,7 @@ from .layout import Room, build_room
 from .noise import M2FNoise, m2f_frame, sam_frame
 from .raycast import RoomMesh, render
 
-def test_frames(n: int) -> list[int]:
+def held_out_frames(n: int) -> list[int]:
     """Test frames: the pair ``8k + 2, 8k + 3`` of every 8 consecutive frames (20 of 80). Pairs of
     neighbouring views, as in the densely sampled test sets of real captures: an object in one test
     view is in another, so per-frame label ids cannot pass for consistent ones."""
@@ -94,7 +94,7 @@ def generate_room(out: str | Path, seed: int = 0, views: int = 80, height: int =
             save_label_png(stage / "rs_instance" / f"{n}.png", inst)
             flat, masks = sam_frame(view["item"], view["part"], groups, stuff_items, np.random.default_rng([seed, 4, i]))
             sam.write(n, Segmentation(instance=flat, masks=masks))
-        scale, pq = calibrate_noise(gt, test_frames(views), noise, seed)
+        scale, pq = calibrate_noise(gt, held_out_frames(views), noise, seed)
         if progress:
             print(f"room {seed}: Mask2Former-like noise x{scale:.2f}: the labels' own PQ^scene on the test views {pq:.1f}")
         for i, (sem, inst) in enumerate(gt):
@@ -135,7 +135,7 @@ def _scene_files(root: Path, room: Room, K: np.ndarray, names: list[str], seed: 
     k4 = np.eye(4)
     k4[:3, :3] = edge_to_index(K)
     write_text_atomic(root / "intrinsic" / "intrinsic_color.txt", _matrix(k4))
-    test = [names[i] for i in test_frames(len(names))]
+    test = [names[i] for i in held_out_frames(len(names))]
     write_json_atomic(root / "splits.json", {"train": [n for n in names if n not in test], "test": test})
     c = PL_REDUCED_CLASSES
     write_bytes_atomic(root / "segmentation_data.pkl", pickle.dumps(
@@ -150,7 +150,7 @@ def _scene_files(root: Path, room: Room, K: np.ndarray, names: list[str], seed: 
     write_json_atomic(root / "gt_meshes" / "objects.json", objects)
     write_json_atomic(root / "room.json", {
         "generator": "sdfseg.data.rooms", "seed": seed, "size": list(room.size), "hfov_deg": hfov,
-        "views": len(names), "test_frames": test_frames(len(names)), "m2f_noise": dataclasses.asdict(noise),
+        "views": len(names), "test_frames": held_out_frames(len(names)), "m2f_noise": dataclasses.asdict(noise),
         "m2f_noise_scale": scale, "m2f_pq_scene": pq,
         "items": [{"class": it.asset.cls, "instance": it.instance, "parts": [p.name for p in it.asset.parts],
                    "bounds": it.asset.mesh().bounds.tolist()} for it in room.items],

@@ -1,0 +1,60 @@
+"""The quality benchmark (tools/bench_quality.py): table, mean and worst, reuse of finished runs,
+resume and overwrite choices, refusal of a folder made with other settings."""
+
+import subprocess
+import sys
+
+import pytest
+
+from sdfseg.errors import SdfsegError
+from sdfseg.quality_bench import check_settings, format_table, run_command, summarize
+
+from _helpers import ROOT, TINY
+
+
+def test_mean_and_worst_per_column():
+    rows = {"a": {"pq": 80.0, "sq": 80.0, "rq": 100.0, "miou": 70.0, "ea": 20.0, "mesh_f": None,
+                  "noisy_pq": 40.0, "noisy_miou": 60.0, "noisy_ea": 30.0},
+            "b": {"pq": 60.0, "sq": 75.0, "rq": 80.0, "miou": 74.0, "ea": 30.0, "mesh_f": 0.5,
+                  "noisy_pq": 45.0, "noisy_miou": 62.0, "noisy_ea": 25.0}}
+    s = summarize(rows)
+    assert s["mean"]["pq"] == 70.0 and s["worst"]["pq"] == 60.0 and s["worst"]["miou"] == 70.0
+    assert s["mean"]["mesh_f"] == 0.5 and s["worst"]["noisy_ea"] == 25.0
+    table = format_table(rows, s)
+    assert "| **mean** | 70.0 | 77.5 | 90.0 | 72.0 | 25.0 | 0.5 | 42.5 | 61.0 | 27.5 |" in table
+    assert "| a | 80.0 | 80.0 | 100.0 | 70.0 | 20.0 | - |" in table
+
+
+def test_run_command_resumes_or_replaces(tmp_path):
+    run = tmp_path / "run"
+    assert "--resume" not in run_command(ROOT / "c.yaml", tmp_path, run, 0, []) and \
+        "--overwrite" not in run_command(ROOT / "c.yaml", tmp_path, run, 0, [])
+    run.mkdir()
+    (run / "config.yaml").write_text("x")  # died before its first checkpoint
+    assert run_command(ROOT / "c.yaml", tmp_path, run, 0, [])[-1] == "--overwrite"
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    cmd = run_command(ROOT / "c.yaml", tmp_path, run, 1, ["a.b=1"])
+    assert cmd[-1] == "--resume" and "train.seed=1" in cmd and "a.b=1" in cmd
+
+
+def test_folder_with_other_settings_is_refused(tmp_path):
+    check_settings(tmp_path, {"config": "x", "overrides": ["a=1"]})
+    check_settings(tmp_path, {"config": "x", "overrides": ["a=1"]})
+    with pytest.raises(SdfsegError, match="other settings"):
+        check_settings(tmp_path, {"config": "x", "overrides": ["a=2"]})
+
+
+def test_cli_trains_then_reuses(tmp_path):
+    sets = ["--set", *TINY, "train.iterations=2", "render.mesh_resolution=24", "render.chunk=8192"]
+    cmd = [sys.executable, str(ROOT / "tools" / "bench_quality.py"), "--tier", "screen", "--scenes", "demo",
+           "--root", str(tmp_path / "bench"), "--data", str(tmp_path / "data"), "--jobs", "1", *sets]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "| demo, seed 0 |" in r.stdout and "| **worst** |" in r.stdout and "1 runs trained" in r.stdout
+    assert "| 39.1 | 60.9 | 34.1 |" in r.stdout  # the demo's noisy labels, as in the README
+    assert (tmp_path / "bench" / "screen" / "table.md").exists()
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "0 runs trained" in again.stdout
+    other = subprocess.run(cmd + ["--set", "loss.fg=0.3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert other.returncode == 2 and "other settings" in other.stderr
