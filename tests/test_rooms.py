@@ -123,3 +123,18 @@ def test_sam_like_masks_nest_parts_in_objects():
         assert len(masks) >= 2 and flat.shape == (30, 40) and masks.mask(0).sum() >= masks.mask(len(masks) - 1).sum()
         split += len(np.unique(flat[item == 1])) >= 2
     assert split >= 7  # the object mostly comes in parts (each part mask is kept with probability 0.75)
+
+
+def test_make_room_cli(tmp_path):
+    import subprocess
+    import sys
+
+    from _helpers import ROOT
+
+    cmd = [sys.executable, str(ROOT / "tools" / "make_room.py"), str(tmp_path / "r"), "--seed", "5", "--views", "8",
+           "--height", "40", "--width", "48", "--quiet"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "r" / "gt_meshes" / "objects.json").exists() and (tmp_path / "r" / "color" / "7.png").exists()
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 2 and again.stderr.startswith("error: ") and "--force" in again.stderr
