@@ -94,44 +94,60 @@ def generate_room(out: str | Path, seed: int = 0, views: int = 80, height: int =
             save_label_png(stage / "rs_instance" / f"{n}.png", inst)
             flat, masks = sam_frame(view["item"], view["part"], groups, stuff_items, np.random.default_rng([seed, 4, i]))
             sam.write(n, Segmentation(instance=flat, masks=masks))
-        scale, pq = calibrate_noise(gt, held_out_frames(views), noise, seed)
+        scale, draw, pq = calibrate_noise(gt, held_out_frames(views), noise, seed)
         if progress:
             print(f"room {seed}: Mask2Former-like noise x{scale:.2f}: the labels' own PQ^scene on the test views {pq:.1f}")
         for i, (sem, inst) in enumerate(gt):
-            m_sem, m_inst, conf = m2f_frame(sem, inst, noise.scaled(scale), np.random.default_rng([seed, 3, i]))
+            m_sem, m_inst, conf = m2f_frame(sem, inst, noise.scaled(scale), _labels_rng(seed, draw, i))
             save_label_png(stage / "m2f_semantics" / f"{names[i]}.png", m_sem)
             save_label_png(stage / "m2f_instance" / f"{names[i]}.png", m_inst)
             write_bytes_atomic(stage / "m2f_probabilities" / f"{names[i]}.npz",
                                npz_bytes(confidence=conf.astype(np.float16)))
-        _scene_files(stage, room, K, names, seed, hfov, noise, scale, pq)
+        _scene_files(stage, room, K, names, seed, hfov, noise, (scale, draw, pq))
     return out
 
 
 PQ_BAND = (38.0, 48.0)
-"""Where the calibration puts the Mask2Former-like labels' own PQ^scene (inside the 35-50 of real rooms)."""
+"""Where the calibration aims the Mask2Former-like labels' own PQ^scene (its middle)."""
+
+REQUIRED_BAND = (35.0, 50.0)
+"""Where it must end: the noisy labels' PQ^scene of the real rooms the quality issue measured."""
 
 SCALES = (0.5, 0.65, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4, 1.6, 1.8, 2.0, 2.3, 2.6, 3.0)
 
+REALIZATIONS = 4
+"""Noise draws tried per scale when the first draw reaches :data:`REQUIRED_BAND` with no scale."""
+
+
+def _labels_rng(seed: int, draw: int, frame: int) -> np.random.Generator:
+    return np.random.default_rng([seed, 3, frame] if draw == 0 else [seed, 3, draw, frame])
+
 
 def calibrate_noise(gt: list[tuple[np.ndarray, np.ndarray]], test: list[int], noise: M2FNoise, seed: int
-                    ) -> tuple[float, float]:
-    """The noise scale (of :data:`SCALES`) whose labels' PQ^scene on the ``test`` frames is nearest the
-    middle of :data:`PQ_BAND`, and that PQ (percent). A scene's PQ jumps with single events (a stuff
-    class falling under IoU 0.5), so one fixed noise level gives 36-59 over rooms; calibrating each
-    room keeps the benchmark from getting easy or impossibly hard by chance."""
+                    ) -> tuple[float, int, float]:
+    """``(scale, draw, PQ^scene in percent)``: the noise scale (of :data:`SCALES`) whose labels' PQ^scene
+    on the ``test`` frames is nearest the middle of :data:`PQ_BAND`. A scene's PQ^scene jumps with single
+    events (a stuff class falling under IoU 0.5 scores 0), so one fixed noise level gives 36-59 over
+    rooms; calibrating each room keeps the benchmark from getting easy or impossibly hard by chance.
+    When no scale of the first noise draw lands in :data:`REQUIRED_BAND`, further draws are tried; a
+    room none of them fits is refused."""
     gs, gi = np.stack([gt[i][0] for i in test]), np.stack([gt[i][1] for i in test])
     target = sum(PQ_BAND) / 2
-    best = (np.inf, 1.0, 0.0)
-    for s in SCALES:
-        noisy = [m2f_frame(gt[i][0], gt[i][1], noise.scaled(s), np.random.default_rng([seed, 3, i])) for i in test]
-        pq = 100.0 * panoptic_quality(gs, gi, np.stack([n[0] for n in noisy]), np.stack([n[1] for n in noisy]),
-                                      PL_REDUCED_CLASSES)["pq"]
-        best = min(best, (abs(pq - target), s, pq))
-    return best[1], best[2]
+    best = (np.inf, 1.0, 0, 0.0)
+    for draw in range(REALIZATIONS):
+        for s in SCALES:
+            noisy = [m2f_frame(gt[i][0], gt[i][1], noise.scaled(s), _labels_rng(seed, draw, i)) for i in test]
+            pq = 100.0 * panoptic_quality(gs, gi, np.stack([n[0] for n in noisy]), np.stack([n[1] for n in noisy]),
+                                          PL_REDUCED_CLASSES)["pq"]
+            best = min(best, (abs(pq - target), s, draw, pq))
+        if REQUIRED_BAND[0] <= best[3] <= REQUIRED_BAND[1]:
+            return best[1], best[2], best[3]
+    raise SdfsegError(f"room {seed}: no noise level puts the labels' PQ^scene in {REQUIRED_BAND} "
+                      f"(nearest {best[3]:.1f}); use another seed")
 
 
 def _scene_files(root: Path, room: Room, K: np.ndarray, names: list[str], seed: int, hfov: float,
-                 noise: M2FNoise, scale: float, pq: float) -> None:
+                 noise: M2FNoise, calibration: tuple[float, int, float]) -> None:
     k4 = np.eye(4)
     k4[:3, :3] = edge_to_index(K)
     write_text_atomic(root / "intrinsic" / "intrinsic_color.txt", _matrix(k4))
@@ -151,7 +167,7 @@ def _scene_files(root: Path, room: Room, K: np.ndarray, names: list[str], seed: 
     write_json_atomic(root / "room.json", {
         "generator": "sdfseg.data.rooms", "seed": seed, "size": list(room.size), "hfov_deg": hfov,
         "views": len(names), "test_frames": held_out_frames(len(names)), "m2f_noise": dataclasses.asdict(noise),
-        "m2f_noise_scale": scale, "m2f_pq_scene": pq,
+        "m2f_noise_scale": calibration[0], "m2f_noise_draw": calibration[1], "m2f_pq_scene": calibration[2],
         "items": [{"class": it.asset.cls, "instance": it.instance, "parts": [p.name for p in it.asset.parts],
                    "bounds": it.asset.mesh().bounds.tolist()} for it in room.items],
         "groups": room.groups})
