@@ -46,8 +46,8 @@ class Tier:
 TIERS = {
     "full": Tier(("demo", "room0", "room1", "room2", "room3"), (0, 1), (),
                  "the config as it is on the demo scene and four rooms, two seeds each (10 runs)"),
-    "screen": Tier(("demo", "room0", "room1"), (0,), ("train.iterations=800",),
-                   "800 iterations on the demo scene and two rooms, one seed (3 runs), for trying ideas"),
+    "screen": Tier(("demo", "room0", "room1"), (0,), ("train.iterations=1200",),
+                   "1200 iterations on the demo scene and two rooms, one seed (3 runs), for trying ideas"),
 }
 
 METHOD_KEYS = ("pq", "sq", "rq", "miou", "ea", "mesh_f")

@@ -5,7 +5,7 @@ PQ^scene, mIoU and EA; mean and worst).
 
 Tiers:
   full    the config as it is; demo + room0..room3, seeds 0 and 1 (10 runs)
-  screen  800 iterations; demo + room0, room1, seed 0 (3 runs): for trying ideas
+  screen  1200 iterations; demo + room0, room1, seed 0 (3 runs): for trying ideas
 
 Scenes are generated on first use under --data. Each run is tools/train.py with one thread;
 --jobs of them run at once (default: one per core). Finished runs are reused and killed ones
