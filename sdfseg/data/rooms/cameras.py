@@ -36,14 +36,9 @@ def look_at(eye: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarra
     return m
 
 
-def _inside_item(room: Room, p: np.ndarray, margin: float = 0.25) -> bool:
-    for it in room.items:
-        if it.asset.cls in ("wall", "floor", "ceiling"):
-            continue
-        lo, hi = it.asset.mesh().bounds
-        if (p > lo - margin).all() and (p < hi + margin).all():
-            return True
-    return False
+def _inside(boxes: list[np.ndarray], p: np.ndarray, margin: float = 0.25) -> bool:
+    """True when ``p`` lies within ``margin`` of one of the boxes (``[2, 3]`` lower and upper corners)."""
+    return any((p > lo - margin).all() and (p < hi + margin).all() for lo, hi in boxes)
 
 
 def group_targets(room: Room) -> list[np.ndarray]:
@@ -62,6 +57,7 @@ def camera_path(room: Room, n_views: int, rng: np.random.Generator) -> list[np.n
     """``n_views`` camera-to-world poses (see the module docstring)."""
     lx, ly, h = room.size
     targets = group_targets(room)
+    furniture = [it.asset.mesh().bounds for it in room.items if it.asset.cls not in ("wall", "floor", "ceiling")]
     order = rng.permutation(len(targets))
     a, b = lx / 2 - rng.uniform(1.0, 1.3), ly / 2 - rng.uniform(1.0, 1.3)
     theta0, turns = rng.uniform(0, 2 * np.pi), rng.choice([-1.0, 1.0])
@@ -73,7 +69,7 @@ def camera_path(room: Room, n_views: int, rng: np.random.Generator) -> list[np.n
         eye = np.array([a * wobble * np.cos(theta), b * wobble * np.sin(theta),
                         rng.uniform(0.95, 1.15) if low else 1.45 + 0.15 * np.sin(5 * theta) + rng.normal(0, 0.04)])
         for _ in range(20):  # step towards the middle until the camera is clear of the furniture
-            if not _inside_item(room, eye):
+            if not _inside(furniture, eye):
                 break
             eye[:2] *= 0.85
         target = targets[order[(i // 2) % len(targets)]] + rng.normal(0, [0.35, 0.35, 0.12])

@@ -108,10 +108,15 @@ def albedo(rm: RoomMesh, part: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.clip(base * f[:, None], 0.0, 1.0)
 
 
-def shade(rm: RoomMesh, face: np.ndarray, points: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Colour ``[N, 3]`` and the normals facing the camera ``[N, 3]`` at ray hits."""
+def facing_normals(rm: RoomMesh, face: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """World normals ``[N, 3]`` of the hit faces, turned towards the rays ``dirs [N, 3]``."""
     n = rm.mesh.face_normals[face]
-    n = np.where((np.einsum("ij,ij->i", n, dirs) > 0)[:, None], -n, n)
+    return np.where((np.einsum("ij,ij->i", n, dirs) > 0)[:, None], -n, n)
+
+
+def shade(rm: RoomMesh, face: np.ndarray, points: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """Colour ``[N, 3]`` at ray hits (albedo, a point light with a shadow ray, ambient light)."""
+    n = facing_normals(rm, face, dirs)
     to_light = rm.light[None] - points
     d_light = np.linalg.norm(to_light, axis=1)
     l = to_light / d_light[:, None]
@@ -120,7 +125,7 @@ def shade(rm: RoomMesh, face: np.ndarray, points: np.ndarray, dirs: np.ndarray) 
     blocker, dist = rm.cast(start, l)
     lit = ~(dist < d_light - 5e-3)
     light = 0.32 + 0.1 * (n[:, 2] + 1) / 2 + 0.75 * lambert * lit / (1.0 + 0.04 * d_light ** 2)
-    return np.clip(albedo(rm, rm.face_part[face], points) * light[:, None], 0.0, 1.0), n
+    return np.clip(albedo(rm, rm.face_part[face], points) * light[:, None], 0.0, 1.0)
 
 
 def pixel_rays(c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], offset=(0.5, 0.5)):
@@ -144,14 +149,12 @@ def render(rm: RoomMesh, c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], rn
     hit = face >= 0
     if not hit.all():
         raise SdfsegError(f"room rendering: {int((~hit).sum())} rays left the room (camera outside the walls?)")
-    pts = o + dist[:, None] * d
-    _, n_world = shade(rm, face, pts, d)
+    n_world = facing_normals(rm, face, d)
     rgb = np.zeros((h * w, 3))
     for off in SUBPIXELS:
         so, sd, _ = pixel_rays(c2w, K, hw, off)
         sf, sdist = rm.cast(so, sd)
-        col, _ = shade(rm, sf, so + sdist[:, None] * sd, sd)
-        rgb += col / len(SUBPIXELS)
+        rgb += shade(rm, sf, so + sdist[:, None] * sd, sd) / len(SUBPIXELS)
     rgb = rgb * rng.uniform(0.97, 1.03) + rng.normal(0.0, 0.008, rgb.shape)
     z = dist * z_of_dir
     z = z + rng.normal(0.0, 1.0, z.shape) * 0.0015 * z ** 2
