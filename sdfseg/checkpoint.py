@@ -73,8 +73,13 @@ def model_state(state: dict, iterations: int) -> dict:
     return sd
 
 
-def check_backend(state: dict, backend: str, path: str | Path) -> None:
-    """Refuse (one line) a checkpoint whose hash-grid weights are laid out for another backend."""
+def check_model(state: dict, num_channels: Optional[int], backend: str, path: str | Path) -> None:
+    """Refuse (one line) a checkpoint with another number of SDF channels (unless ``num_channels`` is
+    None) or whose hash-grid weights are laid out for another backend."""
+    k = int(state["num_channels"])
+    if num_channels is not None and k != num_channels:
+        raise SdfsegError(f"{path}: checkpoint has {k} SDF channels, the config gives {num_channels} "
+                          "(model.num_channels)")
     saved: Optional[str] = state.get("hash_backend")
     if saved is not None and saved != backend:
         raise SdfsegError(f"{path}: the hash grid was trained with the '{saved}' backend, this model uses '{backend}' "

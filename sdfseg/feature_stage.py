@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from .checkpoint import check_backend, model_state, read_checkpoint
+from .checkpoint import check_model, model_state, read_checkpoint
 from .config import Config
 from .errors import SdfsegError
 from .io import atomic_path
@@ -41,10 +41,7 @@ def load_backbone(trainer: Trainer, ckpt: Path) -> int:
     """Load every non-feature weight of ``ckpt`` (and the backbone's end-of-training schedule) into
     ``trainer.model``; returns the checkpoint's step."""
     state = read_checkpoint(ckpt, trainer.device, missing="no checkpoint (the source run has not trained yet)")
-    k = int(state["num_channels"])
-    if k != trainer.k:
-        raise SdfsegError(f"{ckpt}: {k} SDF channels, but the config gives {trainer.k}")
-    check_backend(state, trainer.model.hash_backend, ckpt)
+    check_model(state, trainer.k, trainer.model.hash_backend, ckpt)
     backbone = {n: v for n, v in model_state(state, trainer.cfg.train.iterations).items()
                 if not n.startswith(FEATURE_PREFIX)}
     try:

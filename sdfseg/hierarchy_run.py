@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .checkpoint import check_backend, load_model_weights, read_checkpoint
+from .checkpoint import check_model, load_model_weights, read_checkpoint
 from .config import Config
 from .data.rays import pixel_rays
 from .data.scene import Scene
@@ -51,7 +51,7 @@ def load_feature_run(run_dir: str | Path, device: Optional[str] = None) -> Featu
     scene = load_training_scene(cfg)
     n_sem = scene.classes.num_classes if cfg.train.mode == "instance" else 0
     model = SceneModel(cfg, int(state["num_channels"]), n_sem).to(dev)
-    check_backend(state, model.hash_backend, ckpt)
+    check_model(state, None, model.hash_backend, ckpt)
     load_model_weights(model, state, cfg.train.iterations, ckpt, what=str(cfg_file))
     model.eval()
     return FeatureRun(run_dir, cfg, scene, model, dev)

@@ -54,13 +54,9 @@ METHOD_KEYS = ("pq", "sq", "rq", "miou", "ea", "mesh_f")
 NOISY_KEYS = ("noisy_pq", "noisy_miou", "noisy_ea")
 
 
-def scene_dir(data: Path, scene: str) -> Path:
-    return data / scene
-
-
 def ensure_scene(data: Path, scene: str, config: Path) -> Path:
     """Generate ``scene`` (``demo`` or ``room<seed>``) under ``data`` unless it is there."""
-    out = scene_dir(data, scene)
+    out = data / scene
     if out.is_dir() and any(out.iterdir()):
         return out
     if scene == "demo":
@@ -119,15 +115,15 @@ def row(run_dir: Path) -> dict:
             "noisy_ea": pct(b.get("ea"))}
 
 
-def run_jobs(jobs: list[tuple[str, list[str], Path]], parallel: int, log_dir: Path) -> dict[str, float]:
-    """Run ``(name, command, run_dir)`` jobs, ``parallel`` at a time, each on one thread; returns the
+def run_jobs(jobs: list[tuple[str, list[str]]], parallel: int, log_dir: Path) -> dict[str, float]:
+    """Run ``(name, command)`` jobs, ``parallel`` at a time, each on one thread; returns the
     seconds each took. A failed job is a one-line error naming its log."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     pending, running, seconds = list(jobs), {}, {}
     log_dir.mkdir(parents=True, exist_ok=True)
     while pending or running:
         while pending and len(running) < parallel:
-            name, cmd, _ = pending.pop(0)
+            name, cmd = pending.pop(0)
             log = open(log_dir / f"{name}.log", "a")
             print(f"start {name}: {' '.join(cmd[1:3])} ... ({'resume' if '--resume' in cmd else 'fresh'})", flush=True)
             running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT), log,
@@ -193,7 +189,7 @@ def run_benchmark(tier: str, config: Path, root: Path, data: Path, overrides: li
             names.append(name)
             run_dir = tier_dir / name
             if not finished(run_dir, cfg.render.export_mesh):
-                jobs.append((name, run_command(config, path, run_dir, seed, extra), run_dir))
+                jobs.append((name, run_command(config, path, run_dir, seed, extra)))
     seconds = run_jobs(jobs, parallel, tier_dir / "logs")
     rows = {n.replace("_s", ", seed "): row(tier_dir / n) for n in names}
     summary = summarize(rows)

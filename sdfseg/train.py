@@ -18,7 +18,7 @@ from .data import ReadOptions, load_scene
 from .data.normalize import normalize_scene
 from .data.rays import RaySampler
 from .data.scene import Scene
-from .checkpoint import CHECKPOINT_FORMAT, all_finite, check_backend, load_model_weights, read_checkpoint
+from .checkpoint import CHECKPOINT_FORMAT, all_finite, check_model, load_model_weights, read_checkpoint
 from .errors import SdfsegError
 from .fields.encodings import resolve_backend
 from .io import atomic_path, write_text_atomic
@@ -158,10 +158,7 @@ class Trainer:
         uninterrupted run would, and a finished run renders exactly what it rendered at its end."""
         path = Path(path or self.checkpoint_path)
         state = read_checkpoint(path, self.device, missing="no checkpoint to resume from")
-        if int(state["num_channels"]) != self.k:
-            raise SdfsegError(f"{path}: checkpoint has {int(state['num_channels'])} SDF channels, the config "
-                              f"gives {self.k} (model.num_channels)")
-        check_backend(state, self.model.hash_backend, path)
+        check_model(state, self.k, self.model.hash_backend, path)
         load_model_weights(self.model, state, self.cfg.train.iterations, path)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
