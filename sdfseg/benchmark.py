@@ -64,8 +64,11 @@ def term_breakdown(trainer: Trainer, repeats: int = 3) -> dict[str, float]:
     return {k: v / repeats for k, v in times.items()}
 
 
-def benchmark(cfg: Config, iterations: int = 50, warmup: int = 5) -> dict:
-    """Run ``warmup`` + ``iterations`` training steps and the per-term breakdown; return the figures."""
+def benchmark(cfg: Config, iterations: int = 50, warmup: int = 5, render_view: bool = False) -> dict:
+    """Run ``warmup`` + ``iterations`` training steps and the per-term breakdown; return the figures.
+
+    ``render_view``: also time rendering the first test view with ``render.renderer`` (the model is
+    only partly trained: the speed, not the picture, is the point)."""
     trainer = Trainer(cfg)
     dev = trainer.device
     if dev.type == "cuda":
@@ -80,13 +83,33 @@ def benchmark(cfg: Config, iterations: int = 50, warmup: int = 5) -> dict:
     dt = time.perf_counter() - t0
     rays = cfg.train.rays + (cfg.train.extra_views * cfg.train.extra_rays
                              if cfg.train.free_channels else 0)
-    return {
+    res = {
         "device": str(dev), "torch_threads": torch.get_num_threads(), "num_channels": trainer.k,
         "hash_backend": getattr(trainer.model.sdf.grid, "backend", "none"),
         "iterations": iterations, "seconds": dt, "iterations_per_second": iterations / dt,
         "rays_per_iteration": rays, "rays_per_second": rays * iterations / dt,
         "peak_memory_mb": peak_memory_mb(dev), "per_term_seconds": term_breakdown(trainer),
     }
+    if render_view:
+        res["render"] = time_test_view(trainer)
+        res["render_rays_per_second"] = res["render"]["rays_per_second"]
+    return res
+
+
+def time_test_view(trainer: Trainer) -> dict:
+    """Seconds and rays/s of rendering the first test view (``render.renderer``) of a trainer's model."""
+    from .inference import ChannelTable
+    from .render_bench import set_renderer, time_view
+
+    cfg, scene, model = trainer.cfg, trainer.scene, trainer.model
+    grid_s = set_renderer(model, cfg.render.renderer, cfg.render.grid_resolution, cfg.render.surface_samples)
+    i = int(scene.split["test"][0]) if len(scene.split["test"]) else 0
+    k = model.num_channels
+    table = ChannelTable(is_object=np.arange(k) > 0, classes=np.ones(k, dtype=np.int64))  # ids do not change the time
+    r = time_view(model, scene.c2w[i], scene.intrinsics[i], scene.hw, cfg.render.chunk, table, "instance",
+                  scene.classes.stuff_ids)
+    model.set_surface_grid(None)
+    return {"renderer": cfg.render.renderer, "grid_seconds": grid_s, "hw": list(scene.hw), **r}
 
 
 # ---------------------------------------------------------------- mask hierarchy memory

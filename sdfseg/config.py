@@ -202,6 +202,16 @@ class TrainConfig:
 class RenderConfig:
     chunk: int = 2048
     """Rays per chunk when rendering test views."""
+    renderer: str = "surface"
+    """After training (class votes, ownership vote, test views): ``surface`` finds each ray's surface on
+    a grid of the scene SDF first and evaluates the network at ``surface_samples`` samples around it
+    (``sdfseg/render/surface.py``; rays without a surface there fall back to the full renderer) |
+    ``volume``: the training sampler's full volume rendering."""
+    grid_resolution: int = 129
+    """Vertices per side of the scene-SDF grid of the surface renderer (``4 m + 1`` builds it coarse to
+    fine: the network is evaluated densely only near surfaces)."""
+    surface_samples: int = 8
+    """Network samples per ray in the surface renderer's band."""
     export_mesh: bool = True
     mesh_resolution: int = 256
     merge_share: float = 0.0
@@ -469,6 +479,7 @@ def validate(cfg: Config) -> None:
         "model.encoding.backend": (cfg.model.encoding.backend, ("auto", "torch", "tcnn")),
         "sampler.kind": (cfg.sampler.kind, ("hierarchical", "error_bounded")),
         "model.opacity": (cfg.model.opacity, ("density", "ownership")),
+        "render.renderer": (cfg.render.renderer, ("surface", "volume")),
         "features.loss.kind": (cfg.features.loss.kind, ("contrastive", "ultrametric")),
         "features.loss.level_reduction": (cfg.features.loss.level_reduction, ("sum", "mean")),
     }
@@ -511,7 +522,7 @@ def _validate_ranges(cfg: Config) -> None:
                 "model.encoding.log2_hashmap_size": m.encoding.log2_hashmap_size,
                 "model.encoding.base_resolution": m.encoding.base_resolution,
                 "sampler.n_coarse": s.n_coarse, "sampler.n_depth_near": s.n_depth_near, "sampler.depth_std": s.depth_std,
-                "render.chunk": r.chunk, "data.max_frames": d.max_frames, "data.sphere_radius": d.sphere_radius}
+                "render.chunk": r.chunk, "render.surface_samples": r.surface_samples, "data.max_frames": d.max_frames, "data.sphere_radius": d.sphere_radius}
     for key, val in positive.items():
         if val is not None and not val > 0:
             raise SdfsegError(f"config key '{key}': must be positive, got {val}")
@@ -536,6 +547,8 @@ def _validate_ranges(cfg: Config) -> None:
     if m.encoding.max_resolution < m.encoding.base_resolution:
         raise SdfsegError(f"config key 'model.encoding.max_resolution': expected >= base_resolution "
                           f"({m.encoding.base_resolution}), got {m.encoding.max_resolution}")
+    if r.grid_resolution < 16:
+        raise SdfsegError(f"config key 'render.grid_resolution': expected >= 16, got {r.grid_resolution}")
     if r.mesh_resolution < 16:
         raise SdfsegError(f"config key 'render.mesh_resolution': expected >= 16, got {r.mesh_resolution}")
     if r.merge_share >= 1:

@@ -24,6 +24,7 @@ from .io import save_image_atomic, save_label_png, write_json_atomic
 from .model import BOUND_RADIUS, SceneModel
 from .ownership import OwnershipGrid, mask_votes, segment_owner_counts, vote_grid
 from .progress import progress_iter
+from .render.surface import surface_render
 
 
 @dataclass
@@ -49,13 +50,29 @@ class ChannelTable:
 
 
 def render_rays_chunked(model: SceneModel, origins: torch.Tensor, dirs: torch.Tensor, chunk: int,
-                        keys: tuple[str, ...], need_normals: bool = False) -> dict[str, torch.Tensor]:
-    """Render ``R`` rays in chunks without building a training graph; returns ``keys`` concatenated."""
+                        keys: tuple[str, ...], need_normals: bool = False,
+                        stats: dict | None = None) -> dict[str, torch.Tensor]:
+    """Render ``R`` rays in chunks without building a training graph; returns ``keys`` concatenated.
+
+    Surface-first (:func:`.render.surface.surface_render`) when the model has a
+    :attr:`~.model.SceneModel.surface_grid` and no normals are asked for, else the full volume
+    renderer. ``stats`` (a dict) accumulates ``rays`` and ``fallback_rays`` (surface-first rays
+    that needed the full renderer)."""
     model.eval()
     parts: dict[str, list] = {k: [] for k in keys}
+    surface = model.surface_grid is not None and not need_normals
     for i in range(0, origins.shape[0], chunk):
-        with torch.set_grad_enabled(need_normals or model.cfg.model.color_use_normal):
-            out = model.render(origins[i:i + chunk], dirs[i:i + chunk], need_normals=need_normals, create_graph=False)
+        o, d = origins[i:i + chunk], dirs[i:i + chunk]
+        if surface:
+            with torch.no_grad():
+                out, fallback = surface_render(model, model.surface_grid, o, d, model.surface_samples, keys)
+            if stats is not None:
+                stats["fallback_rays"] = stats.get("fallback_rays", 0) + int(fallback.sum())
+        else:
+            with torch.set_grad_enabled(need_normals or model.cfg.model.color_use_normal):
+                out = model.render(o, d, need_normals=need_normals, create_graph=False)
+        if stats is not None:
+            stats["rays"] = stats.get("rays", 0) + o.shape[0]
         for k in keys:
             parts[k].append(out[k].detach())
     return {k: torch.cat(v) for k, v in parts.items()}
@@ -241,9 +258,10 @@ def semantic_channel_table(classes: ClassInfo) -> ChannelTable:
 
 
 def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], chunk: int,
-                table: ChannelTable, mode: str, stuff_ids: tuple[int, ...]) -> dict[str, np.ndarray]:
+                table: ChannelTable, mode: str, stuff_ids: tuple[int, ...], stats: dict | None = None
+                ) -> dict[str, np.ndarray]:
     """Render one view: rgb ``[H,W,3]``, depth (z, normalised units) ``[H,W]``, normal (camera frame)
-    ``[H,W,3]``, instance and semantic ids ``[H,W]`` int32."""
+    ``[H,W,3]``, instance and semantic ids ``[H,W]`` int32. ``stats``: see :func:`render_rays_chunked`."""
     dev = next(model.parameters()).device
     h, w = hw
     v, u = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
@@ -252,7 +270,7 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
     k_t = torch.as_tensor(K, dtype=torch.float32, device=dev)[None].expand(v.numel(), 3, 3)
     o, d, scale = pixel_rays(c2w_t, k_t, v, u)
     keys = ("rgb", "depth", "opacity") + (("semantic",) if model.semantic is not None else ())
-    out = render_rays_chunked(model, o, d, chunk, keys, need_normals=False)
+    out = render_rays_chunked(model, o, d, chunk, keys, need_normals=False, stats=stats)
     z = (out["depth"] / scale).cpu().numpy().reshape(h, w)
     n_world = surface_normals(model, o + out["depth"][:, None] * d, chunk).cpu().numpy()
     n_cam = (n_world @ c2w[:3, :3]).reshape(h, w, 3)
@@ -272,7 +290,8 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
 
 
 def write_test_views(model: SceneModel, scene: Scene, out_dir: Path, table: ChannelTable, mode: str,
-                     chunk: int, frames: np.ndarray | None = None, progress: bool = True) -> None:
+                     chunk: int, frames: np.ndarray | None = None, progress: bool = True,
+                     stats: dict | None = None) -> None:
     """Render the test frames into ``out_dir/{rgb,depth,normal,instance,semantic}/<frame>.png``.
 
     Depth is written as uint16 millimetres in world units; normals as 8-bit (n + 1) / 2.
@@ -281,7 +300,7 @@ def write_test_views(model: SceneModel, scene: Scene, out_dir: Path, table: Chan
     for i in progress_iter(frames, "render test views", progress, unit="view"):
         name = scene.frame_names[int(i)]
         r = render_view(model, scene.c2w[i], scene.intrinsics[i], scene.hw, chunk, table, mode,
-                        scene.classes.stuff_ids)
+                        scene.classes.stuff_ids, stats=stats)
         save_image_atomic(out_dir / "rgb" / f"{name}.png", r["rgb"])
         mm = np.clip(r["depth"] * scene.normalization.scale * 1000.0, 0, 65535).astype(np.uint16)
         save_image_atomic(out_dir / "depth" / f"{name}.png", mm)

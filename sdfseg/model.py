@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 from torch import nn
@@ -20,6 +20,9 @@ from .fields.density import LaplaceDensity
 from .fields.feature_head import FeatureHead
 from .fields.sdf import MultiChannelSDF
 from .render import samplers, volume
+
+if TYPE_CHECKING:
+    from .render.surface import SdfGrid
 
 BOUND_RADIUS = 1.0
 """Radius of the bounding sphere rays are clipped to (scenes are normalised to ``data.sphere_radius`` < 1)."""
@@ -147,6 +150,28 @@ class SceneModel(nn.Module):
     """Inference only: ``(x [P,3], sdf [P,K]) -> sdf`` that re-assigns which channel owns the surface
     without moving it (e.g. :meth:`.ownership.OwnershipGrid.apply`); ``None`` while training."""
 
+    surface_grid: Optional["SdfGrid"] = None
+    """Inference only: a :class:`.render.surface.SdfGrid` of the scene SDF; when set, the chunked
+    renderer of :mod:`.inference` renders surface-first (:func:`.render.surface.surface_render`)
+    with :attr:`surface_samples` samples per ray. Not part of the state dict."""
+    surface_samples: int = 8
+
+    @torch.no_grad()
+    def build_surface_grid(self, resolution: int, chunk: int = 65536) -> "SdfGrid":
+        """Sample the scene SDF on a ``resolution^3`` grid and render surface-first from now on."""
+        from .render.surface import SdfGrid
+
+        dev = next(self.parameters()).device
+        grid = SdfGrid(resolution, BOUND_RADIUS).to(dev)
+        grid.update(self.scene_sdf, chunk)
+        self.set_surface_grid(grid)
+        return grid
+
+    def set_surface_grid(self, grid: Optional["SdfGrid"]) -> None:
+        """Render surface-first with ``grid`` (None: the full volume renderer). The grid stays out of
+        the module tree (no state-dict entry, not moved by ``.to``)."""
+        object.__setattr__(self, "surface_grid", grid)
+
     def channel_sdf(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Channel SDFs ``[P, K]`` (after :attr:`channel_edit`) and geometry features at points ``[P, 3]``."""
         sdf, feat = self.sdf(x)
@@ -177,15 +202,20 @@ class SceneModel(nn.Module):
         return t, far
 
     def render(self, origins: torch.Tensor, dirs: torch.Tensor, depth_t: Optional[torch.Tensor] = None,
-               need_normals: bool = True, create_graph: bool = True) -> dict[str, torch.Tensor]:
+               need_normals: bool = True, create_graph: bool = True, samples: Optional[torch.Tensor] = None,
+               max_delta: Optional[float] = None) -> dict[str, torch.Tensor]:
         """Volume-render ``R`` rays.
+
+        ``samples`` ``[R, S]`` (sorted distances) replaces the sampler: the first sample starts the ray
+        and the last interval runs to infinity (the surface bands of :mod:`.render.surface`);
+        ``max_delta`` caps the other intervals (a gap between two bands counts as empty space).
 
         Returns a dict with ``rgb [R,3]``, ``depth [R]`` (ray distance), ``normal [R,3]`` (world,
         if ``need_normals``), ``acc [R]`` (accumulated weight), ``opacity [R,K]`` (object opacities O),
         ``semantic [R,C]`` (rendered logits, if the model has a semantic head), ``weights [R,S]``,
         ``points [R,S,3]``, ``sdf [R,S,K]``, ``grad_min [R,S,3]`` (gradient of the scene SDF, if normals).
         """
-        t, far = self.sample(origins, dirs, depth_t)
+        t, far = self.sample(origins, dirs, depth_t) if samples is None else (samples, None)
         r, s = t.shape
         pts = origins[:, None, :] + t[..., None] * dirs[:, None, :]
         flat = pts.reshape(-1, 3)
@@ -205,6 +235,8 @@ class SceneModel(nn.Module):
         sigma_k = self.density(sdf, self.beta()).reshape(r, s, -1)
         sigma_min = self.density(s_min, self.beta()).reshape(r, s)
         dl = volume.deltas(t, far)
+        if max_delta is not None:
+            dl = torch.cat([dl[:, :-1].clamp(max=max_delta), dl[:, -1:]], dim=1)
         w = volume.render_weights(sigma_min, dl)
         out = {
             "rgb": volume.composite(w, rgb),

@@ -35,6 +35,16 @@ from .train import Trainer, resolve_config
 OWNERSHIP_FILE = "ownership.npz"
 
 
+def use_renderer(trainer: Trainer) -> None:
+    """Set up the renderer of ``render.renderer`` for everything after training: ``surface`` samples
+    the scene SDF on a grid (``render.grid_resolution``) for surface-first rendering."""
+    r, model = trainer.cfg.render, trainer.model
+    model.set_surface_grid(None)
+    if r.renderer == "surface":
+        model.surface_samples = r.surface_samples
+        model.build_surface_grid(r.grid_resolution)
+
+
 def channel_table(trainer: Trainer) -> ChannelTable:
     if trainer.cfg.train.mode == "semantic":
         return semantic_channel_table(trainer.scene.classes)
@@ -199,6 +209,7 @@ def run(cfg: Config, resume: bool = False, progress: bool = True, overwrite: boo
 def finish(trainer: Trainer, progress: bool = True) -> dict:
     """The end of a run: channel classes, ownership vote, test renders, metrics and meshes."""
     trainer.check_weights()  # no maps, metrics or meshes from a diverged model
+    use_renderer(trainer)
     table = channel_table(trainer)
     grid = ownership(trainer, table)
     use_ownership(trainer, table, grid)

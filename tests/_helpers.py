@@ -23,7 +23,7 @@ TINY = [f"train.device={DEVICE}", "model.num_channels=5", "model.hidden_dim=16",
         "model.encoding.n_levels=4", "model.encoding.log2_hashmap_size=12", "model.encoding.max_resolution=64",
         "sampler.n_coarse=8", "sampler.n_importance=4", "sampler.n_depth_uniform=4", "sampler.n_depth_near=4",
         "train.rays=64", "train.label_rays=32", "train.eikonal_points=32", "train.extra_views=2",
-        "train.extra_rays=8"]
+        "train.extra_rays=8", "render.grid_resolution=33"]
 """Overrides that shrink confs/demo.yaml to a model that trains a step in well under a second (on DEVICE)."""
 
 HEAD = ["features.enabled=true", "features.rays=64", "features.grid_levels=2", "features.grid_log2_hashmap_size=10",
