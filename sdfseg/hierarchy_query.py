@@ -108,7 +108,7 @@ def query_2d(run: FeatureRun, view: QueryView, clicks: Sequence[tuple[int, int]]
              out_dir: Path, apply_to: Sequence[int] = ()) -> dict:
     """Click query on ``view``, then the same query features on frames ``apply_to``; writes PNGs + query.json."""
     if view.frame is not None:  # a dataset frame: its photo underlays the overlays
-        r = dict(render_frame(run, view.frame), rgb=run.scene.rgb[view.frame])
+        r = dict(render_frame(run, view.frame), rgb=run.scene.rgb_float(view.frame))
     else:
         r = render_feature_view(run.model, view.c2w, view.K, view.hw, run.cfg.render.chunk, with_rgb=True)
     qfeats = np.stack([click_feature(r["features"], c) for c in clicks])
@@ -122,7 +122,7 @@ def query_2d(run: FeatureRun, view: QueryView, clicks: Sequence[tuple[int, int]]
         ri = render_frame(run, int(i))
         summary["mask_area"][name] = write_view_outputs(out_dir / name, ri["features"],
                                                         query_scores(ri["features"], qfeats), thresholds,
-                                                        scene.rgb[i])
+                                                        scene.rgb_float(int(i)))
     write_json_atomic(out_dir / "query.json", summary)
     return summary
 

@@ -158,7 +158,7 @@ def frame_depth(run: FeatureRun, i: int) -> Optional[np.ndarray]:
     """
     s = run.scene
     if run.cfg.sampler.use_depth and s.depth is not None and s.depth_kind == "metric":
-        return s.depth[i]
+        return s.depth_float(i)
     return None
 
 

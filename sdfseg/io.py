@@ -206,14 +206,31 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
     return arr.astype(np.int32)
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an RGB image as float32 ``[H, W, 3]`` in [0, 1]."""
+def read_rgb8(path: str | os.PathLike) -> np.ndarray:
+    """Read an RGB image as uint8 ``[H, W, 3]`` (8-bit images exactly as stored)."""
     path = Path(path)
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise SdfsegError(f"{path}: file not found (expected an RGB image)") from None
     except OSError as exc:
         raise SdfsegError(f"{path}: cannot read image ({exc})") from None
     return arr
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` of an image from its header (the pixels are not decoded)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            return int(im.size[1]), int(im.size[0])
+    except FileNotFoundError:
+        raise SdfsegError(f"{path}: file not found (expected an RGB image)") from None
+    except OSError as exc:
+        raise SdfsegError(f"{path}: cannot read image ({exc})") from None
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an RGB image as float32 ``[H, W, 3]`` in [0, 1]."""
+    return read_rgb8(path).astype(np.float32) / np.float32(255.0)

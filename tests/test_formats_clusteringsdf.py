@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from sdfseg.data import ReadOptions, detect_layout, load_scene
+from sdfseg.data.scene import decode_confidence
 from sdfseg.errors import SdfsegError
 from sdfseg.data.synthetic.cameras import look_at
 from sdfseg.io import save_label_png
@@ -72,11 +73,11 @@ def test_poses_project_like_reference(tmp_path):
 def test_labels_cues_split(scene_dir):
     scene = load_scene(scene_dir, "clusteringsdf", ReadOptions(label_source="noisy"))
     src = scene.label_source("noisy")
-    assert src.instance.dtype == np.int32 and src.instance[2, 6, 6] == 5 and src.instance[2, 0, 0] == 0
+    assert src.instance.dtype == np.uint8 and src.instance[2, 6, 6] == 5 and src.instance[2, 0, 0] == 0
     assert src.semantic[0, 6, 6] == 5 and src.semantic[0, 0, 0] == 1
-    np.testing.assert_allclose(src.confidence[:, 0, 0], [0.25, 0.5, 0.75])
-    assert scene.depth_kind == "mono" and scene.depth[2, 3, 3] == pytest.approx(0.3)
-    np.testing.assert_allclose(scene.normals[1, 0, 0], [1.0, 0.0, 0.0])  # v = (1, .5, .5) -> n = (1, 0, 0)
+    np.testing.assert_array_equal(decode_confidence(src.confidence[:, 0, 0]), np.float32([0.25, 0.5, 0.75]))
+    assert scene.depth_kind == "mono" and scene.depth[2, 3, 3] == pytest.approx(0.3, rel=2 ** -11)
+    np.testing.assert_allclose(scene.normals_float(1)[0, 0], [1.0, 0.0, 0.0])  # v = (1, .5, .5) -> n = (1, 0, 0)
     np.testing.assert_array_equal(scene.split["train"], [0, 2])
     np.testing.assert_array_equal(scene.split["test"], [1])
     assert scene.classes.num_classes == 22 and 5 in scene.classes.thing_ids and scene.gt is None
@@ -96,7 +97,7 @@ def test_files_paired_by_order_when_names_differ(scene_dir):
     for i in range(3):
         (scene_dir / "depth" / f"{i:04d}_depth.npy").rename(scene_dir / "depth" / f"view{i}_depth.npy")
     scene = load_scene(scene_dir, "clusteringsdf")
-    np.testing.assert_allclose(scene.depth[:, 0, 0], [0.1, 0.2, 0.3], rtol=1e-6)
+    np.testing.assert_allclose(scene.depth[:, 0, 0], [0.1, 0.2, 0.3], rtol=2 ** -11)
     (scene_dir / "depth" / "view2_depth.npy").rename(scene_dir / "depth" / "0002_depth.npy")
     with pytest.raises(SdfsegError, match=r"depth/0002_depth\.npy: in sorted file-name order it pairs with "
                                           r"frame '0000', not '0002'"):
@@ -143,7 +144,7 @@ def test_unpadded_names_pair_like_the_reference(tmp_path):
     assert scene.frame_names == names
     for i in range(4):
         np.testing.assert_allclose(scene_pixel(scene, i, POINT), intended[i], atol=1e-3)
-    np.testing.assert_allclose(scene.depth[:, 0, 0], [0.1, 0.2, 0.3, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(scene.depth[:, 0, 0], [0.1, 0.2, 0.3, 0.4], rtol=2 ** -11)
     np.testing.assert_array_equal(scene.labels["m2f"].instance[:, 6, 6], [3, 4, 5, 6])
     assert [scene.frame_names[i] for i in scene.split["test"]] == ["12"]
 
@@ -159,7 +160,7 @@ def test_order_that_disagrees_with_names_is_refused(tmp_path):
 def test_zero_confidence_is_low_not_unsupervised(scene_dir):
     np.savez(scene_dir / "m2f_confidence" / "0001.npz", confidence=np.zeros((H, W), dtype=np.float32))
     conf = load_scene(scene_dir, "clusteringsdf").labels["m2f"].confidence
-    np.testing.assert_allclose(conf[:, 0, 0], [0.25, 0.1, 0.75])  # the reference raises 0 to 0.1
+    np.testing.assert_array_equal(decode_confidence(conf[:, 0, 0]), np.float32([0.25, 0.1, 0.75]))  # 0 -> 0.1
 
 
 def test_detected_despite_panoptic_lifting_folders(scene_dir, capsys):

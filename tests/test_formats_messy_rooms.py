@@ -9,6 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from sdfseg.data import detect_layout, load_scene
 from sdfseg.data.formats.messy_rooms import quaternion_to_matrix
+from sdfseg.data.scene import LabelSource, decode_confidence
 from sdfseg.errors import SdfsegError
 from sdfseg.io import save_label_png
 
@@ -90,11 +91,12 @@ def test_labels_classes_split(scene_dir):
     np.testing.assert_array_equal(scene.split["test"], [4])
     assert scene.classes.num_classes == 3 and scene.classes.thing_ids == (2,) and scene.classes.stuff_ids == (1,)
     gt, det = scene.gt, scene.labels["m2f"]
-    assert gt.instance.dtype == np.int32 and gt.instance[4, 15, 15] == 304
+    assert gt.instance.dtype == np.int16 and gt.instance[4, 15, 15] == 304  # the smallest type holding the ids
+    assert gt.semantic.dtype == det.semantic.dtype == det.instance.dtype == np.uint8
     assert gt.semantic[4, 15, 15] == 2 and gt.semantic[4, 0, 0] == 1
     assert det.instance[2, 15, 15] == 3 and det.semantic[2, 15, 15] == 2
-    assert det.confidence[0, 15, 15] == pytest.approx(0.9)
-    assert scene.depth is None and scene.rgb[1, 0, 0, 0] == pytest.approx(20 / 255)
+    assert decode_confidence(det.confidence)[0, 15, 15] == np.float32(0.9)
+    assert scene.depth is None and scene.rgb[1, 0, 0, 0] == 20 and scene.rgb_float(1)[0, 0, 0] == np.float32(20 / 255)
 
 
 def test_error_count_mismatch(tmp_path):
@@ -141,6 +143,8 @@ def test_confidence_like_contrastive_lift(scene_dir):
         save_label_png(scene_dir / "sam_instance" / f"{i}.png", sam)
     scene = load_scene(scene_dir)
     det, other = scene.labels["m2f"], scene.labels["sam"]
+    det = LabelSource(det.instance, det.semantic, decode_confidence(det.confidence))
+    other = LabelSource(other.instance, other.semantic, decode_confidence(other.confidence))
     assert det.confidence[1, 13, 13] == pytest.approx(0.1)  # a stored 0 is a low confidence
     assert det.confidence[1, 18, 18] == pytest.approx(0.9)
     assert det.confidence[1, 35, 20] == 1.0 and det.confidence[1, 35, 42] == 1.0  # background forced to 1
@@ -158,4 +162,4 @@ def test_kubric_depth_is_ray_distance(scene_dir):
         save_label_png(scene_dir / "depth" / f"{i}.png", np.rint(z * np.linalg.norm(ray, axis=-1) * 1000).astype(int))
     scene = load_scene(scene_dir)
     assert scene.depth_kind == "metric"
-    np.testing.assert_allclose(scene.depth[0], z, atol=1e-3)
+    np.testing.assert_allclose(scene.depth[0], z, rtol=2 ** -11, atol=1e-3)  # float16 depth

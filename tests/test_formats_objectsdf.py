@@ -82,9 +82,10 @@ def test_cues_labels_and_classes(scene_dir):
     scene = load_scene(scene_dir, "objectsdf")
     assert scene.depth_kind == "mono"
     assert scene.depth[1, 5, 5] == 0.0 and scene.depth[1, 5, 20] == pytest.approx(1.5)  # *_mask.npy zeroes depth
-    np.testing.assert_allclose(scene.normals[0, 3, 3], NORMAL, atol=1e-6)
+    assert scene.normals.dtype == np.int8 and scene.depth.dtype == np.float16
+    np.testing.assert_allclose(scene.normals_float(0)[3, 3], NORMAL, atol=1 / 127)  # int8 normals
     inst = scene.gt.instance
-    assert inst.dtype == np.int32 and inst[0, 15, 15] == 1 and inst[0, 35, 50] == 2 and inst[0, 0, 0] == 0
+    assert inst.dtype == np.uint8 and inst[0, 15, 15] == 1 and inst[0, 35, 50] == 2 and inst[0, 0, 0] == 0
     assert scene.gt.semantic[0, 15, 15] == 2 and scene.gt.semantic[0, 0, 0] == 1
     np.testing.assert_array_equal(scene.labels["m2f"].instance, inst)
     assert scene.meta["instance_semantics"] == {0: 0, 1: 3, 2: 5}
@@ -198,4 +199,4 @@ def test_unpadded_names_pair_like_monosdf(tmp_path):
     assert scene.frame_names == ["10", "9"]
     centre = scene.normalization.to_world(scene.c2w[0, :3, 3])
     np.testing.assert_allclose(centre, CAMS[0][:3, 3], atol=1e-5)  # world_mat_0 is frame "10"
-    assert scene.depth[0, 5, 20] == pytest.approx(0.5) and scene.rgb[0, 0, 0, 0] == pytest.approx(40 / 255)
+    assert scene.depth[0, 5, 20] == pytest.approx(0.5) and scene.rgb[0, 0, 0, 0] == 40

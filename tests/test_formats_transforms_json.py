@@ -136,9 +136,9 @@ def test_npy_depth_is_scaled_like_nerfstudio(scene_dir):
         fr["depth_file_path"] = f"depth/f{i}.npy"
     (scene_dir / "transforms.json").write_text(json.dumps(meta))
     # frames[::-1] in the file: frame_002 is listed first and gets f0.npy
-    np.testing.assert_allclose(load_scene(scene_dir).depth[:, 0, 0], [1.502, 1.501, 1.500], rtol=1e-6)
+    np.testing.assert_allclose(load_scene(scene_dir).depth[:, 0, 0], [1.502, 1.501, 1.500], rtol=2 ** -11)
     (scene_dir / "transforms.json").write_text(json.dumps({**meta, "depth_unit_scale_factor": 0.01}))
-    np.testing.assert_allclose(load_scene(scene_dir).depth[:, 0, 0], [15.02, 15.01, 15.0], rtol=1e-6)
+    np.testing.assert_allclose(load_scene(scene_dir).depth[:, 0, 0], [15.02, 15.01, 15.0], rtol=2 ** -11)
 
 
 def test_val_filenames_are_the_test_split(tmp_path):

@@ -11,6 +11,7 @@ from scipy.spatial import cKDTree
 
 from sdfseg.data import load_scene
 from sdfseg.data.formats.common import PL_REDUCED_NAMES
+from sdfseg.data.scene import decode_confidence
 from sdfseg.data.rooms import M2FNoise, generate_room
 from sdfseg.data.rooms.layout import build_room
 from sdfseg.data.rooms.noise import m2f_frame, sam_frame
@@ -54,7 +55,7 @@ def test_written_room_reads_back_with_consistent_geometry(room):
     # every thing pixel's depth, back-projected with the reader's K and pose, lies on that object's GT mesh
     checked = 0
     for i in range(0, 16, 3):
-        inst, z = scene.gt.instance[i], scene.depth[i]
+        inst, z = scene.gt.instance[i], scene.depth_float(i)
         v, u = np.nonzero((inst > 0) & (z > 0))
         if len(v) == 0:
             continue
@@ -78,7 +79,7 @@ def test_noisy_labels_are_noisy_and_ids_change_between_views(room):
     m2f, gt = scene.labels["m2f"], scene.gt
     disagree = (m2f.semantic != gt.semantic).mean()
     assert 0.02 < disagree < 0.4
-    conf = m2f.confidence
+    conf = decode_confidence(m2f.confidence)
     assert conf.min() >= 0.1 - 1e-6 and conf.max() <= 1.0 and (conf < 0.5).mean() > 0.01  # TTA zeros read as 0.1
     info = json.loads((room / "room.json").read_text())
     assert info["m2f_noise_scale"] > 0 and 0 <= info["m2f_pq_scene"] <= 100

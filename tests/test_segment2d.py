@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from sdfseg.data import load_scene
+from sdfseg.data.scene import decode_confidence
 from sdfseg.data.labels2d import Segmentation, make_segmenter, paint_masks, relabel_consecutive
 from sdfseg.data.labels2d.classical import ClassicalConfig, ClassicalSegmenter
 from sdfseg.data.labels2d.mask2former import Mask2FormerConfig, Mask2FormerSegmenter, panoptic_to_segmentation
@@ -175,7 +176,7 @@ def test_cli_classical_end_to_end(tmp_path, capsys):
     np.testing.assert_array_equal(scene.split["train"], [1, 2])
     src = scene.labels["classical"]  # test frame 00 was not segmented: id 0, confidence 0
     assert src.instance[0].max() == 0 and src.instance[1].min() >= 1
-    np.testing.assert_array_equal(src.confidence[:, 0, 0], [0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(decode_confidence(src.confidence[:, 0, 0]), [0.0, 1.0, 1.0])
     assert sorted(p.name for p in (tmp_path / "classical_instance").glob("*.png")) == ["01.png", "02.png"]
     ms = MaskSet.load(tmp_path / "masks_classical" / "01.npz")
     assert (ms.height, ms.width) == (32, 32) and len(ms) >= 3

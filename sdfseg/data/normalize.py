@@ -5,7 +5,9 @@ default) with all cameras inside it. With depth, the extent is taken from
 back-projected depth points (robust percentiles, subsampled); without depth, from
 the camera centres padded by ``camera_margin`` of their spread. The transform is
 recorded in ``Scene.normalization`` (normalised = (world - center) / scale) so
-meshes and points can be exported in world coordinates.
+meshes and points can be exported in world coordinates. Depth keeps the scene's
+storage dtype (float16): it is rescaled a few frames at a time, never as a float32
+copy of the whole stack.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def backproject_depth(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, stride:
     """World points ``[M, 3]`` of the valid pixels of one depth map ``[H, W]`` (z-depth)."""
     h, w = depth.shape
     v, u = np.mgrid[0:h:stride, 0:w:stride]
-    d = depth[::stride, ::stride]
+    d = np.asarray(depth[::stride, ::stride], dtype=np.float64)
     ok = d > 0
     pix = np.stack([u[ok] + 0.5, v[ok] + 0.5, np.ones(ok.sum())], axis=0)
     cam = np.linalg.inv(K) @ pix * d[ok][None]
@@ -54,11 +56,19 @@ def normalize_scene(scene: Scene, radius: float = 0.9) -> Scene:
     norm = Normalization(center=center, scale=scale)
     c2w = scene.c2w.astype(np.float64).copy()
     c2w[:, :3, 3] = norm.to_normalized(c2w[:, :3, 3])
-    depth = None
-    if scene.depth is not None:
-        depth = scene.depth / scale if scene.depth_kind == "metric" else scene.depth
+    depth = scene.depth
+    if depth is not None and scene.depth_kind == "metric":
+        depth = scaled_depth(depth, scale)
     # compose with any normalisation the reader already applied (e.g. ObjectSDF++ scale_mat)
     prev = scene.normalization
     total = Normalization(center=prev.to_world(center), scale=prev.scale * scale)
-    return scene.replace(c2w=c2w.astype(np.float32), depth=None if depth is None else depth.astype(np.float32),
-                         normalization=total)
+    return scene.replace(c2w=c2w.astype(np.float32), depth=depth, normalization=total)
+
+
+def scaled_depth(depth: np.ndarray, scale: float, chunk: int = 16) -> np.ndarray:
+    """``depth / scale`` ``[N, H, W]`` in ``depth``'s dtype (float16 scenes stay float16), computed in float32
+    ``chunk`` frames at a time (no float32 copy of the whole stack)."""
+    out = np.empty_like(depth)
+    for i in range(0, depth.shape[0], chunk):
+        out[i:i + chunk] = depth[i:i + chunk].astype(np.float32) / np.float32(scale)
+    return out

@@ -4,6 +4,12 @@ All tensors live on one device. Pixel ``(v, u)`` of frame ``i`` is flattened to
 ``i * H * W + v * W + u``. Ray directions are unit vectors in normalised scene
 coordinates; ``ray_scale = |K^-1 [u, v, 1]|`` converts z-depth to distance along
 the ray (``t = z * ray_scale``).
+
+The sampler keeps the scene's compact storage on the device (uint8 colours, float16
+depth, int8 normals, uint8 confidences, labels in the small integer type they come in;
+on the CPU these tensors share the arrays' memory) and decodes only the rays of a
+batch in :meth:`RaySampler.gather`: a :class:`Batch` holds float32 colours, depth,
+normals and confidences and int64 labels, as it always did.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .scene import Scene
+from .scene import CONFIDENCE_DTYPE, CONFIDENCE_STEPS, NORMAL_DTYPE, Scene, label_dtype
+
+REMAP_ID_RANGE = 100000
+"""Randomly remapped instance ids are drawn from ``1 .. REMAP_ID_RANGE - 1`` (int32 after remapping)."""
 
 
 def pixel_rays(c2w: torch.Tensor, K: torch.Tensor, v: torch.Tensor, u: torch.Tensor
@@ -34,18 +43,24 @@ def pixel_rays(c2w: torch.Tensor, K: torch.Tensor, v: torch.Tensor, u: torch.Ten
     return c2w[:, :3, 3].clone(), d_world, scale
 
 
+def remap_frame_ids(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One frame's non-zero ids ``[H, W]`` -> random distinct new ids (0 stays 0), int32 ``[H, W]``."""
+    ids, inv = np.unique(frame, return_inverse=True)
+    new = rng.choice(np.arange(1, REMAP_ID_RANGE), size=len(ids), replace=False)
+    new[ids == 0] = 0
+    return new.astype(np.int32)[inv].reshape(frame.shape)
+
+
 def remap_instance_ids(inst: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Give each frame's non-zero instance ids random distinct new ids (0 stays 0).
 
-    Args: inst ``[N, H, W]`` int. Returns the remapped int64 array. IDs carry no
-    meaning across frames afterwards (the method must not rely on them).
+    Args: inst ``[N, H, W]`` int. Returns the remapped int32 array (ids below :data:`REMAP_ID_RANGE`),
+    frame by frame :func:`remap_frame_ids` with ``rng``. IDs carry no meaning across frames afterwards
+    (the method must not rely on them).
     """
-    out = np.zeros(inst.shape, dtype=np.int64)
+    out = np.zeros(inst.shape, dtype=np.int32)
     for i in range(inst.shape[0]):
-        ids, inv = np.unique(inst[i], return_inverse=True)
-        new = rng.choice(np.arange(1, 100000), size=len(ids), replace=False)
-        new[ids == 0] = 0
-        out[i] = new[inv].reshape(inst.shape[1:])
+        out[i] = remap_frame_ids(inst[i], rng)
     return out
 
 
@@ -55,6 +70,54 @@ def select_keyframes(labels: np.ndarray, frames: np.ndarray, ratio: float) -> np
     order = np.argsort(-counts, kind="stable")
     n = max(1, int(round(ratio * len(frames))))
     return frames[order[:n]]
+
+
+def _device_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``a`` on ``device`` in its own dtype (unsigned 16/32-bit ids, which torch barely supports, as the smallest
+    signed type holding them); on the CPU a contiguous array is shared, not copied."""
+    a = np.ascontiguousarray(a)
+    if a.dtype.kind == "u" and a.dtype.itemsize > 1:
+        a = a.astype(label_dtype(0, int(a.max())) if a.size else np.int32)
+    elif a.dtype == np.bool_:
+        a = a.astype(np.uint8)
+    return torch.as_tensor(a, device=device)
+
+
+_LUTS: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _byte_lut(steps: int, device: torch.device) -> torch.Tensor:
+    """float32 ``[256]``: ``v / steps`` for every byte ``v``, divided on the CPU (correctly rounded, the same
+    float32 as decoding on the host; CUDA divides by a scalar through its reciprocal), cached per device."""
+    key = (steps, str(device))
+    if key not in _LUTS:
+        _LUTS[key] = torch.from_numpy(np.arange(256, dtype=np.float32) / np.float32(steps)).to(device)
+    return _LUTS[key]
+
+
+def decode_rgb_tensor(x: torch.Tensor) -> torch.Tensor:
+    """float32 colours of uint8 (``v / 255``, bit for bit as :func:`~sdfseg.data.scene.decode_rgb`) or float
+    rays ``[R, 3]``."""
+    return _byte_lut(255, x.device)[x.long()] if x.dtype == torch.uint8 else x.float()
+
+
+def decode_confidence_tensor(x: torch.Tensor) -> torch.Tensor:
+    """float32 confidences of uint8 (``v / 240``, bit for bit as :func:`~sdfseg.data.scene.decode_confidence`)
+    or float rays ``[R]``."""
+    return _byte_lut(CONFIDENCE_STEPS, x.device)[x.long()] if x.dtype == _TORCH_CONFIDENCE else x.float()
+
+
+def decode_normals_tensor(x: torch.Tensor) -> torch.Tensor:
+    """float32 unit normals of int8 (``v / 127``, renormalised; zero stays zero) or float rays ``[R, 3]``."""
+    if x.dtype != _TORCH_NORMAL:
+        return x.float()
+    f = x.float()
+    norm = f.norm(dim=-1, keepdim=True)
+    return torch.where(norm > 0, f / norm.clamp_min(1e-12), torch.zeros_like(f))
+
+
+_TORCH_CONFIDENCE = torch.from_numpy(np.zeros(0, CONFIDENCE_DTYPE)).dtype
+_TORCH_NORMAL = torch.from_numpy(np.zeros(0, NORMAL_DTYPE)).dtype
 
 
 @dataclass
@@ -84,7 +147,11 @@ class RaySampler:
         scene: normalised scene. labels: ``[N, H, W]`` int per-frame training labels
         (instance ids, or semantic ids in semantic mode; 0 = background or void as the caller
         decides; -1 = not supervised: no label rays are spent on it and the losses ignore it).
-        semantic/confidence: ``[N, H, W]`` noisy semantic classes and confidences.
+        semantic/confidence: ``[N, H, W]`` noisy semantic classes and confidences (uint8 ``v / 240``
+        or float).
+
+    The arrays are kept in the dtypes they come in (see the module docstring); :attr:`labels` is
+    the flat ``[N * H * W]`` tensor of the training labels.
     """
 
     def __init__(self, scene: Scene, labels: np.ndarray, semantic: np.ndarray, confidence: Optional[np.ndarray],
@@ -96,23 +163,24 @@ class RaySampler:
         self.keyframes = select_keyframes(labels, self.frames, keyframe_ratio)
         self.replace_prob = replace_prob
         self.rng = np.random.default_rng(seed)
-        t = lambda a, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
+        t = lambda a: None if a is None else _device_tensor(a, device)
         self.rgb = t(scene.rgb.reshape(n * h * w, 3))
-        self.labels = t(labels.reshape(-1), torch.int64)
-        self.semantic = t(semantic.reshape(-1), torch.int64)
-        self.confidence = t(confidence.reshape(-1)) if confidence is not None else torch.ones(n * h * w, device=device)
-        self.depth = t(scene.depth.reshape(-1)) if scene.depth is not None else None
-        self.normals = t(scene.normals.reshape(-1, 3)) if scene.normals is not None else None
-        self.c2w = t(scene.c2w)
-        self.K = t(scene.intrinsics)
+        self.labels = t(labels.reshape(-1))
+        self.semantic = t(semantic.reshape(-1))
+        self.confidence = t(None if confidence is None else confidence.reshape(-1))  # None: confidence 1
+        self.depth = t(None if scene.depth is None else scene.depth.reshape(-1))
+        self.normals = t(None if scene.normals is None else scene.normals.reshape(-1, 3))
+        self.c2w = torch.as_tensor(scene.c2w, dtype=torch.float32, device=device)
+        self.K = torch.as_tensor(scene.intrinsics, dtype=torch.float32, device=device)
         # per frame: pixel indices sorted by label, and the label segments, for area-proportional sampling
         self._sorted: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        index_dtype = np.int32 if h * w < 2**31 else np.int64
         for f in self.frames:
             lab = labels[f].reshape(-1)
             order = np.argsort(lab, kind="stable")
             ids, starts, counts = np.unique(lab[order], return_index=True, return_counts=True)
             keep = ids >= 0  # unsupervised pixels get no label rays
-            self._sorted[int(f)] = (order.astype(np.int64), ids[keep], starts[keep], counts[keep])
+            self._sorted[int(f)] = (order.astype(index_dtype), ids[keep], starts[keep], counts[keep])
         self._has_labels = {int(f): bool((self._sorted[int(f)][1] > 0).any()) for f in self.frames}
         self._epoch: list[int] = []
 
@@ -154,11 +222,13 @@ class RaySampler:
         v, u = px // self.w, px % self.w
         c2w = self.c2w[fr]
         o, d, s = pixel_rays(c2w, self.K[fr], v, u)
-        return Batch(origins=o, dirs=d, ray_scale=s, rgb=self.rgb[flat], frame=fr,
-                     view=torch.as_tensor(view, device=dev, dtype=torch.int64), label=self.labels[flat],
-                     semantic=self.semantic[flat], confidence=self.confidence[flat],
-                     depth=None if self.depth is None else self.depth[flat],
-                     normal=None if self.normals is None else self.normals[flat], c2w=c2w)
+        conf = (torch.ones(flat.shape[0], device=dev) if self.confidence is None
+                else decode_confidence_tensor(self.confidence[flat]))
+        return Batch(origins=o, dirs=d, ray_scale=s, rgb=decode_rgb_tensor(self.rgb[flat]), frame=fr,
+                     view=torch.as_tensor(view, device=dev, dtype=torch.int64), label=self.labels[flat].long(),
+                     semantic=self.semantic[flat].long(), confidence=conf,
+                     depth=None if self.depth is None else self.depth[flat].float(),
+                     normal=None if self.normals is None else decode_normals_tensor(self.normals[flat]), c2w=c2w)
 
     def sample(self, n_random: int, n_label: int, extra_views: int = 0, extra_rays: int = 0) -> Batch:
         """One iteration's rays: one main frame (label-comprehensive) + ``extra_views`` x ``extra_rays``."""

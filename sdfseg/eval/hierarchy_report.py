@@ -162,7 +162,7 @@ def ceiling_row(run, frames: Sequence[int], name: str) -> tuple[str, "FeatureMap
 def _view(scene: Scene, i: int) -> View:
     if scene.depth is None:
         raise SdfsegError(f"{scene.path}: view consistency needs depth maps (depth/)")
-    return View(scene.depth[i], scene.intrinsics[i], scene.c2w[i])
+    return View(scene.depth_float(i), scene.intrinsics[i], scene.c2w[i])
 
 
 def evaluate_method(method: Method, scene: Scene, queries: dict[int, list[tuple[int, int]]],

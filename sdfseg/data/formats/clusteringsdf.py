@@ -31,7 +31,7 @@ import numpy as np
 
 from ...errors import SdfsegError
 from ...io import read_rgb
-from ..scene import ClassInfo, LabelSource, Scene
+from ..scene import ClassInfo, LabelSource, Scene, encode_confidence, encode_normals
 from . import common as C
 from .objectsdf import read_cameras_npz
 
@@ -64,7 +64,7 @@ def _read_classes(path: Path) -> ClassInfo:
 
 
 def _read_maps(folder: Path, all_names: list[str], keep: np.ndarray, hw, size, what: str) -> np.ndarray | None:
-    """int32 ``[len(keep), h, w]`` label maps of the kept frames, or None when the folder is absent."""
+    """``[len(keep), h, w]`` label maps (compact ints) of the kept frames, or None when the folder is absent."""
     if not folder.is_dir():
         return None
     files = C.pair_by_order(folder, ".png", all_names, what)
@@ -84,16 +84,17 @@ def _read_source(path: Path, prefix: str, all_names, keep, hw, size, classes: Cl
 
 
 def _read_confidence(folder: Path, all_names, keep, hw, size) -> np.ndarray | None:
-    """float32 ``[len(keep), h, w]`` confidences from ``<f>.npz`` files, or None when the folder is absent."""
+    """uint8 ``[len(keep), h, w]`` confidences (``v / 240``) from ``<f>.npz`` files, or None when the folder
+    is absent."""
     if not folder.is_dir():
         return None
     files = C.pair_by_order(folder, ".npz", all_names, "confidence maps")
-    out = []
-    for f in (files[i] for i in keep):
+    out = np.zeros((len(keep),) + tuple(size or hw), dtype=np.uint8)
+    for i, f in enumerate(files[k] for k in keep):
         c = C.tta_confidence(C.load_npz_key(f, "confidence", "an npz with an [H, W] 'confidence' array"), f)
         C.check_hw(c, hw, f)
-        out.append(C.resize_map(c, size, nearest=False))
-    return np.stack(out)
+        out[i] = encode_confidence(C.resize_map(c, size, nearest=False))
+    return out
 
 
 def read(path: Path, options) -> Scene:
@@ -119,18 +120,19 @@ def read(path: Path, options) -> Scene:
     depth = None
     if (path / "depth").is_dir():
         files = pick(C.pair_by_order(path / "depth", "_depth.npy", all_names, "depth maps"))
-        ds = []
-        for f in files:
+        depth = C.depth_stack(len(files), hw)
+        for i, f in enumerate(files):
             d = C.load_npy(f, "an [H, W] depth map").astype(np.float32).squeeze()
             C.check_hw(d, native_hw, f)
             if not np.isfinite(d).all():
                 raise SdfsegError(f"{f}: depth has non-finite values")
-            ds.append(C.resize_map(d, size, nearest=True))
-        depth = np.stack(ds)
+            C.store_depth(depth, i, C.resize_map(d, size, nearest=True), f)
     normals = None
     if (path / "normal").is_dir():
         files = pick(C.pair_by_order(path / "normal", "_normal.npy", all_names, "normal maps"))
-        normals = np.stack([C.resize_map(C.read_normals_chw(f, native_hw), size, nearest=True) for f in files])
+        normals = C.normals_stack(len(files), hw)
+        for i, f in enumerate(files):
+            normals[i] = encode_normals(C.resize_map(C.read_normals_chw(f, native_hw), size, nearest=True))
 
     classes = _read_classes(path)
     labels = {}

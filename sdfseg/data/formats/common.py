@@ -7,6 +7,11 @@ Resizing follows the scene conventions: RGB and confidences bilinear, depth,
 normals and label maps nearest neighbour; intrinsics are rescaled per axis
 (pixel-edge convention, so ``K' = diag(sx, sy, 1) K``).
 
+Readers decode one frame at a time into preallocated arrays of the scene's compact
+dtypes (:mod:`sdfseg.data.scene`): uint8 RGB, float16 depth (:func:`store_depth`), int8
+normals, label maps through :class:`~sdfseg.data.scene.LabelMapBuilder`, uint8 confidences.
+No float32 stack of all frames is built.
+
 Confidence (``LabelSource.confidence``): 0 means "not supervised" (outside the room,
 invalid pixels, frames a source does not cover); a value in (0, 1] is a weight. Stored
 test-time-augmentation maps go through :func:`tta_confidence` (0 -> 0.1) first, the
@@ -18,14 +23,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 import numpy as np
 from PIL import Image
 
 from ...errors import SdfsegError
-from ...io import read_label_png, read_rgb
-from ..scene import ClassInfo, LabelSource
+from ...io import read_label_png, read_rgb8
+from ..scene import (DEPTH_DTYPE, FLOAT16_MAX, NORMAL_DTYPE, RGB_DTYPE, ClassInfo, LabelMapBuilder, LabelSource,
+                     encode_confidence, encode_rgb, full_confidence)
 
 INSTANCE_ONLY_CLASSES = ClassInfo(num_classes=3, thing_ids=(2,), stuff_ids=(1,),
                                   names=("void", "background", "object"))
@@ -167,20 +173,40 @@ def resize_map(arr: np.ndarray, size: Optional[tuple[int, int]], nearest: bool) 
     return np.asarray(im, dtype=np.float32)
 
 
+def resize_rgb(img: np.ndarray, size) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` resized (bilinear on the float colours, rounded back to uint8) to ``size``."""
+    if size is None or tuple(img.shape[:2]) == tuple(size):
+        return img
+    return encode_rgb(resize_map(img.astype(np.float32) / np.float32(255.0), size, nearest=False))
+
+
 def read_rgb_stack(files: list[Path], native_hw: tuple[int, int], size) -> np.ndarray:
-    """Read RGB images (each must be ``native_hw``), resized to ``size``: float32 ``[N, H, W, 3]``."""
-    return read_map_stack(files, read_rgb, native_hw, size, nearest=False).astype(np.float32)
+    """Read RGB images (each must be ``native_hw``), resized to ``size``: uint8 ``[N, H, W, 3]``."""
+    out = np.empty((len(files),) + tuple(size or native_hw) + (3,), dtype=RGB_DTYPE)
+    for i, f in enumerate(files):
+        img = read_rgb8(f)
+        check_hw(img, native_hw, f)
+        out[i] = resize_rgb(img, size)
+    return out
 
 
-def read_map_stack(files: Iterable[Path], read: Callable[[Path], np.ndarray], hw: tuple[int, int], size,
-                   nearest: bool) -> np.ndarray:
-    """``read`` each file, check it is ``hw``, resize to ``size`` (nearest or bilinear): stacked ``[N, ...]``."""
-    out = []
-    for f in files:
-        arr = read(f)
-        check_hw(arr, hw, f)
-        out.append(resize_map(arr, size, nearest=nearest))
-    return np.stack(out)
+def depth_stack(n: int, hw: tuple[int, int]) -> np.ndarray:
+    """Zero depth ``[n, H, W]`` in the scene's storage dtype (float16)."""
+    return np.zeros((n,) + tuple(hw), dtype=DEPTH_DTYPE)
+
+
+def store_depth(out: np.ndarray, i: int, depth: np.ndarray, source: Path | str) -> None:
+    """``out[i] = depth`` (float16); a depth beyond float16's range (65504) is refused naming ``source``
+    (a wrong unit: such values are not metres)."""
+    if depth.size and float(np.max(depth)) > FLOAT16_MAX:
+        raise SdfsegError(f"{source}: depth up to {float(np.max(depth)):g} does not fit the scene's float16 depth "
+                          f"(max {FLOAT16_MAX:g}); depth must be in metres (check the depth unit)")
+    out[i] = depth
+
+
+def normals_stack(n: int, hw: tuple[int, int]) -> np.ndarray:
+    """Zero normals ``[n, H, W, 3]`` in the scene's storage dtype (int8, ``v / 127``)."""
+    return np.zeros((n,) + tuple(hw) + (3,), dtype=NORMAL_DTYPE)
 
 
 def scale_intrinsics(K: np.ndarray, native_hw: tuple[int, int], hw: tuple[int, int]) -> np.ndarray:
@@ -274,7 +300,8 @@ def as_int_map(arr: np.ndarray, source: Path | str) -> np.ndarray:
 
 
 def read_normals_chw(file: Path, hw: tuple[int, int]) -> np.ndarray:
-    """MonoSDF/Omnidata normals ``3 x H x W`` in [0, 1] -> unit vectors ``[H, W, 3]`` (n = 2v - 1)."""
+    """MonoSDF/Omnidata normals ``3 x H x W`` in [0, 1] -> float32 unit vectors ``[H, W, 3]`` (n = 2v - 1);
+    readers store them with :func:`~sdfseg.data.scene.encode_normals`."""
     v = load_npy(file, "3 x H x W normals in [0, 1]").astype(np.float32)
     if v.ndim == 3 and v.shape[0] == 3 and v.shape[1:] == tuple(hw):
         v = np.moveaxis(v, 0, -1)
@@ -288,8 +315,15 @@ def read_normals_chw(file: Path, hw: tuple[int, int]) -> np.ndarray:
 
 
 def stack_label_pngs(files: Iterable[Path], hw: tuple[int, int], size) -> np.ndarray:
-    """int32 ``[N, h, w]`` from label PNGs that must all be ``hw`` (resized to ``size`` if given)."""
-    return read_map_stack(files, read_label_png, hw, size, nearest=True).astype(np.int32)
+    """``[N, h, w]`` label maps (compact dtype, :func:`~sdfseg.data.scene.label_dtype`) from label PNGs that
+    must all be ``hw`` (resized to ``size`` if given)."""
+    files = list(files)
+    out = LabelMapBuilder((len(files),) + tuple(size or hw))
+    for i, f in enumerate(files):
+        m = read_label_png(f)
+        check_hw(m, hw, f)
+        out[i] = resize_map(m, size, nearest=True)
+    return out.array
 
 
 def read_png_sources(path: Path, names: list[str], hw: tuple[int, int], size,
@@ -308,16 +342,18 @@ def read_png_sources(path: Path, names: list[str], hw: tuple[int, int], size,
         if not any(have):
             continue
         shape = (len(names),) + tuple(size or hw)
-        inst = np.zeros(shape, dtype=np.int32)
+        inst = LabelMapBuilder(shape)
         sem_dir = path / f"{src}_semantics"
-        sem = np.zeros(shape, dtype=np.int32) if sem_dir.is_dir() else None
+        sem = LabelMapBuilder(shape) if sem_dir.is_dir() else None
         for i, n in enumerate(names):
             if have[i]:
                 inst[i] = stack_label_pngs([d / f"{n}.png"], hw, size)[0]
                 if sem is not None:
                     sem[i] = stack_label_pngs([sem_dir / f"{n}.png"], hw, size)[0]
-        conf = None if all(have) else np.broadcast_to(np.asarray(have, np.float32)[:, None, None], shape).copy()
-        out[src] = LabelSource(instance=inst, semantic=sem, confidence=conf)
+        conf = None
+        if not all(have):
+            conf = np.broadcast_to(encode_confidence(np.asarray(have, np.float32))[:, None, None], shape).copy()
+        out[src] = LabelSource(instance=inst.array, semantic=None if sem is None else sem.array, confidence=conf)
     return out
 
 
@@ -369,11 +405,13 @@ def read_room_masks(folder: Path, names: list[str], hw: tuple[int, int], size) -
 
 
 def unsupervise(labels: Iterable[LabelSource], keep: np.ndarray) -> None:
-    """Set confidence 0 ("not supervised") where bool ``keep`` ``[N, H, W]`` is False, in every source."""
+    """Set confidence 0 ("not supervised") where bool ``keep`` ``[N, H, W]`` is False, in every source
+    (a source without confidences gets them: 1, uint8 storage)."""
     for src in labels:
         if src.confidence is None:
-            src.confidence = np.ones(keep.shape, dtype=np.float32)
-        src.confidence[~keep] = 0.0
+            src.confidence = full_confidence(keep.shape)
+        for i in range(keep.shape[0]):  # frame by frame: no [N, H, W] temporary
+            src.confidence[i][~keep[i]] = 0
 
 
 def mask_dirs(path: Path) -> dict[str, Path]:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ...errors import SdfsegError
 from ...io import read_label_png, read_rgb
-from ..scene import LabelSource, Scene
+from ..scene import LabelMapBuilder, LabelSource, Scene, encode_confidence
 from . import common as C
 from .geometry import ray_distance_to_z
 
@@ -97,67 +97,57 @@ def _intrinsics(cam: dict, hw: tuple[int, int], file: Path) -> np.ndarray:
     return C.check_intrinsics(K, hw, f"{file}: camera")
 
 
-def _read_npy_maps(folder: Path, names: list[str], hw, hi: int | None) -> np.ndarray | None:
-    """int32 ``[N, H, W]`` label maps ``folder/<f>.npy`` at the native ``hw``, ids in ``0..hi``; None if absent."""
-    if not folder.is_dir():
-        return None
-    out = []
-    for n in names:
-        f = folder / f"{n}.npy"
-        m = C.as_int_map(C.load_npy(f, "an [H, W] label map"), f)
-        C.check_hw(m, hw, f)
-        C.check_ids(m, 0, hi, f, "ids")
-        out.append(m)
-    return np.stack(out)
-
-
-def _read_confidence(folder: Path, names: list[str], hw, background: np.ndarray) -> np.ndarray | None:
-    """float32 ``[N, H, W]`` Detic confidences (``<f>.npy``), 1 on ``background`` ``[N, H, W]``; None if absent.
-
-    Zeros are raised to 0.1 (:func:`~sdfseg.data.formats.common.tta_confidence`); then, as
-    Contrastive Lift does, the background's confidence is forced to 1.
-    """
-    if not folder.is_dir():
-        return None
-    out = []
-    for i, n in enumerate(names):
-        f = folder / f"{n}.npy"
-        c = C.tta_confidence(C.load_npy(f, "an [H, W] confidence map"), f)
-        C.check_hw(c, hw, f)
-        out.append(np.where(background[i], 1.0, c).astype(np.float32))
-    return np.stack(out)
-
-
-def _resized(arr: np.ndarray | None, size, nearest: bool) -> np.ndarray | None:
-    return None if arr is None or size is None else np.stack([C.resize_map(a, size, nearest) for a in arr])
+def _read_npy_map(f: Path, hw, hi: int | None) -> np.ndarray:
+    """An integer label map ``f`` (``.npy``) at the native ``hw``, ids in ``0..hi``."""
+    m = C.as_int_map(C.load_npy(f, "an [H, W] label map"), f)
+    C.check_hw(m, hw, f)
+    C.check_ids(m, 0, hi, f, "ids")
+    return m
 
 
 def _read_source(path: Path, prefix: str, names, hw, size) -> LabelSource | None:
     """``<prefix>semantic`` / ``<prefix>instance`` npy folders (prefix "" = GT, "detic_" = predictions with
-    ``detic_probabilities``), resized to ``size``."""
-    sem = _read_npy_maps(path / f"{prefix}semantic", names, hw, hi=1)
-    inst = _read_npy_maps(path / f"{prefix}instance", names, hw, hi=None)
-    if sem is None and inst is None:
+    ``detic_probabilities``), resized to ``size``, frame by frame into compact arrays.
+
+    An instance-only folder makes every instance an object. Detic confidences (``<f>.npy``): zeros are
+    raised to 0.1 (:func:`~sdfseg.data.formats.common.tta_confidence`); then, as Contrastive Lift does,
+    the background's confidence is forced to 1.
+    """
+    sem_dir, inst_dir = path / f"{prefix}semantic", path / f"{prefix}instance"
+    conf_dir = path / f"{prefix}probabilities"
+    if not sem_dir.is_dir() and not inst_dir.is_dir():
         return None
-    if sem is None:  # instance-only folder: any instance is an object
-        sem = (inst > 0).astype(np.int32)
-    conf = _read_confidence(path / f"{prefix}probabilities", names, hw, sem == 0) if prefix else None
-    if size is not None:
-        sem, inst, conf = _resized(sem, size, True), _resized(inst, size, True), _resized(conf, size, False)
-    return LabelSource(instance=inst, semantic=(sem + 1).astype(np.int32), confidence=conf)
+    shape = (len(names),) + tuple(size or hw)
+    sem = np.zeros(shape, dtype=np.uint8)  # stored ids 0..1 shifted to 1..2
+    inst = LabelMapBuilder(shape) if inst_dir.is_dir() else None
+    conf = np.zeros(shape, dtype=np.uint8) if prefix and conf_dir.is_dir() else None
+    for i, n in enumerate(names):
+        s_i = _read_npy_map(sem_dir / f"{n}.npy", hw, 1) if sem_dir.is_dir() else None
+        m_i = _read_npy_map(inst_dir / f"{n}.npy", hw, None) if inst is not None else None
+        if s_i is None:  # instance-only folder: any instance is an object
+            s_i = (m_i > 0).astype(np.int32)
+        if conf is not None:
+            f = conf_dir / f"{n}.npy"
+            c = C.tta_confidence(C.load_npy(f, "an [H, W] confidence map"), f)
+            C.check_hw(c, hw, f)
+            conf[i] = encode_confidence(C.resize_map(np.where(s_i == 0, 1.0, c).astype(np.float32), size, False))
+        sem[i] = C.resize_map(s_i, size, True) + 1
+        if inst is not None:
+            inst[i] = C.resize_map(m_i, size, True)
+    return LabelSource(instance=None if inst is None else inst.array, semantic=sem, confidence=conf)
 
 
 def _read_depth(folder: Path, names: list[str], hw, size, K: np.ndarray) -> np.ndarray:
-    """float32 ``[N, h, w]`` z-depth from uint16 millimetre PNGs of Kubric's distance from the camera centre."""
-    out = []
-    for n in names:
+    """float16 ``[N, h, w]`` z-depth from uint16 millimetre PNGs of Kubric's distance from the camera centre."""
+    out = C.depth_stack(len(names), size or hw)
+    for i, n in enumerate(names):
         f = folder / f"{n}.png"
         mm = read_label_png(f)
         C.check_hw(mm, hw, f)
         C.check_ids(mm, 0, None, f, "depth values (uint16 millimetres)")
         z = ray_distance_to_z(mm.astype(np.float32) / 1000.0, K)
-        out.append(C.resize_map(z, size, nearest=True))
-    return np.stack(out)
+        C.store_depth(out, i, C.resize_map(z, size, nearest=True), f)
+    return out
 
 
 def read(path: Path, options) -> Scene:

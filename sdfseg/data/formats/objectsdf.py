@@ -37,7 +37,7 @@ import scipy.linalg
 
 from ...errors import SdfsegError
 from ...io import read_label_png, read_rgb
-from ..scene import LabelSource, Normalization, Scene
+from ..scene import LabelMapBuilder, LabelSource, Normalization, Scene, encode_normals
 from . import common as C
 from .geometry import index_to_edge
 
@@ -190,7 +190,8 @@ def _read_instance_mapping(file: Path) -> dict[int, tuple[int, int]]:
 
 
 def _read_segs(path: Path, all_names: list[str], keep: np.ndarray, hw, size) -> tuple[np.ndarray | None, dict]:
-    """Instance ids int32 ``[len(keep), h, w]`` (0 = background) from ``segs/``, and instance -> raw semantic id."""
+    """Instance ids ``[len(keep), h, w]`` (compact ints, 0 = background) from ``segs/``, and instance -> raw
+    semantic id."""
     seg_dir = path / "segs"
     if not seg_dir.is_dir():
         return None, {}
@@ -203,8 +204,8 @@ def _read_segs(path: Path, all_names: list[str], keep: np.ndarray, hw, size) -> 
         order = sorted({ins for _, ins in mapping.values()})  # the smallest instance id is the background
         lut = {raw: order.index(ins) for raw, (_, ins) in mapping.items()}
         inst_sem = {order.index(ins): sem for _, (sem, ins) in mapping.items()}
-    out = []
-    for f in files:
+    out = LabelMapBuilder((len(files),) + tuple(size or hw))
+    for i, f in enumerate(files):
         raw = read_label_png(f)
         C.check_hw(raw, hw, f)
         if lut is not None:
@@ -215,8 +216,8 @@ def _read_segs(path: Path, all_names: list[str], keep: np.ndarray, hw, size) -> 
             mapped = np.array([lut[int(v)] for v in vals], dtype=np.int32)
             raw = mapped[np.searchsorted(vals, raw)]
         C.check_ids(raw, 0, None, f, "instance ids")
-        out.append(C.resize_map(raw, size, nearest=True))
-    return np.stack(out).astype(np.int32), inst_sem
+        out[i] = C.resize_map(raw, size, nearest=True)
+    return out.array, inst_sem
 
 
 def read(path: Path, options) -> Scene:
@@ -236,7 +237,7 @@ def read(path: Path, options) -> Scene:
 
     depth = None
     if any(path.glob("*_depth.npy")):
-        depth = np.zeros((len(names),) + tuple(hw), dtype=np.float32)
+        depth = C.depth_stack(len(names), hw)
         masks = C.frames_with_suffix(path, "_mask.npy")
         for i, n in enumerate(names):
             f = path / f"{n}_depth.npy"
@@ -248,16 +249,18 @@ def read(path: Path, options) -> Scene:
                 m = C.load_npy(masks[n], "an [H, W] mask").squeeze()
                 C.check_hw(m, native_hw, masks[n])
                 d = np.where(m > 0, d, 0.0)
-            depth[i] = C.resize_map(d, size, nearest=True)
+            C.store_depth(depth, i, C.resize_map(d, size, nearest=True), f)
     normals = None
     if any(path.glob("*_normal.npy")):
-        normals = np.stack([C.resize_map(C.read_normals_chw(path / f"{n}_normal.npy", native_hw), size, nearest=True)
-                            for n in names])
+        normals = C.normals_stack(len(names), hw)
+        for i, n in enumerate(names):
+            f = path / f"{n}_normal.npy"
+            normals[i] = encode_normals(C.resize_map(C.read_normals_chw(f, native_hw), size, nearest=True))
 
     inst, inst_sem = _read_segs(path, all_names, keep, native_hw, size)
     labels, gt = {}, None
     if inst is not None:
-        sem = np.where(inst > 0, 2, 1).astype(np.int32)
+        sem = np.where(inst > 0, np.uint8(2), np.uint8(1))
         gt = LabelSource(instance=inst, semantic=sem)
         labels[options.label_source] = LabelSource(instance=inst.copy(), semantic=sem.copy())
     for src, ls in C.read_png_sources(path, names, native_hw, size).items():

@@ -35,7 +35,7 @@ import numpy as np
 
 from ...errors import SdfsegError
 from ...io import read_label_png, read_rgb
-from ..scene import ClassInfo, LabelSource, Scene
+from ..scene import ClassInfo, LabelMapBuilder, LabelSource, Scene, encode_confidence, encode_normals, full_confidence
 from . import common as C
 from .geometry import depth_pixel_index, index_to_edge, resample_depth
 
@@ -97,20 +97,21 @@ def _read_classes(path: Path) -> ClassInfo:
 
 
 def _read_labels(path: Path, folder: str, names, hw, size, hi: int | None = None) -> np.ndarray | None:
-    """int32 ``[N, h, w]`` from ``folder/<f>.png`` (each ``hw``, ids >= 0, semantic ids <= ``hi``); None if absent."""
+    """``[N, h, w]`` (compact ints) from ``folder/<f>.png`` (each ``hw``, ids >= 0, semantic ids <= ``hi``);
+    None if absent."""
     d = path / folder
     if not d.is_dir():
         return None
-    out = []
-    for f in (d / f"{n}.png" for n in names):
+    out = LabelMapBuilder((len(names),) + tuple(size or hw))
+    for i, f in enumerate(d / f"{n}.png" for n in names):
         m = read_label_png(f)
         C.check_hw(m, hw, f)
         if hi is not None and m.size and (m.min() < 0 or m.max() > hi):
             raise SdfsegError(f"{f}: semantic ids in [{m.min()}, {m.max()}], expected 0..{hi} "
                               "(num_semantic_classes in segmentation_data.pkl)")
         C.check_ids(m, 0, None, f, "instance ids")
-        out.append(C.resize_map(m, size, nearest=True))
-    return np.stack(out).astype(np.int32)
+        out[i] = C.resize_map(m, size, nearest=True)
+    return out.array
 
 
 def _read_m2f(path: Path, names, hw, size, classes: ClassInfo) -> LabelSource | None:
@@ -122,13 +123,13 @@ def _read_m2f(path: Path, names, hw, size, classes: ClassInfo) -> LabelSource | 
     src = LabelSource(instance=inst, semantic=sem)
     prob_dir = path / "m2f_probabilities"
     if prob_dir.is_dir():
-        src.confidence = np.ones((len(names),) + tuple(size or hw), dtype=np.float32)
+        src.confidence = full_confidence((len(names),) + tuple(size or hw))
         for i, n in enumerate(names):
             f = prob_dir / f"{n}.npz"
             if f.exists():  # frames without one (test frames) keep confidence 1
                 c = C.tta_confidence(C.load_npz_key(f, "confidence", "an [H, W] 'confidence' array"), f)
                 C.check_hw(c, hw, f)
-                src.confidence[i] = C.resize_map(c, size, nearest=False)
+                src.confidence[i] = encode_confidence(C.resize_map(c, size, nearest=False))
     invalid_dir = path / "m2f_invalid"
     if invalid_dir.is_dir():
         keep = np.ones((len(names),) + tuple(size or hw), dtype=bool)
@@ -138,15 +139,15 @@ def _read_m2f(path: Path, names, hw, size, classes: ClassInfo) -> LabelSource | 
                 bad = read_label_png(f) != 0
                 C.check_hw(bad, hw, f)
                 keep[i] = ~C.resize_map(bad, size, nearest=True)
-        for arr in (sem, inst):
-            if arr is not None:
-                arr[~keep] = 0
+                for arr in (sem, inst):
+                    if arr is not None:
+                        arr[i][~keep[i]] = 0
         C.unsupervise([src], keep)
     return src
 
 
 def _read_depth(path: Path, names, hw, size, K_color: np.ndarray) -> np.ndarray | None:
-    """float32 ``[N, h, w]`` metres from uint16 mm maps of the images' size, or of any size resampled
+    """float16 ``[N, h, w]`` metres from uint16 mm maps of the images' size, or of any size resampled
     through ``intrinsic_depth.txt``; None when ``depth/`` is absent."""
     d = path / "depth"
     if not d.is_dir():
@@ -154,7 +155,7 @@ def _read_depth(path: Path, names, hw, size, K_color: np.ndarray) -> np.ndarray 
     out_hw = tuple(size or hw)
     k_file = path / "intrinsic" / "intrinsic_depth.txt"
     index, depth_hw = None, None
-    out = np.zeros((len(names),) + out_hw, dtype=np.float32)
+    out = C.depth_stack(len(names), out_hw)
     for i, n in enumerate(names):
         f = d / f"{n}.png"
         mm = read_label_png(f)
@@ -168,22 +169,23 @@ def _read_depth(path: Path, names, hw, size, K_color: np.ndarray) -> np.ndarray 
             elif m.shape != depth_hw:
                 raise SdfsegError(f"{f}: depth is {m.shape[0]}x{m.shape[1]}, expected {depth_hw[0]}x{depth_hw[1]} "
                                   "like the other depth maps")
-            out[i] = resample_depth(m, index)
+            C.store_depth(out, i, resample_depth(m, index), f)
         elif m.shape != tuple(hw):
             raise SdfsegError(f"{f}: depth is {m.shape[0]}x{m.shape[1]}, expected {hw[0]}x{hw[1]} like color/ "
                               f"(or add {k_file.relative_to(path)} to resample it)")
         else:
-            out[i] = C.resize_map(m, size, nearest=True)
+            C.store_depth(out, i, C.resize_map(m, size, nearest=True), f)
     return out
 
 
 def _read_normals(path: Path, names, hw, size) -> np.ndarray | None:
-    """float32 ``[N, h, w, 3]`` unit camera-frame normals from ``normal/<f>.npy`` ``[H, W, 3]``; None if absent."""
+    """int8 ``[N, h, w, 3]`` unit camera-frame normals (``v / 127``) from ``normal/<f>.npy`` ``[H, W, 3]``;
+    None if absent."""
     d = path / "normal"
     if not d.is_dir():
         return None
-    out = []
-    for n in names:
+    out = C.normals_stack(len(names), size or hw)
+    for i, n in enumerate(names):
         f = d / f"{n}.npy"
         nm = C.load_npy(f, "[H, W, 3] camera-frame normals").astype(np.float32)
         if nm.ndim != 3 or nm.shape[2] != 3:
@@ -192,8 +194,8 @@ def _read_normals(path: Path, names, hw, size) -> np.ndarray | None:
         if not np.isfinite(nm).all():
             raise SdfsegError(f"{f}: normals have non-finite values")
         nm = C.resize_map(nm, size, nearest=True)
-        out.append(nm / np.maximum(np.linalg.norm(nm, axis=-1, keepdims=True), 1e-8))
-    return np.stack(out)
+        out[i] = encode_normals(nm / np.maximum(np.linalg.norm(nm, axis=-1, keepdims=True), 1e-8))
+    return out
 
 
 def read(path: Path, options) -> Scene:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import SdfsegError
-from ...io import read_label_png, read_rgb
+from ...io import read_label_png, read_rgb8
 from ..scene import Scene
 from . import common as C
 
@@ -129,6 +129,9 @@ def _read_depth(root: Path, frame: dict, meta: dict, img_hw, size, file: Path) -
     C.check_hw(d, img_hw, f)
     if not np.isfinite(d).all() or (d < 0).any():
         raise SdfsegError(f"{f}: depth must be finite and >= 0")
+    if d.size and float(d.max()) > C.FLOAT16_MAX:
+        raise SdfsegError(f"{f}: depth up to {float(d.max()):g} m does not fit the scene's float16 depth "
+                          f"(max {C.FLOAT16_MAX:g}); check depth_unit_scale_factor in {file.name}")
     return C.resize_map(d, size, nearest=True)
 
 
@@ -162,15 +165,18 @@ def read(path: Path, options) -> Scene:
 
     keep = C.select_frames(len(frames), options.max_frames)
     size = tuple(options.image_size) if options.image_size else None
-    rgbs, poses, Ks, depths = [], [], [], []
+    poses, Ks = [], []
+    rgb = depth = None
     hw0 = None
-    for i in keep:
+    for j, i in enumerate(keep):
         fr = frames[i]
         img_file = _resolve_image(path, paths[i], file)
-        img = read_rgb(img_file)
+        img = read_rgb8(img_file)
         img_hw = img.shape[:2]
         if hw0 is None:
             hw0 = img_hw
+            rgb = np.empty((len(keep),) + tuple(size or hw0) + (3,), dtype=np.uint8)
+            depth = C.depth_stack(len(keep), size or hw0) if with_depth[i] else None
         elif size is None:
             C.check_hw(img, hw0, img_file)
         try:
@@ -183,14 +189,14 @@ def read(path: Path, options) -> Scene:
         K = _intrinsics(meta, fr, img_hw, file, int(i))
         hw = size or img_hw
         Ks.append(C.scale_intrinsics(K, img_hw, hw))
-        rgbs.append(C.resize_map(img, size, nearest=False))
-        if with_depth[i]:
-            depths.append(_read_depth(path, fr, meta, img_hw, size, file))
+        rgb[j] = C.resize_rgb(img, size)
+        if depth is not None:
+            depth[j] = _read_depth(path, fr, meta, img_hw, size, file)
     names = [all_names[i] for i in keep]
     labels = C.read_png_sources(path, names, hw0, size)
     return Scene(
-        path=path, frame_names=names, rgb=np.stack(rgbs).astype(np.float32), c2w=np.stack(poses).astype(np.float32),
+        path=path, frame_names=names, rgb=rgb, c2w=np.stack(poses).astype(np.float32),
         intrinsics=np.stack(Ks).astype(np.float32), classes=C.INSTANCE_ONLY_CLASSES,
-        split=C.remap_split(split, keep, file), depth=np.stack(depths).astype(np.float32) if depths else None,
+        split=C.remap_split(split, keep, file), depth=depth,
         depth_kind="metric", labels=labels, mask_dirs=C.mask_dirs(path),
     )
