@@ -6,10 +6,18 @@ Runs on CUDA when present (train.device: auto), else on the CPU.
 With --mask-hierarchy (no config needed): peak memory and time of turning one image's
 multi-granular masks (synthetic, SAM-like) into the feature head's patch hierarchy.
 
+With --scene-memory (no config needed): writes a Panoptic-Lifting-layout scene of FRAMES
+frames of H x W (colour, depth, normals, noisy m2f and GT labels, confidences) to a
+temporary folder, loads it in a child process as training does (reader, normalisation,
+training labels, ray sampler on the CPU) and reports the child's peak resident memory
+and load time, with the bytes of the scene's arrays and what they would take in float32.
+--scene-dir keeps (and reuses) the generated scene; --code measures another checkout.
+
 Example:
   python tools/benchmark.py confs/demo.yaml --iterations 50 --json bench.json
   python tools/benchmark.py confs/scannet.yaml --set data.path=... --iterations 200
   python tools/benchmark.py --mask-hierarchy 1000 968 1296
+  python tools/benchmark.py --scene-memory 1000 480 640
 """
 
 from __future__ import annotations
@@ -33,11 +41,20 @@ def main() -> int:
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--mask-hierarchy", nargs=3, type=int, default=None, metavar=("MASKS", "H", "W"),
                     help="measure the mask hierarchy of MASKS masks of H x W instead of training")
+    ap.add_argument("--scene-memory", nargs=3, type=int, default=None, metavar=("FRAMES", "H", "W"),
+                    help="measure the peak memory of loading a scene of FRAMES frames of H x W instead of training")
+    ap.add_argument("--scene-dir", default=None,
+                    help="--scene-memory: write the scene here and keep it (reused when it holds the same size)")
+    ap.add_argument("--code", default=None,
+                    help="--scene-memory: root of another sdfseg checkout whose loader to measure (default: this one)")
     args = ap.parse_args()
     if args.mask_hierarchy is not None:
         return mask_hierarchy(args.mask_hierarchy, args.json)
+    if args.scene_memory is not None:
+        return scene_memory(args.scene_memory, args.scene_dir, args.code, args.json)
     if args.config is None:
-        raise SdfsegError("expected a config file (e.g. confs/demo.yaml) or --mask-hierarchy MASKS H W")
+        raise SdfsegError("expected a config file (e.g. confs/demo.yaml), --mask-hierarchy MASKS H W or "
+                          "--scene-memory FRAMES H W")
     if args.iterations < 1:
         raise SdfsegError(f"--iterations: expected >= 1, got {args.iterations}")
     cfg = load_config(args.config, args.set)
@@ -72,6 +89,24 @@ def mask_hierarchy(spec: list[int], json_path: str | None) -> int:
           f"{r['pack_seconds']:.1f} s)")
     print(f"hierarchy build: peak {mib(r['build_peak_bytes']):.1f} MiB, kept {mib(r['hierarchy_bytes']):.1f} MiB, "
           f"{r['build_seconds']:.1f} s; a dense [M, H, W] bool array would be {mib(r['dense_bytes']):.0f} MiB")
+    if json_path:
+        write_json_atomic(json_path, r)
+    return 0
+
+
+def scene_memory(spec: list[int], scene_dir: str | None, code: str | None, json_path: str | None) -> int:
+    n, h, w = spec
+    if n < 1 or h < 8 or w < 8:
+        raise SdfsegError(f"--scene-memory: expected FRAMES >= 1 and H, W >= 8, got {n} {h} {w}")
+    from sdfseg.io import write_json_atomic
+    from sdfseg.scene_memory import scene_memory as measure
+
+    r = measure(n, h, w, scene_dir=scene_dir, code=code)
+    gib = lambda b: b / 2**30
+    print(f"{n} frames of {h} x {w}: peak RSS {gib(r['peak_rss_bytes']):.2f} GiB "
+          f"({gib(r['maxrss_imports']):.2f} GiB after imports), load {r['load_seconds']:.1f} s; "
+          f"scene arrays {gib(r['scene_bytes']):.2f} GiB (float32 storage: {gib(r['float32_scene_bytes']):.2f} GiB); "
+          f"scene written in {r['generate_seconds']:.1f} s")
     if json_path:
         write_json_atomic(json_path, r)
     return 0
