@@ -110,6 +110,13 @@ class SamplerConfig:
     n_depth_uniform: int = 24
     n_depth_near: int = 24
     depth_std: float = 0.02
+    grid_resolution: int = 65
+    """Rays without metric sensor depth (monocular cues, transforms.json without depth, or
+    ``use_depth: false``): vertices per side of a grid of the model's own scene SDF, refreshed every
+    ``grid_update_every`` steps (``4 m + 1``: coarse to fine), whose first surface crossing each ray is
+    sampled around as sensor depth would be (``n_depth_uniform + n_depth_near`` samples, spread
+    ``max(depth_std, half a voxel)``): no SDF sampler rounds. 0 = off (the ``kind`` sampler)."""
+    grid_update_every: int = 50
 
 
 @dataclass
@@ -522,6 +529,7 @@ def _validate_ranges(cfg: Config) -> None:
                 "model.encoding.log2_hashmap_size": m.encoding.log2_hashmap_size,
                 "model.encoding.base_resolution": m.encoding.base_resolution,
                 "sampler.n_coarse": s.n_coarse, "sampler.n_depth_near": s.n_depth_near, "sampler.depth_std": s.depth_std,
+                "sampler.grid_update_every": s.grid_update_every,
                 "render.chunk": r.chunk, "render.surface_samples": r.surface_samples, "data.max_frames": d.max_frames, "data.sphere_radius": d.sphere_radius}
     for key, val in positive.items():
         if val is not None and not val > 0:
@@ -547,6 +555,8 @@ def _validate_ranges(cfg: Config) -> None:
     if m.encoding.max_resolution < m.encoding.base_resolution:
         raise SdfsegError(f"config key 'model.encoding.max_resolution': expected >= base_resolution "
                           f"({m.encoding.base_resolution}), got {m.encoding.max_resolution}")
+    if s.grid_resolution != 0 and s.grid_resolution < 9:
+        raise SdfsegError(f"config key 'sampler.grid_resolution': expected 0 (off) or >= 9, got {s.grid_resolution}")
     if r.grid_resolution < 16:
         raise SdfsegError(f"config key 'render.grid_resolution': expected >= 16, got {r.grid_resolution}")
     if r.mesh_resolution < 16:

@@ -20,7 +20,7 @@ from .data.rays import pixel_rays
 from .data.scene import Scene
 from .errors import SdfsegError
 from .inference import eval_points, render_rays_chunked
-from .model import SceneModel
+from .model import SceneModel, uses_sample_grid
 from .rundir import read_run_config
 from .train import load_training_scene, pick_device, resolve_config
 
@@ -50,7 +50,7 @@ def load_feature_run(run_dir: str | Path, device: Optional[str] = None) -> Featu
     state = read_checkpoint(ckpt, dev, missing="no checkpoint (the run has not trained yet)")
     scene = load_training_scene(cfg)
     n_sem = scene.classes.num_classes if cfg.train.mode == "instance" else 0
-    model = SceneModel(cfg, int(state["num_channels"]), n_sem).to(dev)
+    model = SceneModel(cfg, int(state["num_channels"]), n_sem, sample_grid=uses_sample_grid(cfg, scene)).to(dev)
     check_model(state, None, model.hash_backend, ckpt)
     load_model_weights(model, state, cfg.train.iterations, ckpt, what=str(cfg_file))
     model.eval()

@@ -28,6 +28,13 @@ BOUND_RADIUS = 1.0
 """Radius of the bounding sphere rays are clipped to (scenes are normalised to ``data.sphere_radius`` < 1)."""
 
 
+def uses_sample_grid(cfg: Config, scene) -> bool:
+    """Whether training samples rays around the surface of the model's own SDF grid: when
+    ``sampler.grid_resolution > 0`` and the rays have no metric sensor depth to sample around."""
+    has_depth = cfg.sampler.use_depth and scene.depth is not None and scene.depth_kind == "metric"
+    return cfg.sampler.grid_resolution > 0 and not has_depth
+
+
 class SceneModel(nn.Module):
     """Fields + renderer.
 
@@ -36,7 +43,7 @@ class SceneModel(nn.Module):
         (incl. void) of the semantic head, or 0 for none.
     """
 
-    def __init__(self, cfg: Config, num_channels: int, num_classes: int = 0):
+    def __init__(self, cfg: Config, num_channels: int, num_classes: int = 0, sample_grid: bool = False):
         super().__init__()
         m = cfg.model
         self.cfg = cfg
@@ -58,6 +65,11 @@ class SceneModel(nn.Module):
         else:
             self.sampler = samplers.HierarchicalSDFSampler(n_coarse=s.n_coarse, n_importance=s.n_importance,
                                                            n_rounds=s.n_rounds)
+        self.sample_grid: Optional["SdfGrid"] = None
+        if sample_grid:
+            from .render.surface import SdfGrid
+
+            self.sample_grid = SdfGrid(s.grid_resolution, BOUND_RADIUS)
         self.features: Optional[FeatureHead] = None
         if cfg.features.enabled:
             f = cfg.features
@@ -118,6 +130,12 @@ class SceneModel(nn.Module):
         """Push the trainer's schedule into the model before step ``step`` of ``total`` (annealed beta
         and ownership temperature follow ``progress = step / total``)."""
         self.progress = step / max(1, total)
+        g = self.sample_grid
+        if g is not None and (not bool(g.valid) or step % self.cfg.sampler.grid_update_every == 0):
+            was_training = self.training
+            self.eval()
+            g.update(self.scene_sdf)
+            self.train(was_training)
 
     def get_extra_state(self) -> dict:
         return {"progress": float(self.progress)}
@@ -188,9 +206,19 @@ class SceneModel(nn.Module):
         """Sample distances ``t [R, S]`` and the far bound ``[R]`` along rays.
 
         ``depth_t`` ``[R]`` (ray distance of sensor depth, 0 = invalid) switches to depth-guided sampling.
+        Without it, a model with a :attr:`sample_grid` samples around the first surface of that grid of
+        its own scene SDF the same way (``sampler.grid_resolution``; rays the grid finds no surface for
+        get stratified samples), else the model's SDF sampler runs.
         """
         near, far = samplers.near_far_sphere(origins, dirs, BOUND_RADIUS)
         with torch.no_grad():
+            g = self.sample_grid
+            if depth_t is None and g is not None and bool(g.valid):
+                s = self.cfg.sampler
+                t_grid = g.depth(origins, dirs, near, far)
+                return samplers.depth_guided_samples(near, far, t_grid, t_grid > 0, s.n_depth_uniform,
+                                                     s.n_depth_near, max(s.depth_std, 0.5 * g.voxel),
+                                                     perturb=self.training), far
             if depth_t is not None:
                 s = self.cfg.sampler
                 valid = depth_t > 0

@@ -16,6 +16,7 @@ from .data.scene import ClassInfo
 from .hierarchy_head import FeatureLoss, FrameHierarchy, feature_depth_t
 from .losses import clustering as cl
 from .losses import recon
+from .scatter import scatter_sum
 
 
 def random_sphere_points(n: int, radius: float, device: torch.device, generator=None) -> torch.Tensor:
@@ -191,7 +192,7 @@ def _label_semantics(y: torch.Tensor, sem: torch.Tensor, labs: torch.Tensor, nse
 
 def _mean_per_label(values: torch.Tensor, y: torch.Tensor, labs: torch.Tensor) -> torch.Tensor:
     idx = torch.searchsorted(labs, y)
-    s = torch.zeros(labs.numel(), device=values.device).index_add_(0, idx, values)
+    s = scatter_sum(values, idx, labs.numel())
     n = torch.zeros(labs.numel(), device=values.device).index_add_(0, idx, torch.ones_like(values))
     return s / n.clamp_min(1)
 

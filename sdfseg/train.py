@@ -23,7 +23,7 @@ from .errors import SdfsegError
 from .fields.encodings import resolve_backend
 from .io import atomic_path, write_text_atomic
 from .labels import TrainingLabels, training_labels
-from .model import SceneModel
+from .model import SceneModel, uses_sample_grid
 from .objective import Objective
 from .progress import Progress
 
@@ -94,7 +94,7 @@ class Trainer:
         self.sampler = RaySampler(self.scene, self.labels.labels, self.labels.semantic, self.labels.confidence,
                                   self.device, cfg.train.keyframe_ratio, cfg.train.replace_prob, cfg.train.seed)
         n_sem = self.scene.classes.num_classes if cfg.train.mode == "instance" else 0
-        self.model = SceneModel(cfg, self.k, n_sem).to(self.device)
+        self.model = SceneModel(cfg, self.k, n_sem, sample_grid=uses_sample_grid(cfg, self.scene)).to(self.device)
         self.objective = Objective(cfg, self.scene.depth_kind, self.scene.classes)
         self.feature_sup = None
         if cfg.features.enabled:

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from _helpers import DEVICE
 from sdfseg.errors import SdfsegError
 from sdfseg.fields.encodings import FrequencyEncoding, HashGridEncoding, level_resolutions, tcnn_available
 
@@ -144,3 +145,20 @@ def test_frequency_encoding_values_and_jacobian():
     rows = [torch.autograd.grad(value[:, d].sum(), xg, retain_graph=True)[0] for d in range(enc.out_dim)]
     assert torch.allclose(jac, torch.stack(rows, -1).permute(1, 0, 2), atol=1e-6)
     assert FrequencyEncoding(3, include_input=False).out_dim == 18
+
+
+def test_sorted_scatter_add_sums_rows_by_index_in_a_fixed_order():
+    from sdfseg.scatter import scatter_sum, sorted_scatter_add
+
+    idx = torch.tensor([2, 0, 2, 4])
+    rows = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [0.5, 0.25]])
+    expect = torch.tensor([[2.0, 20.0], [0.0, 0.0], [4.0, 40.0], [0.0, 0.0], [0.5, 0.25], [0.0, 0.0]])
+    assert torch.equal(sorted_scatter_add(idx, rows, 6), expect)
+    g = torch.Generator().manual_seed(3)
+    idx, rows = torch.randint(0, 300, (5000,), generator=g), torch.randn(5000, 2, generator=g)
+    ref = torch.zeros(301, 2, dtype=torch.float64).index_add(0, idx, rows.double())
+    assert torch.allclose(sorted_scatter_add(idx.to(DEVICE), rows.to(DEVICE), 301).cpu().double(), ref, atol=1e-5)
+    assert torch.equal(scatter_sum(rows, idx, 301), torch.zeros(301, 2).index_add(0, idx, rows))  # CPU: index_add
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)  # differentiable: d/dx of sum_r w_r out_r = w_idx
+    (sorted_scatter_add(torch.tensor([1, 0, 1]), x, 2) * torch.tensor([5.0, 7.0])).sum().backward()
+    assert torch.equal(x.grad, torch.tensor([7.0, 5.0, 7.0]))

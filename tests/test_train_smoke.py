@@ -81,19 +81,26 @@ def test_ownership_vote_moves_owners_not_surface(scene_dir, tmp_path):
     assert not (run / "ownership.npz").exists() and trainer.model.channel_edit is None
 
 
-def test_resume_continues_from_saved_step(scene_dir, tmp_path):
-    straight = Trainer(_cfg(scene_dir, tmp_path / "a", "train.iterations=4"))
+@pytest.mark.parametrize("extra", [(), ("sampler.use_depth=false", "sampler.grid_resolution=17",
+                                          "sampler.grid_update_every=3")], ids=["depth", "sdf-grid"])
+def test_resume_continues_from_saved_step(scene_dir, tmp_path, extra):
+    straight = Trainer(_cfg(scene_dir, tmp_path / "a", "train.iterations=4", *extra))
     straight.fit(progress=False)
 
-    killed = Trainer(_cfg(scene_dir, tmp_path / "b", "train.iterations=4"))
+    killed = Trainer(_cfg(scene_dir, tmp_path / "b", "train.iterations=4", *extra))
     killed.train_step()
     killed.train_step()
     killed.save_checkpoint()  # the run is killed after its step-2 checkpoint
-    resumed = Trainer(_cfg(scene_dir, tmp_path / "b", "train.iterations=4"))
+    resumed = Trainer(_cfg(scene_dir, tmp_path / "b", "train.iterations=4", *extra))
     resumed.fit(resume=True, progress=False)
     assert resumed.step == 4
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         assert torch.allclose(a, b, atol=1e-5)
+    if extra:  # the grid of the model's own SDF is training state: saved, restored, refreshed at step 3
+        assert straight.model.sample_grid is not None and bool(resumed.model.sample_grid.valid)
+        assert torch.equal(straight.model.sample_grid.values, resumed.model.sample_grid.values)
+    else:
+        assert straight.model.sample_grid is None  # sensor depth: no grid
     reloaded = load_run(tmp_path / "b")
     assert reloaded.step == 4
 

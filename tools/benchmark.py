@@ -16,6 +16,8 @@ and load time, with the bytes of the scene's arrays and what they would take in 
 Example:
   python tools/benchmark.py confs/demo.yaml --iterations 50 --json bench.json
   python tools/benchmark.py confs/scannet.yaml --set data.path=... --iterations 200
+  python tools/benchmark.py confs/demo.yaml --render-view
+  python tools/benchmark.py --compare-renderers runs/demo
   python tools/benchmark.py --mask-hierarchy 1000 968 1296
   python tools/benchmark.py --scene-memory 1000 480 640
 """
@@ -41,6 +43,11 @@ def main() -> int:
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--mask-hierarchy", nargs=3, type=int, default=None, metavar=("MASKS", "H", "W"),
                     help="measure the mask hierarchy of MASKS masks of H x W instead of training")
+    ap.add_argument("--render-view", action="store_true",
+                    help="after the timed iterations also time rendering the first test view (render.renderer)")
+    ap.add_argument("--compare-renderers", default=None, metavar="RUN",
+                    help="re-render the test views of the finished run RUN with the volume and the surface "
+                         "renderer into RUN/renderers/: time, metrics and agreement of both")
     ap.add_argument("--scene-memory", nargs=3, type=int, default=None, metavar=("FRAMES", "H", "W"),
                     help="measure the peak memory of loading a scene of FRAMES frames of H x W instead of training")
     ap.add_argument("--scene-dir", default=None,
@@ -50,6 +57,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.mask_hierarchy is not None:
         return mask_hierarchy(args.mask_hierarchy, args.json)
+    if args.compare_renderers is not None:
+        return compare_renderers(Path(args.compare_renderers), args.set, args.json)
     if args.scene_memory is not None:
         return scene_memory(args.scene_memory, args.scene_dir, args.code, args.json)
     if args.config is None:
@@ -62,11 +71,16 @@ def main() -> int:
     from sdfseg.benchmark import benchmark
     from sdfseg.io import write_json_atomic
 
-    r = benchmark(cfg, iterations=args.iterations)
+    r = benchmark(cfg, iterations=args.iterations, render_view=args.render_view)
     print(f"device {r['device']} ({r['torch_threads']} threads), K = {r['num_channels']}, "
           f"hash grid backend {r['hash_backend']}")
     print(f"{r['iterations_per_second']:.2f} it/s, {r['rays_per_second']:.0f} rays/s "
           f"({r['rays_per_iteration']} rays/it), peak memory {r['peak_memory_mb']:.0f} MiB")
+    if "render" in r:
+        v = r["render"]
+        print(f"render ({v['renderer']}): {v['rays_per_second']:.0f} rays/s, {v['seconds_per_view']:.2f} s per "
+              f"{v['hw'][0]} x {v['hw'][1]} view (+ {v['grid_seconds']:.2f} s scene grid once), "
+              f"{100 * v['fallback_share']:.1f}% rays on the full renderer")
     print("seconds per call on one batch:")
     for k, v in sorted(r["per_term_seconds"].items(), key=lambda kv: -kv[1]):
         print(f"  {k:<28}{v * 1000:9.1f} ms")
@@ -89,6 +103,28 @@ def mask_hierarchy(spec: list[int], json_path: str | None) -> int:
           f"{r['pack_seconds']:.1f} s)")
     print(f"hierarchy build: peak {mib(r['build_peak_bytes']):.1f} MiB, kept {mib(r['hierarchy_bytes']):.1f} MiB, "
           f"{r['build_seconds']:.1f} s; a dense [M, H, W] bool array would be {mib(r['dense_bytes']):.0f} MiB")
+    if json_path:
+        write_json_atomic(json_path, r)
+    return 0
+
+
+def compare_renderers(run: Path, overrides: list[str], json_path: str | None) -> int:
+    from sdfseg.io import write_json_atomic
+    from sdfseg.render_bench import compare_renderers as compare
+    from sdfseg.rundir import RunLock
+
+    if not (run / "config.yaml").exists():
+        raise SdfsegError(f"--compare-renderers: {run}: not a run folder (no config.yaml)")
+    with RunLock(run, "tools/benchmark.py --compare-renderers"):
+        r = compare(run, run / "renderers", overrides=overrides)
+    print(f"{r['views']} test views of {r['hw'][0]} x {r['hw'][1]} on {r['device']} ({r['torch_threads']} threads)")
+    print(f"{'renderer':<9}{'rays/s':>9}{'+ grid':>9}{'fallback':>10}{'PQ':>7}{'mIoU':>7}{'EA':>7}")
+    for k in ("volume", "surface"):
+        v, m = r[k], r[k]["metrics"]
+        print(f"{k:<9}{v['rays_per_second']:9.0f}{v['rays_per_second_with_grid']:9.0f}{100 * v['fallback_share']:9.1f}%"
+              + "".join(f"{100 * m[x]:7.1f}" if x in m else "      -" for x in ("pq", "miou", "ea")))
+    a = r["agreement"]
+    print(f"same instance id on {100 * a['instance']:.2f}% of pixels, same class on {100 * a['semantic']:.2f}%")
     if json_path:
         write_json_atomic(json_path, r)
     return 0

@@ -14,7 +14,7 @@
 #                                         # but the wheels in .whl/, if any, into a temporary folder)
 #   tools/gpu_check.sh --cpu-rehearsal    # the same stages at toy size on the CPU (a few minutes)
 # Environment: OUT (output folder, default gpu_check_out), GPU_CHECK_STAGES (default "env tests bench e2e"),
-# PYTHON (default python3).
+# PYTHON (default python3), TEST_LIMIT / BENCH_LIMIT / E2E_LIMIT (seconds per stage on the GPU: 140 / 130 / 240).
 # The GPU machine has no package index: trimesh, PyMCubes and embreex travel as wheels in .whl/
 # (see docs/gpu.md for the download command).
 set -u
@@ -41,7 +41,7 @@ if [ "$REHEARSAL" = 1 ]; then
 else
   DEVICE=cuda; TESTS="tests"; BENCH_IT=50; ROOM_ARGS="--views 120 --height 240 --width 320"
   E2E_SET=""
-  TEST_LIMIT=150; BENCH_LIMIT=140; E2E_LIMIT=260
+  TEST_LIMIT=${TEST_LIMIT:-140}; BENCH_LIMIT=${BENCH_LIMIT:-130}; E2E_LIMIT=${E2E_LIMIT:-240}
 fi
 ROOM="$WORK/room"
 
@@ -57,9 +57,16 @@ run_stage() {
   return $rc
 }
 
+# the room is generated in the background from the start (single-threaded, 1-2 minutes at full size),
+# while the tests run; the stages that need it wait for it
+start_room() {
+  ( "$PY" tools/make_room.py "$ROOM" --seed 10 $ROOM_ARGS --quiet >"$WORK/room.log" 2>&1; echo $? >"$WORK/room.rc" ) &
+}
 make_room() {
-  [ -f "$ROOM/room.json" ] && return 0
-  "$PY" tools/make_room.py "$ROOM" --seed 10 $ROOM_ARGS --quiet
+  local t0=$(date +%s)
+  while [ ! -f "$WORK/room.rc" ]; do sleep 1; done
+  echo "room ready after waiting $(( $(date +%s) - t0 )) s"
+  [ "$(cat "$WORK/room.rc")" = 0 ] || { cat "$WORK/room.log"; return 1; }
 }
 
 stage_env() {
@@ -84,8 +91,8 @@ EOF
 
 stage_tests() {
   local par=()
-  "$PY" -c "import xdist" 2>/dev/null && [ "$REHEARSAL" = 0 ] && par=(-n 6)
-  SDFSEG_TEST_DEVICE=$DEVICE "$PY" -m pytest -q -p no:cacheprovider "${par[@]}" $TESTS
+  "$PY" -c "import xdist" 2>/dev/null && [ "$REHEARSAL" = 0 ] && par=(-n 8)
+  SDFSEG_TEST_DEVICE=$DEVICE "$PY" -m pytest -v -p no:cacheprovider -p no:benchmark -rf "${par[@]}" $TESTS
 }
 
 stage_bench() {
@@ -136,6 +143,7 @@ EOF
 export OUT PY WORK ROOM REHEARSAL DEVICE TESTS BENCH_IT ROOM_ARGS E2E_SET
 export -f summary make_room stage_env stage_tests stage_bench stage_e2e
 summary "gpu_check $( [ $REHEARSAL = 1 ] && echo '(cpu rehearsal)') stages: $STAGES"
+case " $STAGES " in *" bench "*|*" e2e "*) start_room ;; esac
 for s in $STAGES; do
   case $s in
     env) run_stage env 30 stage_env ;;

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import SdfsegError
+from ..scatter import scatter_sum
 
 
 def _zero(like: Tensor) -> Tensor:
@@ -25,8 +26,8 @@ def _zero(like: Tensor) -> Tensor:
 
 
 def _group_mean(values: Tensor, inverse: Tensor, n_groups: int) -> tuple[Tensor, Tensor]:
-    """Mean of ``values [R, C]`` per group id ``inverse [R]`` -> ``([G, C], counts [G])`` (index_add)."""
-    sums = values.new_zeros(n_groups, values.shape[1]).index_add(0, inverse, values)
+    """Mean of ``values [R, C]`` per group id ``inverse [R]`` -> ``([G, C], counts [G])`` (deterministic scatter)."""
+    sums = scatter_sum(values, inverse, n_groups)
     counts = torch.bincount(inverse, minlength=n_groups)
     return sums / counts.clamp_min(1)[:, None].to(values.dtype), counts
 

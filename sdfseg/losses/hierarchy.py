@@ -38,6 +38,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import minimum_spanning_tree
 from scipy.spatial import cKDTree
 
+from ..scatter import scatter_sum
+
 OMNISEG_WEIGHT = 5e-4
 """Paper weight of the hierarchical contrastive loss."""
 NORM_WEIGHT = 5e2
@@ -81,8 +83,8 @@ def cluster_prototypes(f: torch.Tensor, u: torch.Tensor, counts: torch.Tensor, p
     """Prototypes [K, D] (mean feature) and detached temperatures [K] of clusters ``u`` [N] in 0..K-1."""
     k = counts.shape[0]
     n = counts.to(f.dtype)
-    mu = torch.zeros(k, f.shape[1], dtype=f.dtype, device=f.device).index_add(0, u, f) / n[:, None]
-    spread = torch.zeros(k, dtype=f.dtype, device=f.device).index_add(0, u, (f - mu[u]).norm(dim=1))
+    mu = scatter_sum(f, u, k) / n[:, None]
+    spread = scatter_sum((f - mu[u]).norm(dim=1), u, k)
     phi = spread / (n * torch.log(n + 10.0))
     return mu, (phi * phi_scale).clamp(phi_clip[0], phi_clip[1]).detach()
 
@@ -146,7 +148,7 @@ def hierarchical_contrastive_terms(features: torch.Tensor, patch_ids, corr, deca
     running = torch.cummax(raw_max.view(n, num_levels), dim=1).values
     finer = torch.cat([nll.new_zeros(n, 1), running[:, :-1]], dim=1).clamp_min(0.0)
     ordered = torch.maximum(nll_e, finer[r_e, d_e])
-    level_loss = nll.new_zeros(n * num_levels).index_add(0, slot, ordered).view(n, num_levels)
+    level_loss = scatter_sum(ordered, slot, n * num_levels).view(n, num_levels)
     if level_reduction == "mean":
         per_level = torch.bincount(slot, minlength=n * num_levels).view(n, num_levels)
         level_loss = level_loss / per_level.clamp_min(1).to(level_loss.dtype)
