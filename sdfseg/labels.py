@@ -11,9 +11,11 @@ the room, frames a source does not cover; REFERENCE 8) get label -1 and semantic
 segmentation loss and the end-of-run votes ignore them; a test-time-augmentation confidence of 0
 is low confidence, which the readers already raised to 0.1 (REFERENCE 2), and only weights a pixel.
 
-The labels are built frame by frame in the smallest integer type that holds them (int32 for remapped
-ids, int8/int16 otherwise; :func:`~sdfseg.data.scene.label_dtype`); confidences and, where no pixel
-needs masking, semantic maps are the scene's own arrays, not copies.
+The labels are not materialised: :class:`~sdfseg.data.label_maps.LabelMaps` keeps the source's own maps,
+one small table per frame (its ids and what they become: random ids, ranks, clamped ids) and the
+source's confidences as the mask (confidence 0 -> -1, or class 0 for semantic labels), and gives frames,
+rays or the whole stack with exactly the values the materialised maps held (the same random ids for the
+same seed).
 """
 
 from __future__ import annotations
@@ -24,19 +26,21 @@ from typing import Optional
 import numpy as np
 
 from .config import Config
-from .data.rays import remap_frame_ids
+from .data.label_maps import LabelMaps, frame_ids
+from .data.rays import remap_frame_table
 from .data.scene import LabelMapBuilder, LabelSource, Scene
 from .errors import SdfsegError
 
 
 @dataclass
 class TrainingLabels:
-    labels: np.ndarray
-    """``[N, H, W]`` segmentation labels (instance or semantic ids; -1 = not supervised), compact signed or
-    unsigned ints. Read-only: in semantic mode it is the same array as :attr:`semantic`."""
-    semantic: np.ndarray
-    """``[N, H, W]`` semantic classes of the same source (0 = void, also where not supervised), the source's
-    dtype: the source's own array when every pixel is supervised, else a copy."""
+    labels: LabelMaps
+    """``[N, H, W]`` segmentation labels (instance or semantic ids; -1 = not supervised) as
+    :class:`~sdfseg.data.label_maps.LabelMaps` over the source's maps (``np.asarray`` / ``.frame(i)`` give
+    arrays). In semantic mode the same object as :attr:`semantic`."""
+    semantic: LabelMaps
+    """``[N, H, W]`` semantic classes of the same source (0 = void, also where not supervised): the source's
+    maps, masked by the confidences when some pixel is not supervised."""
     confidence: Optional[np.ndarray]
     """``[N, H, W]`` weights in (0, 1] of supervised pixels (0 where not supervised), or None: the source's
     array (uint8 ``v / 240``, :func:`~sdfseg.data.scene.decode_confidence`)."""
@@ -51,15 +55,20 @@ def _source(scene: Scene, cfg: Config) -> tuple[LabelSource, str]:
     return scene.label_source(cfg.data.label_source), cfg.data.label_source
 
 
-def rank_frame_ids(frame: np.ndarray) -> np.ndarray:
-    """One frame's non-zero ids ``[H, W]`` renumbered 1..n by decreasing area (a segmenter's numbering), int64."""
-    ids, inv, counts = np.unique(frame, return_inverse=True, return_counts=True)
+def rank_frame_table(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One frame's distinct ids (sorted, int64) and their numbers 1..n by decreasing area, 0 staying 0 (a
+    segmenter's numbering; ties in id order)."""
+    ids, counts = np.unique(frame, return_counts=True)
     counts = np.where(ids == 0, -1, counts)
     rank = np.empty(len(ids), dtype=np.int64)
     rank[np.argsort(-counts, kind="stable")] = np.arange(len(ids))
-    nz = ids != 0
-    new = np.where(nz, rank + 1, 0)  # id 0 ranks last, so non-zero ranks are 0..n-1
-    return new[inv].reshape(frame.shape)
+    return ids.astype(np.int64), np.where(ids != 0, rank + 1, 0)  # id 0 ranks last, so non-zero ranks are 0..n-1
+
+
+def rank_frame_ids(frame: np.ndarray) -> np.ndarray:
+    """One frame's non-zero ids ``[H, W]`` renumbered 1..n by decreasing area (a segmenter's numbering), int64."""
+    ids, new = rank_frame_table(frame)
+    return new[np.searchsorted(ids, frame)]
 
 
 def rank_ids_per_frame(inst: np.ndarray) -> np.ndarray:
@@ -82,33 +91,22 @@ def training_labels(scene: Scene, cfg: Config, num_channels: int) -> TrainingLab
                               "m2f semantics to take classes from")
     conf = src.confidence
     n = sem_src.semantic.shape[0]
-
-    def supervised(i: int) -> np.ndarray:
-        return conf[i] > 0
-
-    semantic = sem_src.semantic
-    if conf is not None:
-        for i in range(n):  # frame by frame: no [N, H, W] temporaries
-            off = ~supervised(i)
-            if off.any():
-                if semantic is sem_src.semantic:  # copied only when some pixel is not supervised
-                    semantic = semantic.copy()
-                semantic[i][off] = 0
+    # semantic classes: 0 where not supervised (a mask only when some pixel is; frame by frame, no temporaries)
+    masked = conf is not None and any(not (conf[i] > 0).all() for i in range(n))
+    semantic = LabelMaps(sem_src.semantic, mask=conf if masked else None, fill=0)
     if cfg.train.mode == "semantic":
         return TrainingLabels(semantic, semantic, conf, name)
     if src.instance is None:
         raise SdfsegError(f"{scene.path}: label source '{name}' has no instance maps (instance mode)")
     rng = np.random.default_rng(cfg.train.seed + 17)
-    out = LabelMapBuilder(src.instance.shape, lo=-1 if conf is not None else 0)
+    tables = []
     for i in range(n):
         inst = src.instance[i]
         if cfg.train.method == "supervised":
-            if not cfg.train.oracle_labels:
-                inst = rank_frame_ids(inst)
-            inst = np.where(inst >= num_channels, 0, inst)
+            ids, new = (frame_ids(inst), None) if cfg.train.oracle_labels else rank_frame_table(inst)
+            new = ids if new is None else new
+            tables.append((ids, np.where(new >= num_channels, 0, new)))
         elif cfg.train.remap_ids:
-            inst = remap_frame_ids(inst, rng)
-        if conf is not None:
-            inst = np.where(supervised(i), inst.astype(np.int64, copy=False), -1)
-        out[i] = inst
-    return TrainingLabels(out.array, semantic, conf, name)
+            tables.append(remap_frame_table(inst, rng))
+    # not supervised -> -1; without remapping (clustering, train.remap_ids false) the ids are the source's
+    return TrainingLabels(LabelMaps(src.instance, tables or None, mask=conf, fill=-1), semantic, conf, name)

@@ -10,14 +10,16 @@ few dozen instances, confidences with test-time-augmentation zeros); ``distinct`
 encoded and the others are hard links to them (copies where links are refused), so 1000 frames
 of 480 x 640 are written in seconds. Poses differ per frame.
 
-:func:`scene_memory` loads such a scene in a child process the way training does (the
-layout's reader, normalisation, training labels of the default config and the
-:class:`~sdfseg.data.rays.RaySampler` on the CPU, then one batch) and reports the child's peak
-resident memory (``getrusage(RUSAGE_CHILDREN).ru_maxrss``), the seconds per step, the bytes of
-the scene's arrays and what those arrays take in float32 / int32 (the storage before scenes
-were compact). The child uses only the public loading API, so ``code`` may name another
-checkout of the package (e.g. a ``git worktree`` of an older commit) to measure it on the same
-files.
+:func:`scene_memory` loads such a scene in a child process the way training does for a config (by
+default the ScanNet recipe, ``confs/scannet.yaml``, at the scene's own size):
+:func:`~sdfseg.train.load_training_scene` (the layout's reader with training's read options: normal
+maps only for the normal losses, GT maps of the test frames; normalisation), the training labels and
+the :class:`~sdfseg.data.rays.RaySampler` on the CPU, then one batch and 20 more timed
+(``batch_seconds``: the sampler's share of a training step). It reports the child's peak resident
+memory (``getrusage(RUSAGE_CHILDREN).ru_maxrss``), the phases' times, the bytes of the scene's
+arrays and what those arrays take in float32 / int32 (the storage before scenes were compact). The
+child uses only the public loading API, so ``code`` may name another checkout of the package (e.g. a
+``git worktree`` of an older commit) to measure it on the same files with the same config.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ NUM_CLASSES = 22
 THINGS = (4, 5, 6, 14, 15, 16, 17, 18, 20)
 MARKER = "scene_memory.json"
 """File recording the spec of a generated scene, so a folder can be reused (``scene_dir``)."""
+
+SCANNET_CONFIG = Path(__file__).resolve().parents[1] / "confs" / "scannet.yaml"
+"""The training config the benchmark loads the scene for by default: the ScanNet recipe (no normal losses)."""
 
 FLOAT32_BYTES_PER_PIXEL = {"rgb": 12, "depth": 4, "normals": 12, "label": 4, "confidence": 4}
 """Bytes per pixel of each kind of array in the float32 / int32 storage of scenes before they were compact."""
@@ -148,54 +153,67 @@ t0 = time.perf_counter()
 import numpy as np
 import torch
 from sdfseg.config import load_config
-from sdfseg.data import load_scene
-from sdfseg.data.normalize import normalize_scene
 from sdfseg.data.rays import RaySampler
 from sdfseg.labels import training_labels
+from sdfseg.train import load_training_scene, num_channels_for
 torch.set_num_threads(1)
 
 def rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-path, out = sys.argv[1], sys.argv[2]
-cfg = load_config(None)
+path, out, config = sys.argv[1], sys.argv[2], sys.argv[3]
+cfg = load_config(config or None)
+cfg.data.path, cfg.data.layout, cfg.data.image_size, cfg.data.max_frames = path, "panoptic_lifting", None, None
 import sdfseg
-r = {"maxrss_imports": rss(), "import_seconds": time.perf_counter() - t0, "sdfseg_file": sdfseg.__file__}
+r = {"maxrss_imports": rss(), "import_seconds": time.perf_counter() - t0, "sdfseg_file": sdfseg.__file__,
+     "config": config or "defaults", "keeps_normals": cfg.loss.normal_l1 > 0 or cfg.loss.normal_cos > 0}
 t = time.perf_counter()
-world = load_scene(path, "panoptic_lifting")
-r["read_seconds"] = time.perf_counter() - t
-r["maxrss_read"] = rss()
+scene = load_training_scene(cfg)  # the reader with training's read options, normalisation
+r["scene_seconds"] = time.perf_counter() - t
+r["maxrss_scene"] = rss()
 t = time.perf_counter()
-scene = normalize_scene(world, radius=cfg.data.sphere_radius)
-del world
-r["normalize_seconds"] = time.perf_counter() - t
-r["maxrss_normalize"] = rss()
-t = time.perf_counter()
-labels = training_labels(scene, cfg, cfg.model.num_channels)
+labels = training_labels(scene, cfg, num_channels_for(cfg, scene))
 r["labels_seconds"] = time.perf_counter() - t
+r["maxrss_labels"] = rss()
 t = time.perf_counter()
 sampler = RaySampler(scene, labels.labels, labels.semantic, labels.confidence, torch.device("cpu"),
                      cfg.train.keyframe_ratio, cfg.train.replace_prob, cfg.train.seed)
-batch = sampler.sample(cfg.train.rays, cfg.train.label_rays, cfg.train.extra_views, cfg.train.extra_rays)
 r["sampler_seconds"] = time.perf_counter() - t
+use_extra = cfg.train.free_channels and cfg.loss.cross_view > 0
+args = (cfg.train.rays - cfg.train.label_rays, cfg.train.label_rays, cfg.train.extra_views if use_extra else 0,
+        cfg.train.extra_rays)
+batch = sampler.sample(*args)
+t = time.perf_counter()
+steps = 20
+for _ in range(steps):
+    sampler.sample(*args)
+r["batch_seconds"] = (time.perf_counter() - t) / steps
 r["maxrss_sampler"] = rss()
 arrays, seen = {}, set()
 def add(name, a):
     if a is not None and id(a) not in seen:
         seen.add(id(a))
-        arrays[name] = a
+        held = getattr(a, "frames", None)
+        arrays[name] = {"dtype": str(a.dtype), "shape": list(a.shape), "bytes": int(a.nbytes)}
+        if held is not None:
+            arrays[name]["held_frames"] = int(len(held))
 add("rgb", scene.rgb); add("depth", scene.depth); add("normals", scene.normals)
 for n, src in list(scene.labels.items()) + [("gt", scene.gt)]:
     for k in ("instance", "semantic", "confidence"):
         add((n if n == "gt" else "labels." + n) + "." + k, getattr(src, k, None) if src is not None else None)
 for lv, a in scene.gt_hierarchy.items():
     add("gt_hierarchy." + lv, a)
-r["arrays"] = {k: {"dtype": str(a.dtype), "shape": list(a.shape), "bytes": int(a.nbytes)} for k, a in arrays.items()}
-r["training_labels"] = {k: {"dtype": str(a.dtype), "bytes": int(a.nbytes)}
+r["arrays"] = arrays
+def own(a):  # bytes held by the training labels themselves (LabelMaps: the tables; an array: all of it)
+    return int(a.held_bytes) if hasattr(a, "held_bytes") else int(a.nbytes)
+r["training_labels"] = {k: {"dtype": str(a.dtype), "type": type(a).__name__, "bytes": own(a)}
                         for k, a in (("labels", labels.labels), ("semantic", labels.semantic),
                                      ("confidence", labels.confidence)) if a is not None}
-r["sampler_tensors"] = {k: str(getattr(sampler, k).dtype) for k in ("rgb", "depth", "normals", "labels", "semantic",
-                                                                      "confidence") if getattr(sampler, k, None) is not None}
+if hasattr(sampler, "tensors"):
+    r["sampler_tensors"] = {k: str(v.dtype) for k, v in sampler.tensors().items()}
+else:  # an older checkout (--code): its attributes
+    r["sampler_tensors"] = {k: str(getattr(sampler, k).dtype) for k in ("rgb", "depth", "normals", "labels",
+                            "semantic", "confidence") if getattr(sampler, k, None) is not None}
 r["batch_rays"] = int(batch.rgb.shape[0])
 r["num_frames"] = scene.num_frames
 r["hw"] = list(scene.hw)
@@ -210,19 +228,30 @@ def _float32_bytes(arrays: dict[str, dict]) -> int:
     for name, a in arrays.items():
         kind = name if name in ("rgb", "depth", "normals") else ("confidence" if name.endswith("confidence")
                                                                   else "label")
-        px = int(np.prod(a["shape"][:3])) if kind in ("rgb", "normals") else int(np.prod(a["shape"]))
+        shape = [a.get("held_frames", a["shape"][0])] + list(a["shape"][1:])  # frames actually held
+        px = int(np.prod(shape[:3])) if kind in ("rgb", "normals") else int(np.prod(shape))
         total += px * FLOAT32_BYTES_PER_PIXEL[kind]
     return total
 
 
 def scene_memory(frames: int, height: int, width: int, scene_dir: Optional[str | os.PathLike] = None,
-                 code: Optional[str | os.PathLike] = None, distinct: int = 8) -> dict:
+                 code: Optional[str | os.PathLike] = None, distinct: int = 8,
+                 config: Optional[str | os.PathLike] = SCANNET_CONFIG) -> dict:
     """Generate (or reuse, in ``scene_dir``) the benchmark scene and measure loading it in a child process.
 
-    ``code``: root of the sdfseg checkout the child imports (default: this one). Returns the child's
+    ``code``: root of the sdfseg checkout the child imports (default: this one). ``config``: the training
+    config whose settings decide what is loaded (default :data:`SCANNET_CONFIG`, this checkout's ScanNet
+    recipe; None: the built-in defaults, which train with the normal losses and so keep the normal maps);
+    the scene is read at its own ``H x W`` whatever the config's ``data.image_size``. Returns the child's
     figures (see the module docstring) plus ``peak_rss_bytes`` (``RUSAGE_CHILDREN``),
     ``scene_bytes``, ``float32_scene_bytes``, ``generate_seconds`` and ``load_seconds``.
     """
+    config_arg = ""
+    if config is not None:
+        config_path = Path(config).resolve()
+        if not config_path.is_file():
+            raise SdfsegError(f"{config_path}: config not found")
+        config_arg = str(config_path)
     tmp = None
     if scene_dir is None:
         tmp = tempfile.mkdtemp(prefix="sdfseg-scene-memory-")
@@ -244,7 +273,7 @@ def scene_memory(frames: int, height: int, width: int, scene_dir: Optional[str |
                    OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         earlier_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", _CHILD, str(root), str(result_file)], env=env,
+        proc = subprocess.run([sys.executable, "-c", _CHILD, str(root), str(result_file), config_arg], env=env,
                               cwd=str(code_root), capture_output=True, text=True)
         load_seconds = time.perf_counter() - t
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024

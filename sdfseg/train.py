@@ -59,9 +59,24 @@ def load_training_scene(cfg: Config) -> Scene:
     if not path.exists():
         hint = f" {cfg.data.missing_hint}" if cfg.data.missing_hint else ""
         raise SdfsegError(f"data.path: scene folder '{path}' not found.{hint}")
-    opts = ReadOptions(image_size=tuple(cfg.data.image_size) if cfg.data.image_size else None,
-                       max_frames=cfg.data.max_frames, crop=cfg.data.crop)
-    return normalize_scene(load_scene(path, cfg.data.layout, opts), radius=cfg.data.sphere_radius)
+    # the scene read here is only ever used normalised: its depth is rescaled in place (no second copy)
+    return normalize_scene(load_scene(path, cfg.data.layout, read_options(cfg)), radius=cfg.data.sphere_radius,
+                           in_place=True)
+
+
+def uses_scene_normals(cfg: Config) -> bool:
+    """Whether training reads the scene's normal maps (the normal losses; nothing else uses them)."""
+    return cfg.loss.normal_l1 > 0 or cfg.loss.normal_cos > 0
+
+
+def read_options(cfg: Config) -> ReadOptions:
+    """How training reads a scene: ``data.image_size``, ``data.max_frames``, ``data.crop``; normal maps kept
+    only for the normal losses (:func:`uses_scene_normals`; read and checked either way); GT label maps of
+    the test frames only (what evaluation uses) unless the GT labels are the training labels
+    (``train.oracle_labels``)."""
+    return ReadOptions(image_size=tuple(cfg.data.image_size) if cfg.data.image_size else None,
+                       max_frames=cfg.data.max_frames, crop=cfg.data.crop, normals=uses_scene_normals(cfg),
+                       gt_frames="all" if cfg.train.oracle_labels else "test")
 
 
 def num_channels_for(cfg: Config, scene: Scene) -> int:

@@ -187,13 +187,25 @@ def test_sampler_takes_float_arrays_too():
 def test_scene_memory_benchmark_small(tmp_path):
     from sdfseg.scene_memory import scene_memory
 
-    r = scene_memory(3, 16, 24, scene_dir=tmp_path / "scene")
-    assert r["num_frames"] == 3 and r["hw"] == [16, 24] and not r["reused"]
+    r = scene_memory(3, 16, 24, scene_dir=tmp_path / "scene")  # the ScanNet recipe: no normal losses
+    assert r["num_frames"] == 3 and r["hw"] == [16, 24] and not r["reused"] and r["config"].endswith("scannet.yaml")
     assert r["arrays"]["rgb"]["dtype"] == "uint8" and r["arrays"]["depth"]["dtype"] == "float16"
-    assert r["arrays"]["normals"]["dtype"] == "int8" and r["arrays"]["labels.m2f.confidence"]["dtype"] == "uint8"
+    assert "normals" not in r["arrays"] and not r["keeps_normals"]  # read and checked, not kept
+    assert r["arrays"]["labels.m2f.confidence"]["dtype"] == "uint8"
     assert set(r["arrays"]) >= {"labels.m2f.instance", "labels.m2f.semantic", "gt.instance", "gt.semantic"}
-    px = 3 * 16 * 24
-    assert r["scene_bytes"] == px * (3 + 2 + 3 + 5) and r["float32_scene_bytes"] == px * (12 + 4 + 12 + 5 * 4)
-    assert r["peak_rss_bytes"] >= r["maxrss_imports"] > 0 and r["batch_rays"] > 0
+    # GT maps of the test frames only: frame 0 of 3 (every 8th frame is a test frame)
+    assert r["arrays"]["gt.instance"]["held_frames"] == r["arrays"]["gt.semantic"]["held_frames"] == 1
+    assert r["arrays"]["gt.instance"]["shape"] == [3, 16, 24]
+    px, gt_px = 3 * 16 * 24, 16 * 24
+    assert r["scene_bytes"] == px * (3 + 2 + 3) + gt_px * 2
+    assert r["float32_scene_bytes"] == px * (12 + 4 + 3 * 4) + gt_px * 2 * 4
+    # the training labels hold their tables only; the sampler holds no remapped or sorted copy of the maps
+    assert r["training_labels"]["labels"]["type"] == "LabelMaps" and r["training_labels"]["labels"]["bytes"] < 2000
+    tensors = r["sampler_tensors"]
+    assert tensors["labels.base"] == "torch.uint8" and tensors["labels.values"] == "torch.int64"
+    assert r["peak_rss_bytes"] >= r["maxrss_imports"] > 0 and r["batch_rays"] > 0 and r["batch_seconds"] > 0
     again = scene_memory(3, 16, 24, scene_dir=tmp_path / "scene")
     assert again["reused"] and again["scene_bytes"] == r["scene_bytes"]
+    defaults = scene_memory(3, 16, 24, scene_dir=tmp_path / "scene", config=None)  # normal losses on: kept
+    assert defaults["keeps_normals"] and defaults["arrays"]["normals"]["dtype"] == "int8"
+    assert defaults["scene_bytes"] == r["scene_bytes"] + px * 3

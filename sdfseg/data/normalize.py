@@ -35,20 +35,31 @@ def scene_extent(scene: Scene, percentile: float = 0.5, stride: int = 8) -> tupl
     if not np.isfinite(scene.c2w).all():
         raise SdfsegError(f"{scene.path}: camera poses contain non-finite values")
     if scene.depth is not None and scene.depth_kind == "metric":
-        pts = [backproject_depth(scene.depth[i], scene.intrinsics[i], scene.c2w[i], stride)
-               for i in range(scene.num_frames)]
-        pts = np.concatenate(pts + [centres])
-        if pts.shape[0] > len(centres):
-            lo = np.minimum(np.percentile(pts, percentile, axis=0), centres.min(0))
-            hi = np.maximum(np.percentile(pts, 100 - percentile, axis=0), centres.max(0))
-            return lo, hi
+        # the points of every frame and the camera centres, one row per axis, filled in place (no list of
+        # per-frame arrays and no concatenated copy); each row's percentiles partition it in place
+        counts = [int((np.asarray(scene.depth[i][::stride, ::stride], dtype=np.float64) > 0).sum())
+                  for i in range(scene.num_frames)]
+        total = sum(counts)
+        if total > 0:
+            pts = np.empty((3, total + len(centres)), dtype=np.float64)
+            at = 0
+            for i, c in enumerate(counts):
+                pts[:, at:at + c] = backproject_depth(scene.depth[i], scene.intrinsics[i], scene.c2w[i], stride).T
+                at += c
+            pts[:, at:] = centres.T
+            q = np.stack([np.percentile(pts[k], [percentile, 100 - percentile], overwrite_input=True)
+                          for k in range(3)], axis=1)
+            return np.minimum(q[0], centres.min(0)), np.maximum(q[1], centres.max(0))
     lo, hi = centres.min(0), centres.max(0)
     pad = 0.5 * np.maximum(hi - lo, 1e-3).max()
     return lo - pad, hi + pad
 
 
-def normalize_scene(scene: Scene, radius: float = 0.9) -> Scene:
-    """Return a copy of ``scene`` whose content fits in the sphere of ``radius`` (poses, depth rescaled)."""
+def normalize_scene(scene: Scene, radius: float = 0.9, in_place: bool = False) -> Scene:
+    """Return a copy of ``scene`` whose content fits in the sphere of ``radius`` (poses, depth rescaled).
+
+    ``in_place``: rescale ``scene``'s depth array itself instead of a copy (the same values; for a caller that
+    drops ``scene``, so the stack is never held twice)."""
     lo, hi = scene_extent(scene)
     center = 0.5 * (lo + hi)
     half_diag = 0.5 * float(np.linalg.norm(hi - lo))
@@ -58,17 +69,17 @@ def normalize_scene(scene: Scene, radius: float = 0.9) -> Scene:
     c2w[:, :3, 3] = norm.to_normalized(c2w[:, :3, 3])
     depth = scene.depth
     if depth is not None and scene.depth_kind == "metric":
-        depth = scaled_depth(depth, scale)
+        depth = scaled_depth(depth, scale, out=depth if in_place else None)
     # compose with any normalisation the reader already applied (e.g. ObjectSDF++ scale_mat)
     prev = scene.normalization
     total = Normalization(center=prev.to_world(center), scale=prev.scale * scale)
     return scene.replace(c2w=c2w.astype(np.float32), depth=depth, normalization=total)
 
 
-def scaled_depth(depth: np.ndarray, scale: float, chunk: int = 16) -> np.ndarray:
+def scaled_depth(depth: np.ndarray, scale: float, chunk: int = 16, out: np.ndarray | None = None) -> np.ndarray:
     """``depth / scale`` ``[N, H, W]`` in ``depth``'s dtype (float16 scenes stay float16), computed in float32
-    ``chunk`` frames at a time (no float32 copy of the whole stack)."""
-    out = np.empty_like(depth)
+    ``chunk`` frames at a time (no float32 copy of the whole stack), into ``out`` if given (may be ``depth``)."""
+    out = np.empty_like(depth) if out is None else out
     for i in range(0, depth.shape[0], chunk):
         out[i:i + chunk] = depth[i:i + chunk].astype(np.float32) / np.float32(scale)
     return out

@@ -9,7 +9,10 @@ The sampler keeps the scene's compact storage on the device (uint8 colours, floa
 depth, int8 normals, uint8 confidences, labels in the small integer type they come in;
 on the CPU these tensors share the arrays' memory) and decodes only the rays of a
 batch in :meth:`RaySampler.gather`: a :class:`Batch` holds float32 colours, depth,
-normals and confidences and int64 labels, as it always did.
+normals and confidences and int64 labels, as it always did. Training labels come as
+:class:`~sdfseg.data.label_maps.LabelMaps` (the source's maps, per-frame id tables, the
+confidence mask) and are looked up per batch; a frame's pixels sorted by label are sorted
+again each time the frame is sampled. So the sampler holds no per-pixel array of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .label_maps import DeviceLabelMaps, LabelMaps, as_label_maps, frame_ids
 from .scene import CONFIDENCE_DTYPE, CONFIDENCE_STEPS, NORMAL_DTYPE, Scene, label_dtype
 
 REMAP_ID_RANGE = 100000
@@ -43,12 +47,19 @@ def pixel_rays(c2w: torch.Tensor, K: torch.Tensor, v: torch.Tensor, u: torch.Ten
     return c2w[:, :3, 3].clone(), d_world, scale
 
 
-def remap_frame_ids(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One frame's non-zero ids ``[H, W]`` -> random distinct new ids (0 stays 0), int32 ``[H, W]``."""
-    ids, inv = np.unique(frame, return_inverse=True)
+def remap_frame_table(frame: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One frame's distinct ids (sorted, int64) and random distinct new ids for them (0 stays 0), int64."""
+    ids = frame_ids(frame)
     new = rng.choice(np.arange(1, REMAP_ID_RANGE), size=len(ids), replace=False)
     new[ids == 0] = 0
-    return new.astype(np.int32)[inv].reshape(frame.shape)
+    return ids, new.astype(np.int64)
+
+
+def remap_frame_ids(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One frame's non-zero ids ``[H, W]`` -> random distinct new ids (0 stays 0), int32 ``[H, W]``
+    (:func:`remap_frame_table` applied)."""
+    ids, new = remap_frame_table(frame, rng)
+    return new.astype(np.int32)[np.searchsorted(ids, frame)].reshape(np.shape(frame))
 
 
 def remap_instance_ids(inst: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -64,10 +75,14 @@ def remap_instance_ids(inst: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return out
 
 
-def select_keyframes(labels: np.ndarray, frames: np.ndarray, ratio: float) -> np.ndarray:
-    """Frames (subset of ``frames``) with the most unique labels > 0: the top ``ratio``, at least one."""
-    counts = np.array([int((np.unique(labels[f]) > 0).sum()) for f in frames])
-    order = np.argsort(-counts, kind="stable")
+def select_keyframes(labels, frames: np.ndarray, ratio: float) -> np.ndarray:
+    """Frames (subset of ``frames``) with the most unique labels > 0: the top ``ratio``, at least one.
+    ``labels``: ``[N, H, W]`` array or :class:`~sdfseg.data.label_maps.LabelMaps`."""
+    return _top_frames([int((np.unique(labels[f]) > 0).sum()) for f in frames], frames, ratio)
+
+
+def _top_frames(counts, frames: np.ndarray, ratio: float) -> np.ndarray:
+    order = np.argsort(-np.asarray(counts, dtype=np.int64), kind="stable")
     n = max(1, int(round(ratio * len(frames))))
     return frames[order[:n]]
 
@@ -144,45 +159,107 @@ class RaySampler:
     """Label-comprehensive ray sampling over the training frames of a normalised scene.
 
     Args:
-        scene: normalised scene. labels: ``[N, H, W]`` int per-frame training labels
-        (instance ids, or semantic ids in semantic mode; 0 = background or void as the caller
-        decides; -1 = not supervised: no label rays are spent on it and the losses ignore it).
-        semantic/confidence: ``[N, H, W]`` noisy semantic classes and confidences (uint8 ``v / 240``
-        or float).
+        scene: normalised scene. labels: ``[N, H, W]`` per-frame training labels, an int array or
+        :class:`~sdfseg.data.label_maps.LabelMaps` (instance ids, or semantic ids in semantic mode;
+        0 = background or void as the caller decides; -1 = not supervised: no label rays are spent on it
+        and the losses ignore it). semantic: ``[N, H, W]`` noisy semantic classes (array or LabelMaps).
+        confidence: ``[N, H, W]`` confidences (uint8 ``v / 240`` or float) or None.
 
-    The arrays are kept in the dtypes they come in (see the module docstring); :attr:`labels` is
-    the flat ``[N * H * W]`` tensor of the training labels.
+    The arrays are kept in the dtypes they come in (see the module docstring); labels given as
+    :class:`~sdfseg.data.label_maps.LabelMaps` are looked up per batch (no copy of every map).
+    Per training frame only the label segments (ids, starts, counts: a few numbers per label) are
+    kept; the frame's pixels sorted by label, which area-proportional sampling indexes, are sorted
+    again (a stable radix sort of one-byte keys) whenever the frame is sampled, the same order every
+    time. :attr:`labels` / :attr:`semantic` give the flat ``[N * H * W]`` tensors, materialised on
+    access when the labels are looked up (:meth:`frame_labels` gives one frame).
     """
 
-    def __init__(self, scene: Scene, labels: np.ndarray, semantic: np.ndarray, confidence: Optional[np.ndarray],
+    def __init__(self, scene: Scene, labels, semantic, confidence: Optional[np.ndarray],
                  device: torch.device, keyframe_ratio: float = 0.1, replace_prob: float = 0.2, seed: int = 0):
         self.device = device
-        n, h, w = labels.shape
+        self.label_maps: LabelMaps = as_label_maps(labels)
+        self.semantic_maps: LabelMaps = as_label_maps(semantic)
+        n, h, w = self.label_maps.shape
         self.h, self.w = h, w
         self.frames = np.asarray(scene.split["train"], dtype=np.int64)
-        self.keyframes = select_keyframes(labels, self.frames, keyframe_ratio)
         self.replace_prob = replace_prob
         self.rng = np.random.default_rng(seed)
-        t = lambda a: None if a is None else _device_tensor(a, device)
-        self.rgb = t(scene.rgb.reshape(n * h * w, 3))
-        self.labels = t(labels.reshape(-1))
-        self.semantic = t(semantic.reshape(-1))
-        self.confidence = t(None if confidence is None else confidence.reshape(-1))  # None: confidence 1
-        self.depth = t(None if scene.depth is None else scene.depth.reshape(-1))
-        self.normals = t(None if scene.normals is None else scene.normals.reshape(-1, 3))
+        self._shared: dict[int, tuple[np.ndarray, torch.Tensor]] = {}  # one device tensor per array
+        t = lambda a: None if a is None else self._tensor(a)
+        self.rgb = t(scene.rgb)
+        self.confidence = t(confidence)  # None: confidence 1
+        self.depth = t(scene.depth)
+        self.normals = t(scene.normals)
+        self._label_rays = DeviceLabelMaps(self.label_maps, self._tensor, device)
+        self._semantic_rays = (self._label_rays if self.semantic_maps is self.label_maps
+                               else DeviceLabelMaps(self.semantic_maps, self._tensor, device))
         self.c2w = torch.as_tensor(scene.c2w, dtype=torch.float32, device=device)
         self.K = torch.as_tensor(scene.intrinsics, dtype=torch.float32, device=device)
-        # per frame: pixel indices sorted by label, and the label segments, for area-proportional sampling
-        self._sorted: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-        index_dtype = np.int32 if h * w < 2**31 else np.int64
+        # per frame: the label segments (ids >= 0, their starts in the frame's pixels sorted by label, their
+        # sizes), for area-proportional sampling
+        self._segments: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for f in self.frames:
-            lab = labels[f].reshape(-1)
-            order = np.argsort(lab, kind="stable")
-            ids, starts, counts = np.unique(lab[order], return_index=True, return_counts=True)
+            codes, values = self.label_maps.frame_codes(int(f))
+            counts = np.bincount(codes, minlength=values.size)
+            present = counts > 0
+            ids, counts = values[present], counts[present]
+            starts = np.cumsum(counts) - counts
             keep = ids >= 0  # unsupervised pixels get no label rays
-            self._sorted[int(f)] = (order.astype(index_dtype), ids[keep], starts[keep], counts[keep])
-        self._has_labels = {int(f): bool((self._sorted[int(f)][1] > 0).any()) for f in self.frames}
+            self._segments[int(f)] = (ids[keep], starts[keep], counts[keep])
+        self._has_labels = {int(f): bool((self._segments[int(f)][0] > 0).any()) for f in self.frames}
+        self.keyframes = _top_frames([int((self._segments[int(f)][0] > 0).sum()) for f in self.frames], self.frames,
+                                     keyframe_ratio)
         self._epoch: list[int] = []
+
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        """``a`` flattened over its frames and pixels (``[N * H * W, ...]``) on the device, one tensor per array
+        (labels, semantic maps and confidences may share them)."""
+        key = id(a)
+        if key not in self._shared:
+            flat = a.reshape((-1,) + tuple(a.shape[3:]))
+            self._shared[key] = (a, _device_tensor(flat, self.device))
+        return self._shared[key][1]
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """Flat ``[N * H * W]`` training labels on the device; when they are looked up per batch this
+        materialises every map (the same tensor while a caller holds it): prefer :meth:`frame_labels`."""
+        return self._label_rays.full(lambda a: _device_tensor(a.reshape(-1), self.device))
+
+    @property
+    def semantic(self) -> torch.Tensor:
+        """Flat ``[N * H * W]`` semantic classes of the training labels on the device (see :attr:`labels`)."""
+        return self._semantic_rays.full(lambda a: _device_tensor(a.reshape(-1), self.device))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The per-pixel tensors and label tables the sampler holds, by name, each once (on the CPU most share the
+        scene's arrays)."""
+        out: dict[str, torch.Tensor] = {}
+        seen: set[int] = set()
+
+        def add(name: str, x: Optional[torch.Tensor]) -> None:
+            if x is not None and id(x) not in seen:
+                seen.add(id(x))
+                out[name] = x
+
+        for name in ("rgb", "depth", "normals", "confidence"):
+            add(name, getattr(self, name))
+        for name, d in (("labels", self._label_rays), ("semantic", self._semantic_rays)):
+            add(f"{name}.base", d.base)
+            add(f"{name}.mask", d.mask)
+            add(f"{name}.keys", d.keys)
+            add(f"{name}.values", d.values)
+        return out
+
+    def frame_labels(self, f: int) -> np.ndarray:
+        """Training labels of frame ``f``, ``[H, W]``."""
+        return self.label_maps.frame(int(f))
+
+    def frame_order(self, f: int) -> np.ndarray:
+        """Pixels of frame ``f`` (within-frame indices, int64 ``[H * W]``) sorted by training label, each label's
+        pixels in raster order (a stable sort of the labels; the segments of :attr:`_segments` index it)."""
+        codes, _ = self.label_maps.frame_codes(int(f))
+        return np.argsort(codes, kind="stable")
 
     def next_frame(self) -> int:
         """Next training frame: epoch order, replaced by a random key frame when unlabelled or by chance."""
@@ -195,23 +272,26 @@ class RaySampler:
 
     def frame_pixels(self, f: int, n_random: int, n_label: int) -> np.ndarray:
         """Pixel indices (within frame) ``[n_random + ~n_label]``: uniform + per-label in proportion to area."""
-        order, ids, starts, counts = self._sorted[f]
+        ids, starts, counts = self._segments[f]
         rand = self.rng.integers(0, self.h * self.w, size=n_random)
         if n_label <= 0 or ids.size == 0:
             return rand
         alloc = np.maximum(1, np.round(n_label * counts / counts.sum()).astype(np.int64))
         seg = np.repeat(np.arange(len(ids)), alloc)
         offs = (self.rng.random(seg.size) * counts[seg]).astype(np.int64)
-        return np.concatenate([rand, order[starts[seg] + offs]])
+        return np.concatenate([rand, self.frame_order(f)[starts[seg] + offs]])
 
     def foreground_pixels(self, f: int, n: int) -> np.ndarray:
         """``n`` pixels of frame ``f``, preferring labelled (non-zero) pixels."""
-        order, ids, starts, counts = self._sorted[f]
+        ids, starts, counts = self._segments[f]
         fg = ids > 0
         if not fg.any():
             return self.rng.integers(0, self.h * self.w, size=n)
-        pool = np.concatenate([order[s:s + c] for s, c in zip(starts[fg], counts[fg])])
-        return pool[self.rng.integers(0, pool.size, size=n)]
+        # the labels > 0 are the last segments: their pixels are the tail of the sorted order
+        first = int(starts[fg][0])
+        pool_size = int(counts[fg].sum())
+        pick = self.rng.integers(0, pool_size, size=n)
+        return self.frame_order(f)[first + pick]
 
     def gather(self, frame_ids: np.ndarray, pix: np.ndarray, view: np.ndarray) -> Batch:
         """Build a :class:`Batch` for pixels ``pix`` (within-frame indices) of frames ``frame_ids``."""
@@ -225,8 +305,8 @@ class RaySampler:
         conf = (torch.ones(flat.shape[0], device=dev) if self.confidence is None
                 else decode_confidence_tensor(self.confidence[flat]))
         return Batch(origins=o, dirs=d, ray_scale=s, rgb=decode_rgb_tensor(self.rgb[flat]), frame=fr,
-                     view=torch.as_tensor(view, device=dev, dtype=torch.int64), label=self.labels[flat].long(),
-                     semantic=self.semantic[flat].long(), confidence=conf,
+                     view=torch.as_tensor(view, device=dev, dtype=torch.int64), label=self._label_rays.rays(fr, flat),
+                     semantic=self._semantic_rays.rays(fr, flat), confidence=conf,
                      depth=None if self.depth is None else self.depth[flat].float(),
                      normal=None if self.normals is None else decode_normals_tensor(self.normals[flat]), c2w=c2w)
 

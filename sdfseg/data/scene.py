@@ -14,7 +14,9 @@ Conventions (all readers convert to these):
 
 Storage is compact, because a scene holds every frame decoded (the arrays of a ScanNet-size
 scene, 1000 frames of 480 x 640 with depth, normals, noisy and GT labels and confidences,
-take 3.7 GiB this way instead of 13.7 GiB in float32; ``tools/benchmark.py --scene-memory``):
+take 3.7 GiB this way instead of 13.7 GiB in float32; ``tools/benchmark.py --scene-memory``).
+Training reads less (:func:`sdfseg.train.read_options`): normal maps only for the normal losses
+and GT maps of the test frames only (:class:`FrameSubset`), every file still read and checked.
 
 ===============  =========================  ==============================================
 array            dtype                      value
@@ -93,6 +95,108 @@ class LabelMapBuilder:
         self.array[index] = values
 
 
+class FrameSubset:
+    """``[N, H, W]`` per-frame maps of which only some frames are held (the others were read and checked, then
+    dropped, e.g. the GT maps of training frames, ``ReadOptions.gt_frames="test"``).
+
+    Indexing by frame works as on the full array for held frames (``maps[i]``, ``maps[idx]`` with an index array,
+    a slice or a boolean mask over the ``N`` frames, optionally followed by pixel indices) and raises
+    :class:`~sdfseg.errors.SdfsegError` naming the frame for any other; every whole-array use (``np.asarray``,
+    arithmetic, ``.max()``) fails instead of computing on a partial stack.
+    """
+
+    __array_ufunc__ = None  # numpy operators (maps == 0, maps + 1) raise TypeError instead of returning garbage
+
+    def __init__(self, num_frames: int, frames: np.ndarray, held: np.ndarray):
+        frames = np.asarray(frames, dtype=np.int64).reshape(-1)
+        if frames.size != held.shape[0] or (frames.size and (np.any(np.diff(frames) <= 0) or frames[0] < 0
+                                                             or frames[-1] >= num_frames)):
+            raise ValueError(f"FrameSubset: {frames.size} sorted distinct frames in 0..{num_frames - 1} expected "
+                             f"for {held.shape[0]} maps")
+        self.num_frames = int(num_frames)
+        self.frames = frames
+        """int64 ``[M]`` the held frames, ascending."""
+        self.held = held
+        """``[M, H, W]`` the maps of :attr:`frames`, in that order."""
+        self._pos = {int(f): k for k, f in enumerate(frames)}
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.num_frames,) + tuple(self.held.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.held.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.held.ndim
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes actually held (the kept frames only)."""
+        return int(self.held.nbytes)
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def _position(self, f: int) -> int:
+        from ..errors import SdfsegError
+
+        i = int(f)
+        if i < 0:
+            i += self.num_frames
+        if not 0 <= i < self.num_frames:
+            raise IndexError(f"frame {int(f)} out of range for {self.num_frames} frames")
+        if i not in self._pos:
+            raise SdfsegError(f"the maps of frame {i} were checked but not kept (only {self.frames.size} of "
+                              f"{self.num_frames} frames are held, e.g. GT maps of the test split only)")
+        return self._pos[i]
+
+    def __getitem__(self, key):
+        rest: tuple = ()
+        if isinstance(key, tuple):
+            key, rest = (key[0], key[1:]) if key else (slice(None), ())
+        if isinstance(key, (int, np.integer)):
+            return self.held[(self._position(key),) + rest]
+        if isinstance(key, slice):
+            if any(not isinstance(k, (int, np.integer, slice)) and k is not None for k in rest):
+                raise IndexError("FrameSubset: a frame slice followed by index arrays is not supported")
+            pos = np.array([self._position(f) for f in range(self.num_frames)[key]], dtype=np.int64)
+            return self.held[pos][(slice(None),) + rest]
+        idx = np.asarray(key)
+        if idx.dtype == np.bool_:
+            if idx.shape != (self.num_frames,):
+                raise IndexError(f"boolean frame mask of shape {idx.shape}, expected ({self.num_frames},)")
+            idx = np.flatnonzero(idx)
+        elif idx.dtype.kind not in "iu":
+            raise IndexError(f"frames must be indexed by integers, got {idx.dtype}")
+        pos = np.array([self._position(f) for f in idx.reshape(-1)], dtype=np.int64).reshape(idx.shape)
+        return self.held[(pos,) + rest]  # numpy's own semantics with frame positions in place of frames
+
+    def __array__(self, dtype=None, copy=None):
+        from ..errors import SdfsegError
+
+        raise SdfsegError(f"only {self.frames.size} of {self.num_frames} frames of these maps are held (e.g. GT "
+                          "maps of the test split only): index them by frame instead of using the whole stack")
+
+    def __iter__(self):
+        for f in range(self.num_frames):
+            yield self[f]
+
+    def _refuse(self, *args, **kwargs):
+        self.__array__()
+
+    # whole-array operators would otherwise fall back to identity comparison (maps == 0 -> False) or TypeErrors
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __floordiv__ = __mod__ = _refuse
+    __and__ = __rand__ = __or__ = __ror__ = __invert__ = __neg__ = __bool__ = _refuse
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"FrameSubset(shape={self.shape}, dtype={self.dtype}, frames held={self.frames.size})"
+
+
 def encode_rgb(rgb: np.ndarray) -> np.ndarray:
     """Colours: uint8 as they are; floats in [0, 1] rounded to ``v / 255`` steps. uint8 ``[..., 3]``."""
     rgb = np.asarray(rgb)
@@ -169,7 +273,9 @@ class ClassInfo:
 class LabelSource:
     """One set of per-frame 2D labels: a segmenter's output or the ground truth.
 
-    All arrays are ``[N, H, W]`` over *all* frames of the scene (None if absent).
+    All arrays are ``[N, H, W]`` over *all* frames of the scene (None if absent). GT maps read with
+    ``ReadOptions(gt_frames="test")`` may be a :class:`FrameSubset` holding the test frames only
+    (indexed by frame like the full array; other frames raise).
     """
 
     instance: Optional[np.ndarray] = None

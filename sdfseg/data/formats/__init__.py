@@ -42,6 +42,15 @@ class ReadOptions:
     ``center_crop_for_replica``, ``center_crop_for_tnt``, ``center_crop_for_dtu``, ``padded_for_dtu``).
     ``auto``: objectsdf uses K as stored when its principal point lies inside the image and refuses
     otherwise; clusteringsdf uses K as stored (its reference applies no crop)."""
+    normals: bool = True
+    """Keep the layout's normal maps in ``Scene.normals``. False: every normal file is still read and checked
+    (a broken file fails the same way), but ``Scene.normals`` is None (training without normal losses,
+    :func:`sdfseg.train.read_options`)."""
+    gt_frames: str = "all"
+    """``"all"``: GT label maps of every frame. ``"test"``: a reader may keep the GT maps (``Scene.gt``) of the
+    test split only, as :class:`~sdfseg.data.scene.FrameSubset` (indexing another frame raises); every GT file
+    is still read and checked. The Panoptic Lifting reader does so unless the scene has hierarchy GT
+    (``gt_part/``, ``gt_group/``, whose ``object`` level is the GT instance maps); the other readers keep all."""
 
 
 def _modules() -> list[ModuleType]:
@@ -74,6 +83,8 @@ def load_scene(path: str | Path, layout: str = "auto", options: ReadOptions | No
     if not path.is_dir():
         raise SdfsegError(f"{path}: scene folder not found")
     options = options or ReadOptions()
+    if options.gt_frames not in ("all", "test"):
+        raise SdfsegError(f"ReadOptions.gt_frames: expected 'all' or 'test', got {options.gt_frames!r}")
     name = layout
     if layout == "auto":
         name = detect_layout(path)

@@ -130,9 +130,11 @@ def read(path: Path, options) -> Scene:
     normals = None
     if (path / "normal").is_dir():
         files = pick(C.pair_by_order(path / "normal", "_normal.npy", all_names, "normal maps"))
-        normals = C.normals_stack(len(files), hw)
+        normals = C.normals_stack(len(files), hw) if options.normals else None
         for i, f in enumerate(files):
-            normals[i] = encode_normals(C.resize_map(C.read_normals_chw(f, native_hw), size, nearest=True))
+            nm = C.read_normals_chw(f, native_hw)  # read and checked even when not kept
+            if normals is not None:
+                normals[i] = encode_normals(C.resize_map(nm, size, nearest=True))
 
     classes = _read_classes(path)
     labels = {}

@@ -252,10 +252,11 @@ def read(path: Path, options) -> Scene:
             C.store_depth(depth, i, C.resize_map(d, size, nearest=True), f)
     normals = None
     if any(path.glob("*_normal.npy")):
-        normals = C.normals_stack(len(names), hw)
+        normals = C.normals_stack(len(names), hw) if options.normals else None
         for i, n in enumerate(names):
-            f = path / f"{n}_normal.npy"
-            normals[i] = encode_normals(C.resize_map(C.read_normals_chw(f, native_hw), size, nearest=True))
+            nm = C.read_normals_chw(path / f"{n}_normal.npy", native_hw)  # read and checked even when not kept
+            if normals is not None:
+                normals[i] = encode_normals(C.resize_map(nm, size, nearest=True))
 
     inst, inst_sem = _read_segs(path, all_names, keep, native_hw, size)
     labels, gt = {}, None

@@ -35,7 +35,8 @@ import numpy as np
 
 from ...errors import SdfsegError
 from ...io import read_label_png, read_rgb
-from ..scene import ClassInfo, LabelMapBuilder, LabelSource, Scene, encode_confidence, encode_normals, full_confidence
+from ..scene import (ClassInfo, FrameSubset, LabelMapBuilder, LabelSource, Scene, encode_confidence, encode_normals,
+                     full_confidence)
 from . import common as C
 from .geometry import depth_pixel_index, index_to_edge, resample_depth
 
@@ -96,13 +97,16 @@ def _read_classes(path: Path) -> ClassInfo:
     return ClassInfo(num_classes=n, thing_ids=things, stuff_ids=stuff, names=names)
 
 
-def _read_labels(path: Path, folder: str, names, hw, size, hi: int | None = None) -> np.ndarray | None:
+def _read_labels(path: Path, folder: str, names, hw, size, hi: int | None = None,
+                 frames: np.ndarray | None = None) -> np.ndarray | FrameSubset | None:
     """``[N, h, w]`` (compact ints) from ``folder/<f>.png`` (each ``hw``, ids >= 0, semantic ids <= ``hi``);
-    None if absent."""
+    None if absent. With ``frames`` (sorted frame indices) every file is read and checked but only those
+    frames' maps are kept (:class:`~sdfseg.data.scene.FrameSubset`)."""
     d = path / folder
     if not d.is_dir():
         return None
-    out = LabelMapBuilder((len(names),) + tuple(size or hw))
+    slot = None if frames is None else {int(f): k for k, f in enumerate(frames)}
+    out = LabelMapBuilder((len(names) if slot is None else len(slot),) + tuple(size or hw))
     for i, f in enumerate(d / f"{n}.png" for n in names):
         m = read_label_png(f)
         C.check_hw(m, hw, f)
@@ -110,8 +114,11 @@ def _read_labels(path: Path, folder: str, names, hw, size, hi: int | None = None
             raise SdfsegError(f"{f}: semantic ids in [{m.min()}, {m.max()}], expected 0..{hi} "
                               "(num_semantic_classes in segmentation_data.pkl)")
         C.check_ids(m, 0, None, f, "instance ids")
-        out[i] = C.resize_map(m, size, nearest=True)
-    return out.array
+        if slot is None:
+            out[i] = C.resize_map(m, size, nearest=True)
+        elif i in slot:
+            out[slot[i]] = C.resize_map(m, size, nearest=True)
+    return out.array if slot is None else FrameSubset(len(names), frames, out.array)
 
 
 def _read_m2f(path: Path, names, hw, size, classes: ClassInfo) -> LabelSource | None:
@@ -178,13 +185,13 @@ def _read_depth(path: Path, names, hw, size, K_color: np.ndarray) -> np.ndarray 
     return out
 
 
-def _read_normals(path: Path, names, hw, size) -> np.ndarray | None:
+def _read_normals(path: Path, names, hw, size, keep: bool = True) -> np.ndarray | None:
     """int8 ``[N, h, w, 3]`` unit camera-frame normals (``v / 127``) from ``normal/<f>.npy`` ``[H, W, 3]``;
-    None if absent."""
+    None if absent. ``keep`` False: every file is read and checked, None is returned."""
     d = path / "normal"
     if not d.is_dir():
         return None
-    out = C.normals_stack(len(names), size or hw)
+    out = C.normals_stack(len(names), size or hw) if keep else None
     for i, n in enumerate(names):
         f = d / f"{n}.npy"
         nm = C.load_npy(f, "[H, W, 3] camera-frame normals").astype(np.float32)
@@ -193,8 +200,9 @@ def _read_normals(path: Path, names, hw, size) -> np.ndarray | None:
         C.check_hw(nm, hw, f)
         if not np.isfinite(nm).all():
             raise SdfsegError(f"{f}: normals have non-finite values")
-        nm = C.resize_map(nm, size, nearest=True)
-        out[i] = encode_normals(nm / np.maximum(np.linalg.norm(nm, axis=-1, keepdims=True), 1e-8))
+        if out is not None:
+            nm = C.resize_map(nm, size, nearest=True)
+            out[i] = encode_normals(nm / np.maximum(np.linalg.norm(nm, axis=-1, keepdims=True), 1e-8))
     return out
 
 
@@ -215,7 +223,7 @@ def read(path: Path, options) -> Scene:
     poses = [C.check_pose(_read_matrix(path / "pose" / f"{n}.txt", (4, 4)), str(path / "pose" / f"{n}.txt"))
              for n in names]
     depth = _read_depth(path, names, native_hw, size, K_color)
-    normals = _read_normals(path, names, native_hw, size)
+    normals = _read_normals(path, names, native_hw, size, keep=options.normals)
 
     classes = _read_classes(path)
     split_file = path / "splits.json"
@@ -235,8 +243,12 @@ def read(path: Path, options) -> Scene:
     room = C.read_room_masks(path / "invalid", names, native_hw, size)
     if room is not None:
         C.unsupervise(labels.values(), room)
-    gt_sem = _read_labels(path, "rs_semantics", names, native_hw, size, classes.num_classes - 1)
-    gt_inst = _read_labels(path, "rs_instance", names, native_hw, size)
+    # GT maps of the test frames only when asked, unless hierarchy GT needs the GT instance maps of every frame
+    gt_frames = None
+    if options.gt_frames == "test" and not any((path / f"gt_{lv}").is_dir() for lv in ("part", "group")):
+        gt_frames = split["test"]
+    gt_sem = _read_labels(path, "rs_semantics", names, native_hw, size, classes.num_classes - 1, gt_frames)
+    gt_inst = _read_labels(path, "rs_instance", names, native_hw, size, frames=gt_frames)
     gt = LabelSource(instance=gt_inst, semantic=gt_sem) if gt_sem is not None else None
     hierarchy = {}
     for level in ("part", "group"):
