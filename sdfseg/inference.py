@@ -222,13 +222,24 @@ def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, 
     pixels, with four times the samples on the objects)."""
     rng = np.random.default_rng(seed + 1)
     hw = sampler.h * sampler.w
-    labels = sampler.labels.reshape(len(sampler.labels) // hw, hw).cpu().numpy()[sampler.frames]
-    labelled = np.flatnonzero(labels.reshape(-1) > 0)
+    n_cells = len(sampler.frames) * hw  # cells: the training frames' pixels, frame after frame
+    per_frame = np.array([int((sampler.frame_labels(f) > 0).sum()) for f in sampler.frames], dtype=np.int64)
+    total = int(per_frame.sum())
     n_uni = n_rays // 2
-    n_lab = n_rays - n_uni if labelled.size else 0
-    cells = np.concatenate([rng.integers(0, labels.size, size=n_uni), rng.choice(labelled, size=n_lab)
-                            if n_lab else np.zeros(0, dtype=np.int64)])
-    weight = np.concatenate([np.ones(n_uni), np.full(n_lab, labelled.size / labels.size * n_uni / max(n_lab, 1))])
+    n_lab = n_rays - n_uni if total else 0
+    uniform = rng.integers(0, n_cells, size=n_uni)
+    # labelled cells drawn by rank among all labelled cells, one frame's labels at a time (the same
+    # draws as choosing from the list of labelled cells, without building it)
+    rank = rng.integers(0, total, size=n_lab) if n_lab else np.zeros(0, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(per_frame)])
+    labelled = np.zeros(n_lab, dtype=np.int64)
+    frame_of = np.searchsorted(starts, rank, side="right") - 1
+    for j in np.unique(frame_of):
+        pick = frame_of == j
+        pixels = np.flatnonzero(sampler.frame_labels(sampler.frames[j]).reshape(-1) > 0)
+        labelled[pick] = j * hw + pixels[rank[pick] - starts[j]]
+    cells = np.concatenate([uniform, labelled])
+    weight = np.concatenate([np.ones(n_uni), np.full(n_lab, total / n_cells * n_uni / max(n_lab, 1))])
     frames = sampler.frames[cells // hw]
     b = sampler.gather(frames, cells % hw, np.zeros(cells.size, dtype=np.int64))
     out = render_rays_chunked(model, b.origins, b.dirs, chunk, ("opacity", "depth", "acc"))

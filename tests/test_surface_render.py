@@ -58,6 +58,20 @@ def test_trace_finds_the_first_crossing_from_inside_and_outside():
     assert (t_miss < 0).all()
 
 
+def test_masked_trace_gives_the_compacting_trace_bit_for_bit():
+    g = SdfGrid(33, 1.0)
+    g.update(sphere_and_box)
+    gen = torch.Generator().manual_seed(4)
+    d = torch.nn.functional.normalize(torch.randn(500, 3, generator=gen), dim=-1)
+    o = 0.9 * torch.nn.functional.normalize(torch.randn(500, 3, generator=gen), dim=-1)
+    near, far = near_far_sphere(o, d, 1.0, min_near=0.0)
+    a = g.trace(o, d, near, far, compact=True, miss_margin=0.05)
+    b = g.trace(o, d, near, far, compact=False, miss_margin=0.05)
+    assert a[1].any() and (a[2] >= 0).any()  # hits and near misses both occur
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
 def test_trace_marks_a_ray_grazing_a_thin_plate_the_grid_does_not_close():
     plate = lambda p: (p[:, 0] - 0.2).abs() - 0.004  # 8 mm thick at x = 0.2: never negative at a vertex
     g = SdfGrid(33, 1.0)  # voxel 6.25 cm
