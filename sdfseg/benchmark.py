@@ -20,17 +20,18 @@ from .config import Config
 from .train import Trainer
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 @contextmanager
 def _timer(device: torch.device, out: dict, key: str):
-    _sync(device)
+    sync_device(device)
     t0 = time.perf_counter()
     yield
-    _sync(device)
+    sync_device(device)
     out[key] = out.get(key, 0.0) + time.perf_counter() - t0
 
 
@@ -75,11 +76,11 @@ def benchmark(cfg: Config, iterations: int = 50, warmup: int = 5, render_view: b
         torch.cuda.reset_peak_memory_stats(dev)
     for _ in range(warmup):
         trainer.train_step()
-    _sync(dev)
+    sync_device(dev)
     t0 = time.perf_counter()
     for _ in range(iterations):
         trainer.train_step()
-    _sync(dev)
+    sync_device(dev)
     dt = time.perf_counter() - t0
     rays = cfg.train.rays + (cfg.train.extra_views * cfg.train.extra_rays
                              if cfg.train.free_channels else 0)

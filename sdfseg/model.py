@@ -185,6 +185,14 @@ class SceneModel(nn.Module):
         self.set_surface_grid(grid)
         return grid
 
+    def use_renderer(self, renderer: str, grid_resolution: int, surface_samples: int) -> None:
+        """Render ``surface``-first (a new scene-SDF grid of ``grid_resolution^3``, ``surface_samples``
+        network samples per ray) or with the full ``volume`` renderer from now on."""
+        self.set_surface_grid(None)
+        if renderer == "surface":
+            self.surface_samples = surface_samples
+            self.build_surface_grid(grid_resolution)
+
     def set_surface_grid(self, grid: Optional["SdfGrid"]) -> None:
         """Render surface-first with ``grid`` (None: the full volume renderer). The grid stays out of
         the module tree (no state-dict entry, not moved by ``.to``)."""

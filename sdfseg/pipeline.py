@@ -38,11 +38,8 @@ OWNERSHIP_FILE = "ownership.npz"
 def use_renderer(trainer: Trainer) -> None:
     """Set up the renderer of ``render.renderer`` for everything after training: ``surface`` samples
     the scene SDF on a grid (``render.grid_resolution``) for surface-first rendering."""
-    r, model = trainer.cfg.render, trainer.model
-    model.set_surface_grid(None)
-    if r.renderer == "surface":
-        model.surface_samples = r.surface_samples
-        model.build_surface_grid(r.grid_resolution)
+    r = trainer.cfg.render
+    trainer.model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples)
 
 
 def channel_table(trainer: Trainer) -> ChannelTable:

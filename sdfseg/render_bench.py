@@ -13,27 +13,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .benchmark import sync_device
 from .inference import render_view, write_test_views
 from .model import SceneModel
 
 
 def _sync(model: SceneModel) -> None:
-    dev = next(model.parameters()).device
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+    sync_device(next(model.parameters()).device)
 
 
 def set_renderer(model: SceneModel, renderer: str, grid_resolution: int, surface_samples: int) -> float:
     """Switch ``model`` to ``renderer`` (``surface`` | ``volume``); returns the seconds the grid took."""
-    model.set_surface_grid(None)
-    if renderer != "surface":
-        return 0.0
     _sync(model)
     t0 = time.perf_counter()
-    model.surface_samples = surface_samples
-    model.build_surface_grid(grid_resolution)
+    model.use_renderer(renderer, grid_resolution, surface_samples)
     _sync(model)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0 if renderer == "surface" else 0.0
 
 
 def time_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], chunk: int, table,
