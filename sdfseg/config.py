@@ -142,6 +142,11 @@ class LossWeights:
     reg: float = 1.0e4
     fg: float = 0.1
     bg: float = 0.2
+    cluster_temperature: Optional[float] = 1.0
+    """Temperature T of the cluster probabilities ``P = softmax(O / T)`` of eqs. 4, 6, 8 and 9 (1.0: the
+    paper). With ``O`` in [0, 1] a one-hot opacity gives ``P_max = e / (e + K - 1)``: 0.23 at K = 10 but
+    0.05 at K = 50, so the clustering signal fades as K grows. null = scale with K so that a one-hot
+    ``O`` gives the ``P`` it gives at K = 10 (``1 / T = 1 + ln((K - 1) / 9)``, T = 1 up to K = 10)."""
     fgbg_sdf: float = 0.0
     """Multiplier of the SDF-space fg-bg hinge (``losses.clustering.fg_bg_sdf_loss``, weights bg / fg as
     above); 0 = reference (eq. 7 on the opacities only)."""
@@ -523,7 +528,8 @@ def _validate_ranges(cfg: Config) -> None:
                 "model.hidden_dim": m.hidden_dim, "model.feature_dim": m.feature_dim,
                 "model.color_hidden_dim": m.color_hidden_dim, "model.ownership_tau": m.ownership_tau,
                 "model.ownership_tau_final": m.ownership_tau_final, "model.beta_init": m.beta_init,
-                "model.beta_final": m.beta_final, "model.object_radius": m.object_radius, "model.fd_eps": m.fd_eps,
+                "model.beta_final": m.beta_final, "loss.cluster_temperature": cfg.loss.cluster_temperature,
+                "model.object_radius": m.object_radius, "model.fd_eps": m.fd_eps,
                 "model.encoding.n_levels": m.encoding.n_levels,
                 "model.encoding.n_features_per_level": m.encoding.n_features_per_level,
                 "model.encoding.log2_hashmap_size": m.encoding.log2_hashmap_size,
@@ -543,7 +549,7 @@ def _validate_ranges(cfg: Config) -> None:
                     "sampler.n_depth_uniform": s.n_depth_uniform, "render.merge_share": r.merge_share}
     non_negative.update({f"loss.{k}": v for k, v in dataclasses.asdict(cfg.loss).items()})
     for key, val in non_negative.items():
-        if not val >= 0:
+        if val is not None and not val >= 0:
             raise SdfsegError(f"config key '{key}': must be >= 0, got {val}")
     at_most_one = {"train.keyframe_ratio": t.keyframe_ratio, "train.replace_prob": t.replace_prob,
                    "train.lr_final_ratio": t.lr_final_ratio, "data.sphere_radius": d.sphere_radius}

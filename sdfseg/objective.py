@@ -140,7 +140,7 @@ class Objective:
             om, ym = O[keep], y[keep]
             if ym.numel() == 0:
                 return
-            P = torch.softmax(om, dim=-1)
+            P = cl.cluster_probabilities(om, self._temperature(O))
             mu, labs, counts = cl.cluster_centres(P, ym)
             conf = _mean_per_label(batch.confidence[keep], ym, labs)
             losses["diff"] = c * w.diff * cl.differentiation_loss(mu)
@@ -152,7 +152,7 @@ class Objective:
         om, ym = O[seg], y[seg]
         if ym.numel() == 0:
             return
-        P = torch.softmax(om, dim=-1)
+        P = cl.cluster_probabilities(om, self._temperature(O))
         mu, labs, counts = cl.cluster_centres(P, ym)
         losses["diff"] = c * w.diff * cl.differentiation_loss(mu)
         losses["onehot"] = c * w.onehot * cl.onehot_loss(om, ym != 0)
@@ -164,6 +164,9 @@ class Objective:
             losses["fgbg_sdf"] = c * w.fgbg_sdf * (w.bg * bg + w.fg * fg)
         if w.cross_view > 0 and (batch.view > 0).any():
             losses["cross_view"] = c * w.cross_view * self._cross_view(O, batch, seg, mu, labs)
+
+    def _temperature(self, O: torch.Tensor) -> float:
+        return cl.cluster_temperature(O.shape[1], self.w.cluster_temperature)
 
     def _cross_view(self, O: torch.Tensor, batch: Batch, seg: torch.Tensor, mu: torch.Tensor, labs: torch.Tensor
                     ) -> torch.Tensor:
@@ -177,7 +180,7 @@ class Objective:
             fg = yv > 0
             if not fg.any():
                 continue
-            mu_v, labs_v, _ = cl.cluster_centres(torch.softmax(O[sel][fg], dim=-1), yv[fg])
+            mu_v, labs_v, _ = cl.cluster_centres(cl.cluster_probabilities(O[sel][fg], self._temperature(O)), yv[fg])
             sem_v = _label_semantics(yv[fg], batch.semantic[sel][fg], labs_v, nsem)
             keep = labs != 0
             terms.append(cl.cross_view_loss(mu[keep], sem_main[keep], mu_v, sem_v))

@@ -19,6 +19,8 @@ def test_reference_defaults():
     w = cfg.loss
     assert (w.diff, w.onehot, w.reg, w.bg, w.fg) == (20.0, 0.5, 1e4, 0.2, 0.1)
     assert (w.rgb, w.eikonal, w.smooth, w.depth) == (1.0, 0.1, 0.005, 0.1)
+    assert w.cluster_temperature == 1.0  # the paper's softmax
+    assert load_config(None, ["loss.cluster_temperature=null"]).loss.cluster_temperature is None
     assert (cfg.train.lr, cfg.train.grid_lr) == (5e-4, 1e-2)
 
 
@@ -32,6 +34,7 @@ def test_reference_defaults():
     ("render.vote_object_share=0.3", "render.vote_object_share"),
     ("render.vote_max_gap=-0.1", "render.vote_max_gap"),
     ("render.vote_grid=-1", "render.vote_grid"),
+    ("loss.cluster_temperature=0", "loss.cluster_temperature"),
 ])
 def test_bad_keys_are_one_line_errors(item, needle):
     with pytest.raises(SdfsegError) as e:

@@ -130,3 +130,24 @@ def test_supervised_opacity_loss():
     assert C.supervised_opacity_loss(O, torch.tensor([[1.0, 0.0]]), kind="l1").item() == pytest.approx(0.1)
     with pytest.raises(SdfsegError):
         C.supervised_opacity_loss(O, torch.tensor([0]), kind="mse")
+
+
+def test_cluster_temperature_scales_with_channels():
+    # the paper's softmax (T = 1) up to K = 10; beyond, 1/T = 1 + ln((K - 1) / 9)
+    assert C.cluster_temperature(10, None) == 1.0
+    assert C.cluster_temperature(4, None) == 1.0
+    assert C.cluster_temperature(50, None) == pytest.approx(1.0 / (1.0 + math.log(49 / 9)))
+    assert C.cluster_temperature(50, 0.5) == 0.5
+    with pytest.raises(SdfsegError, match="cluster_temperature"):
+        C.cluster_temperature(50, 0.0)
+    # with the scaled temperature a one-hot opacity gives the same top probability at K = 50 as at K = 10
+    for k in (10, 20, 50):
+        O = torch.zeros(1, k)
+        O[0, 3] = 1.0
+        P = C.cluster_probabilities(O, C.cluster_temperature(k, None))
+        assert float(P[0, 3]) == pytest.approx(math.e / (math.e + 9))
+        assert float(P.sum()) == pytest.approx(1.0)
+    # hand-worked: softmax([1, 0, 0] / 0.5) = (e^2, 1, 1) / (e^2 + 2)
+    P = C.cluster_probabilities(torch.tensor([[1.0, 0.0, 0.0]]), 0.5)
+    e2 = math.exp(2.0)
+    assert torch.allclose(P, torch.tensor([[e2, 1.0, 1.0]]) / (e2 + 2), atol=1e-6)

@@ -10,6 +10,7 @@ Empty selections give an exact 0 that stays connected to the graph.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -30,6 +31,22 @@ def _group_mean(values: Tensor, inverse: Tensor, n_groups: int) -> tuple[Tensor,
     sums = scatter_sum(values, inverse, n_groups)
     counts = torch.bincount(inverse, minlength=n_groups)
     return sums / counts.clamp_min(1)[:, None].to(values.dtype), counts
+
+
+def cluster_temperature(num_channels: int, temperature: Optional[float] = 1.0) -> float:
+    """Temperature of ``P = softmax(O / T)``: ``temperature`` as given, or for ``None`` the one that makes a
+    one-hot ``O`` over ``num_channels`` channels give the ``P`` it gives at 10 channels
+    (``1 / T = max(1, 1 + ln((K - 1) / 9))``)."""
+    if temperature is not None:
+        if not temperature > 0:
+            raise SdfsegError(f"loss.cluster_temperature: expected a positive number or null, got {temperature}")
+        return float(temperature)
+    return 1.0 / max(1.0, 1.0 + math.log(max(num_channels - 1, 1) / 9.0))
+
+
+def cluster_probabilities(O: Tensor, temperature: float = 1.0) -> Tensor:
+    """``P = softmax(O / T)`` over channels (REFERENCE 2 with ``T = 1``)."""
+    return torch.softmax(O / temperature if temperature != 1.0 else O, dim=-1)
 
 
 def cluster_centres(P: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
