@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from sdfseg.errors import SdfsegError
-from sdfseg.quality_bench import check_settings, format_table, run_command, summarize
+from sdfseg.quality_bench import check_settings, format_table, room_overrides, run_command, summarize
 
 from _helpers import ROOT, TINY
 
@@ -58,3 +58,10 @@ def test_cli_trains_then_reuses(tmp_path):
     assert again.returncode == 0 and "0 runs trained" in again.stdout
     other = subprocess.run(cmd + ["--set", "loss.fg=0.3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert other.returncode == 2 and "other settings" in other.stderr
+
+
+def test_rooms_get_at_least_twenty_channels():
+    # the demo config's K = 10 is raised for the rooms (up to 11 instances); K = 50 is kept as it is
+    assert room_overrides(10) == ["model.num_channels=20"]
+    assert room_overrides(20) == []
+    assert room_overrides(50) == []
