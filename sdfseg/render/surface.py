@@ -144,18 +144,26 @@ class SdfGrid(nn.Module):
             if idx.numel() == 0:
                 break
             t_a, s_a = t[idx], s[idx]
-            t_new = torch.minimum(t_a + torch.clamp(step_scale * s_a, min=min_step, max=max_step), far[idx])
-            s_new = self.query(origins[idx] + t_new[:, None] * dirs[idx])
-            crossed = s_new <= 0
-            frac = s_a / (s_a - s_new).clamp_min(1e-12)
-            t_cross = t_a + frac.clamp(0.0, 1.0) * (t_new - t_a)
-            t[idx] = torch.where(crossed, t_cross, t_new)
+            t_next, s_new, crossed, grazing, going_on = self._step(origins[idx], dirs[idx], t_a, s_a, far[idx],
+                                                                   step_scale, min_step, max_step, margin)
+            t[idx] = t_next
             s[idx] = s_new
             hit[idx] = crossed
-            miss = (s_a < margin) & (s_new > s_a) & ~crossed & (t_miss[idx] < 0)
-            t_miss[idx] = torch.where(miss, t_a, t_miss[idx])
-            active[idx] = ~crossed & (t_new < far[idx])
+            t_miss[idx] = torch.where(grazing & (t_miss[idx] < 0), t_a, t_miss[idx])
+            active[idx] = going_on
         return t, hit, t_miss
+
+    def _step(self, origins, dirs, t, s, far, step_scale, min_step, max_step, margin):
+        """One sphere-tracing step of rays at ``t`` with grid SDF ``s``: ``(t_next, s_new, crossed, grazing,
+        going_on)``. A crossing is placed by linear interpolation; ``grazing``: the SDF came within
+        ``margin`` and grows again without crossing (a near miss at ``t``)."""
+        t_new = torch.minimum(t + torch.clamp(step_scale * s, min=min_step, max=max_step), far)
+        s_new = self.query(origins + t_new[:, None] * dirs)
+        crossed = s_new <= 0
+        frac = s / (s - s_new).clamp_min(1e-12)
+        t_next = torch.where(crossed, t + frac.clamp(0.0, 1.0) * (t_new - t), t_new)
+        grazing = (s < margin) & (s_new > s) & ~crossed
+        return t_next, s_new, crossed, grazing, ~crossed & (t_new < far)
 
     def _trace_masked(self, origins, dirs, t, s, hit, t_miss, active, far, max_steps, step_scale, min_step,
                       max_step, margin):
@@ -163,17 +171,13 @@ class SdfGrid(nn.Module):
         for i in range(max_steps):
             if i % 16 == 0 and not bool(active.any()):
                 break
-            t_new = torch.minimum(t + torch.clamp(step_scale * s, min=min_step, max=max_step), far)
-            s_new = self.query(origins + t_new[:, None] * dirs)
-            crossed = s_new <= 0
-            frac = s / (s - s_new).clamp_min(1e-12)
-            t_cross = t + frac.clamp(0.0, 1.0) * (t_new - t)
-            miss = active & (s < margin) & (s_new > s) & ~crossed & (t_miss < 0)
-            t_miss = torch.where(miss, t, t_miss)
-            t = torch.where(active, torch.where(crossed, t_cross, t_new), t)
+            t_next, s_new, crossed, grazing, going_on = self._step(origins, dirs, t, s, far, step_scale, min_step,
+                                                                   max_step, margin)
+            t_miss = torch.where(active & grazing & (t_miss < 0), t, t_miss)
+            t = torch.where(active, t_next, t)
             s = torch.where(active, s_new, s)
             hit = hit | (active & crossed)
-            active = active & ~crossed & (t_new < far)
+            active = active & going_on
         return t, hit, t_miss
 
     @torch.no_grad()
