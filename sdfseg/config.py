@@ -192,6 +192,11 @@ class TrainConfig:
     cannot win it back."""
     seed: int = 0
     device: str = "auto"
+    deterministic: bool = True
+    """On CUDA, use torch's deterministic kernels (``torch.use_deterministic_algorithms``, warn-only, and
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless set) so that a run and a killed-and-resumed run end with the
+    same weights bit for bit; false trades that for a little speed. The CPU kernels used are deterministic
+    either way, and this changes nothing there."""
     checkpoint_every: int = 1000
     log_every: int = 50
     max_bad_steps: int = 10

@@ -7,6 +7,7 @@ evaluation and mesh export (see :mod:`sdfseg.pipeline`).
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -37,6 +38,21 @@ def pick_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise SdfsegError(f"config key 'train.device': expected auto, cpu or cuda[:index], got '{name}'") from None
+
+
+def use_deterministic_kernels(device: torch.device, on: bool) -> bool:
+    """For a run on CUDA with ``train.deterministic``, switch torch to its deterministic kernels (warn-only, so
+    an op without one still runs) and fix cuBLAS's workspace (``CUBLAS_WORKSPACE_CONFIG``, which must be set
+    before cuBLAS starts: the trainer calls this before it builds the model). Scatter-adds, ``index_add_``,
+    cumulative sums and gather backward otherwise use float atomics on CUDA, whose order, and so whose last
+    bits, vary from run to run. Freshly allocated memory is not filled with NaN (torch's debugging aid,
+    which costs time). Does nothing on other devices or when ``on`` is false; returns whether it switched."""
+    if device.type != "cuda" or not on:
+        return False
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    return True
 
 
 def resolve_config(cfg: Config, device: torch.device) -> Config:
@@ -97,6 +113,7 @@ class Trainer:
     def __init__(self, cfg: Config, scene: Optional[Scene] = None, progress: bool = True):
         self.cfg = cfg
         self.device = pick_device(cfg.train.device)
+        use_deterministic_kernels(self.device, cfg.train.deterministic)
         resolve_config(cfg, self.device)
         torch.manual_seed(cfg.train.seed)
         self.scene = scene if scene is not None else load_training_scene(cfg)

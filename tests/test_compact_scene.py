@@ -209,3 +209,18 @@ def test_scene_memory_benchmark_small(tmp_path):
     defaults = scene_memory(3, 16, 24, scene_dir=tmp_path / "scene", config=None)  # normal losses on: kept
     assert defaults["keeps_normals"] and defaults["arrays"]["normals"]["dtype"] == "int8"
     assert defaults["scene_bytes"] == r["scene_bytes"] + px * 3
+
+
+def test_uint16_ids_go_to_an_accelerator_as_a_type_it_can_index():
+    """CUDA (torch 2.11) has no uint16 indexing: ids above 32767 travel to any non-CPU device as int32, smaller ones
+    as int16; the CPU keeps the uint16 array itself (shared, no copy)."""
+    from sdfseg.data.rays import _device_tensor
+
+    big = np.array([0, 40000, 3], dtype=np.uint16)
+    meta = torch.device("meta")
+    assert _device_tensor(big, meta).dtype == torch.int32
+    assert _device_tensor(np.array([1, 300], dtype=np.uint16), meta).dtype == torch.int16
+    assert _device_tensor(np.array([1, 70000], dtype=np.uint32), meta).dtype == torch.int32
+    cpu = _device_tensor(big, torch.device("cpu"))
+    assert cpu.dtype == torch.uint16 and cpu.numpy().ctypes.data == big.ctypes.data
+    assert cpu[torch.tensor([1])].long().tolist() == [40000]

@@ -102,3 +102,23 @@ def test_sam_nms_stand_in_on_cuda():
 def test_test_device_is_the_configured_one(scene, tmp_path):
     trainer = Trainer(demo_config(TINY, scene, tmp_path / "run"))
     assert next(trainer.model.parameters()).device.type == DEVICE.type
+
+
+def test_deterministic_kernels_only_on_cuda_and_only_when_asked(monkeypatch):
+    """``train.deterministic`` switches torch to its deterministic kernels for a CUDA run (the kill -9 and
+    --resume bit-identity), and leaves the process alone on the CPU or when off."""
+    from sdfseg.train import use_deterministic_kernels
+
+    before = torch.are_deterministic_algorithms_enabled()
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert not use_deterministic_kernels(torch.device("cpu"), True)
+    assert not use_deterministic_kernels(torch.device("cuda"), False)
+    assert torch.are_deterministic_algorithms_enabled() == before
+    assert "CUBLAS_WORKSPACE_CONFIG" not in __import__("os").environ
+    if DEVICE.type == "cuda":
+        try:
+            assert use_deterministic_kernels(DEVICE, True)
+            assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+            assert __import__("os").environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        finally:
+            torch.use_deterministic_algorithms(before)

@@ -88,11 +88,16 @@ def _top_frames(counts, frames: np.ndarray, ratio: float) -> np.ndarray:
 
 
 def _device_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``a`` on ``device`` in its own dtype (unsigned 16/32-bit ids, which torch barely supports, as the smallest
-    signed type holding them); on the CPU a contiguous array is shared, not copied."""
+    """``a`` on ``device`` in its own dtype, but unsigned 16/32-bit ids (which torch barely supports) as the
+    smallest type holding them that the device can index: uint16 stays on the CPU (shared, not copied); CUDA has
+    no uint16 indexing (torch 2.11: ``"index_cuda" not implemented for 'UInt16'``), so there ids above 32767
+    become int32. On the CPU a contiguous array is shared, not copied."""
     a = np.ascontiguousarray(a)
     if a.dtype.kind == "u" and a.dtype.itemsize > 1:
-        a = a.astype(label_dtype(0, int(a.max())) if a.size else np.int32)
+        dt = label_dtype(0, int(a.max())) if a.size else np.dtype(np.int32)
+        if dt == np.uint16 and torch.device(device).type != "cpu":
+            dt = np.dtype(np.int32)
+        a = a.astype(dt, copy=False)
     elif a.dtype == np.bool_:
         a = a.astype(np.uint8)
     return torch.as_tensor(a, device=device)
