@@ -337,8 +337,9 @@ class Config:
     """Optional hierarchical feature head (disabled by default)."""
 
 
-RESUMABLE = ("render.", "run.dir", "train.device", "train.log_every", "train.checkpoint_every",
-             "train.max_bad_steps", "data.path", "data.missing_hint", "features.head_iterations")
+RESUMABLE = ("render.", "run.dir", "train.device", "train.deterministic", "train.log_every",
+             "train.checkpoint_every", "train.max_bad_steps", "data.path", "data.missing_hint",
+             "features.head_iterations")
 """Keys (or section prefixes) ``--resume`` may change: how the end of the run is rendered (``render.*``:
 re-rendering a finished run with other settings is a documented use), where things are (the run and
 the scene folder may move), the device and logging. Every other key shapes the trained model or its
