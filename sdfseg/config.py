@@ -93,6 +93,12 @@ class ModelConfig:
     """null: beta is learned (reference). A value anneals beta geometrically from beta_init to it over
     training: surfaces sharpen on schedule, which short CPU runs need."""
     object_radius: float = 0.1
+    semantic_grid_levels: int = 0
+    """Levels of the semantic head's own hash grid (2 features each, 2^15 entries, finest resolution
+    ``semantic_grid_max_resolution``), whose features the head reads beside the SDF's geometry feature.
+    0 = the geometry feature only (as before). The geometry feature is shaped by SDF and colour: on a
+    door or window flush with a wall it is the wall's, and the head named such pixels wall."""
+    semantic_grid_max_resolution: int = 256
     gradient: str = "analytic"
     """analytic | finite_difference (SDF gradients for eikonal, normals)."""
     fd_eps: float = 1e-3
@@ -155,6 +161,11 @@ class LossWeights:
     """Eq. 8 (semantic mode)."""
     semantic_head: float = 0.5
     """Cross-entropy of the instance-mode semantic head (classes for stuff pixels and object channels)."""
+    semantic_balance: float = 0.0
+    """Class weights of that cross-entropy: ``f_c ** -semantic_balance`` for a class with a fraction
+    ``f_c`` of the labelled training pixels, scaled so the pixel-weighted mean weight is 1. 0 = unweighted;
+    0.5 = inverse square root of the frequency (rare classes such as doors and ceilings otherwise get
+    a few rays per batch and lose to the wall)."""
     cross_view: float = 1.0
     distinction: float = 0.5
     supervised: float = 1.0
@@ -536,6 +547,7 @@ def _validate_ranges(cfg: Config) -> None:
                 "model.ownership_tau_final": m.ownership_tau_final, "model.beta_init": m.beta_init,
                 "model.beta_final": m.beta_final, "loss.cluster_temperature": cfg.loss.cluster_temperature,
                 "model.object_radius": m.object_radius, "model.fd_eps": m.fd_eps,
+                "model.semantic_grid_max_resolution": m.semantic_grid_max_resolution,
                 "model.encoding.n_levels": m.encoding.n_levels,
                 "model.encoding.n_features_per_level": m.encoding.n_features_per_level,
                 "model.encoding.log2_hashmap_size": m.encoding.log2_hashmap_size,
@@ -551,6 +563,7 @@ def _validate_ranges(cfg: Config) -> None:
                     "train.max_bad_steps": t.max_bad_steps, "train.replace_prob": t.replace_prob,
                     "train.distinction_start": t.distinction_start, "model.n_hidden_layers": m.n_hidden_layers,
                     "model.n_frequencies": m.n_frequencies, "model.color_layers": m.color_layers,
+                    "model.semantic_grid_levels": m.semantic_grid_levels,
                     "sampler.n_importance": s.n_importance, "sampler.n_rounds": s.n_rounds,
                     "sampler.n_depth_uniform": s.n_depth_uniform, "render.merge_share": r.merge_share}
     non_negative.update({f"loss.{k}": v for k, v in dataclasses.asdict(cfg.loss).items()})

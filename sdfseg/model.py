@@ -17,6 +17,7 @@ from torch import nn
 from .config import Config
 from .fields.color import ColorField
 from .fields.density import LaplaceDensity
+from .fields.encodings import HashGridEncoding
 from .fields.feature_head import FeatureHead
 from .fields.sdf import MultiChannelSDF
 from .render import samplers, volume
@@ -57,8 +58,16 @@ class SceneModel(nn.Module):
                                 weight_norm=m.weight_norm)
         self.density = LaplaceDensity(beta_init=m.beta_init)
         self.semantic = None
+        self.semantic_grid: Optional[HashGridEncoding] = None
         if num_classes > 0:
-            self.semantic = nn.Sequential(nn.Linear(m.feature_dim, 64), nn.ReLU(), nn.Linear(64, num_classes))
+            in_dim = m.feature_dim
+            if m.semantic_grid_levels > 0:
+                self.semantic_grid = HashGridEncoding(
+                    n_levels=m.semantic_grid_levels, n_features_per_level=2, log2_hashmap_size=15, base_resolution=16,
+                    max_resolution=max(m.semantic_grid_max_resolution, 16), bound=BOUND_RADIUS,
+                    backend=m.encoding.backend)
+                in_dim += self.semantic_grid.out_dim
+            self.semantic = nn.Sequential(nn.Linear(in_dim, 64), nn.ReLU(), nn.Linear(64, num_classes))
         s = cfg.sampler
         if s.kind == "error_bounded":
             self.sampler = samplers.ErrorBoundedSampler(n_uniform=s.n_coarse, n_importance=s.n_importance)
@@ -90,7 +99,8 @@ class SceneModel(nn.Module):
     # ---- parameter groups -------------------------------------------------------------------
     def grid_parameters(self) -> list[nn.Parameter]:
         """Hash-grid tables (trained with the larger grid learning rate)."""
-        return list(self.sdf.grid.parameters()) if self.sdf.grid is not None else []
+        sdf = list(self.sdf.grid.parameters()) if self.sdf.grid is not None else []
+        return sdf + (list(self.semantic_grid.parameters()) if self.semantic_grid is not None else [])
 
     def feature_parameters(self) -> list[nn.Parameter]:
         """MLP parameters of the hierarchical feature head (empty when it is disabled)."""
@@ -288,8 +298,14 @@ class SceneModel(nn.Module):
             out["grad_min"] = grad.reshape(r, s, 3)
             out["normal"] = volume.composite(w, normals.reshape(r, s, 3))
         if self.semantic is not None:
-            out["semantic"] = volume.composite(w, self.semantic(feat).reshape(r, s, -1))
+            out["semantic"] = volume.composite(w, self.semantic_logits(feat, flat).reshape(r, s, -1))
         return out
+
+    def semantic_logits(self, feat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Class logits ``[P, C]`` of the semantic head at points ``x [P, 3]`` with geometry features ``feat``."""
+        if self.semantic_grid is not None:
+            feat = torch.cat([feat, self.semantic_grid(x.detach())], dim=-1)
+        return self.semantic(feat)
 
     def _backbone_weights(self, origins: torch.Tensor, dirs: torch.Tensor, depth_t: Optional[torch.Tensor]
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

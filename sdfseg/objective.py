@@ -7,6 +7,8 @@ weights are the config's (REFERENCE 1-2). The loss maths lives in
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -34,10 +36,25 @@ def majority(values: torch.Tensor, groups: torch.Tensor, num_groups: int, num_va
     return hist.view(num_groups, num_values).argmax(dim=1)
 
 
+def semantic_class_weights(counts, balance: float) -> Optional[torch.Tensor]:
+    """Cross-entropy weights of the semantic head's classes from their labelled pixel counts ``[C]``:
+    ``f_c ** -balance`` for a class with fraction ``f_c`` of the pixels (0 for an absent class), scaled so
+    that the pixel-weighted mean weight is 1. None when ``balance`` is 0 (unweighted)."""
+    if balance == 0:
+        return None
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    f = counts / counts.sum().clamp_min(1)
+    w = torch.where(f > 0, f.clamp_min(1e-12) ** -balance, torch.zeros_like(f))
+    return (w / (f * w).sum().clamp_min(1e-12)).float()
+
+
 class Objective:
-    def __init__(self, cfg: Config, depth_kind: str, classes: ClassInfo):
+    def __init__(self, cfg: Config, depth_kind: str, classes: ClassInfo,
+                 semantic_weights: Optional[torch.Tensor] = None):
         self.cfg = cfg
         self.w = cfg.loss
+        self.semantic_weights = semantic_weights
+        """Class weights of the semantic head's cross-entropy (:func:`semantic_class_weights`), or None."""
         self.depth_kind = depth_kind
         self.classes = classes
         self.feature_loss = FeatureLoss(cfg.features, cfg.train.seed) if cfg.features.enabled else None
@@ -127,6 +144,8 @@ class Objective:
             ok = sem > 0
             if ok.any():
                 ce = F.cross_entropy(out["semantic"][ok], sem[ok], reduction="none")
+                if self.semantic_weights is not None:
+                    ce = ce * self.semantic_weights.to(ce.device)[sem[ok]]
                 losses["semantic_head"] = w.semantic_head * (ce * batch.confidence[ok]).mean()
         if cfg.train.method == "supervised":
             om, ym = O[main], y[main]

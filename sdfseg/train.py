@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 
 from .config import Config, dump_yaml
@@ -25,7 +26,7 @@ from .fields.encodings import resolve_backend
 from .io import atomic_path, write_text_atomic
 from .labels import TrainingLabels, training_labels
 from .model import SceneModel, uses_sample_grid
-from .objective import Objective
+from .objective import Objective, semantic_class_weights
 from .progress import Progress
 
 
@@ -100,6 +101,17 @@ def num_channels_for(cfg: Config, scene: Scene) -> int:
     return scene.classes.num_classes if cfg.train.mode == "semantic" else cfg.model.num_channels
 
 
+def semantic_pixel_counts(semantic, scene: Scene) -> np.ndarray:
+    """Labelled pixels per class ``[num_classes]`` of the training frames' semantic maps (class 0, void or
+    unsupervised, counted as 0)."""
+    n = scene.classes.num_classes
+    counts = np.zeros(n, dtype=np.int64)
+    for i in scene.split["train"]:
+        counts += np.bincount(np.asarray(semantic.frame(int(i))).ravel().astype(np.int64), minlength=n)[:n]
+    counts[0] = 0
+    return counts
+
+
 def set_decayed_lr(optimizer: torch.optim.Optimizer, step: int, total: int, final_ratio: float) -> None:
     """Exponential decay: every group's ``base_lr`` times ``final_ratio ** (step / total)`` (capped at 1)."""
     factor = final_ratio ** min(1.0, step / max(1, total))
@@ -127,7 +139,11 @@ class Trainer:
                                   self.device, cfg.train.keyframe_ratio, cfg.train.replace_prob, cfg.train.seed)
         n_sem = self.scene.classes.num_classes if cfg.train.mode == "instance" else 0
         self.model = SceneModel(cfg, self.k, n_sem, sample_grid=uses_sample_grid(cfg, self.scene)).to(self.device)
-        self.objective = Objective(cfg, self.scene.depth_kind, self.scene.classes)
+        sem_weights = None
+        if cfg.train.mode == "instance" and cfg.loss.semantic_balance > 0:
+            sem_weights = semantic_class_weights(semantic_pixel_counts(self.labels.semantic, self.scene),
+                                                 cfg.loss.semantic_balance)
+        self.objective = Objective(cfg, self.scene.depth_kind, self.scene.classes, sem_weights)
         self.feature_sup = None
         if cfg.features.enabled:
             from .hierarchy_head import FeatureSupervision

@@ -151,3 +151,15 @@ def test_cluster_temperature_scales_with_channels():
     P = C.cluster_probabilities(torch.tensor([[1.0, 0.0, 0.0]]), 0.5)
     e2 = math.exp(2.0)
     assert torch.allclose(P, torch.tensor([[e2, 1.0, 1.0]]) / (e2 + 2), atol=1e-6)
+
+
+def test_semantic_class_weights_hand_worked():
+    """Counts [0, 75, 25], balance 0.5: raw weights 0, 1/sqrt(0.75), 1/sqrt(0.25) = 0, 1.1547, 2; the
+    pixel-weighted mean 0.75 * 1.1547 + 0.25 * 2 = 1.3660 scales them to 0, 0.8453, 1.4641."""
+    from sdfseg.objective import semantic_class_weights
+
+    assert semantic_class_weights([0, 75, 25], 0.0) is None
+    w = semantic_class_weights([0, 75, 25], 0.5)
+    assert torch.allclose(w, torch.tensor([0.0, 0.8453, 1.4641]), atol=1e-4)
+    w1 = semantic_class_weights([10, 30, 60], 1.0)  # inverse frequency: every class weighs the same in total
+    assert torch.allclose(w1 * torch.tensor([0.1, 0.3, 0.6]), torch.full((3,), 1 / 3), atol=1e-6)

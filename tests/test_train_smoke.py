@@ -121,3 +121,34 @@ def test_missing_data_folder_is_one_line_error(tmp_path):
                         "--set", f"data.path={tmp_path / 'none'}"], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error: data.path") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_semantic_grid_and_class_balance(scene_dir, tmp_path):
+    """model.semantic_grid_levels gives the semantic head its own hash grid (trained at the grid learning rate,
+    beside the geometry feature); loss.semantic_balance weights its cross-entropy by the classes' labelled
+    pixels. Off by default: the default model has the head of before (same parameter names and shapes)."""
+    from sdfseg.train import semantic_pixel_counts
+
+    plain = Trainer(_cfg(scene_dir, tmp_path / "plain"))
+    assert plain.model.semantic_grid is None and plain.objective.semantic_weights is None
+    assert not any(k.startswith("semantic_grid") for k in plain.model.state_dict())
+    f = plain.cfg.model.feature_dim
+    assert plain.model.semantic[0].in_features == f
+
+    t = Trainer(_cfg(scene_dir, tmp_path / "sem", "model.semantic_grid_levels=3", "loss.semantic_balance=0.5"))
+    grid = {id(p) for p in t.model.semantic_grid.parameters()}
+    assert grid and grid <= {id(p) for p in t.optimizer.param_groups[0]["params"]}  # the grid lr group
+    assert not grid & {id(p) for p in t.model.other_parameters()}
+    assert t.model.semantic[0].in_features == f + 3 * 2
+    counts = semantic_pixel_counts(t.labels.semantic, t.scene)
+    assert counts[0] == 0 and counts.sum() > 0
+    frac = counts / counts.sum()
+    w = t.objective.semantic_weights.double()
+    assert torch.allclose((torch.as_tensor(frac) * w).sum(), torch.tensor(1.0, dtype=torch.float64), atol=1e-6)
+    present = np.flatnonzero(counts)
+    rare, common = present[np.argmin(counts[present])], present[np.argmax(counts[present])]
+    assert w[rare] > w[common] and w[0] == 0
+    before = [p.detach().clone() for p in t.model.semantic_grid.parameters()]
+    s = t.train_step()
+    assert np.isfinite(s["total"]) and s["semantic_head"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, t.model.semantic_grid.parameters()))
