@@ -162,6 +162,37 @@ def summarize(rows: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
+def per_class(run_dirs: list[Path]) -> dict[str, dict]:
+    """IoU per class (percent) over finished runs: ``{name: {"kind", "iou", "runs", "zero", "noisy_iou",
+    "noisy_runs"}}``, the mean over the runs where the evaluation protocol counts the class (``runs`` of
+    them, ``zero`` at IoU 0), beside the noisy labels' mean on the same runs' test views. ``kind`` is
+    thing, stuff, or thing/stuff where scene families differ (the demo's table is a thing, the rooms' stuff)."""
+    acc: dict[str, dict] = {}
+    for d in run_dirs:
+        m = json.loads((d / "metrics.json").read_text())
+        for rows, key in ((m.get("per_class") or [], "iou"), ((m.get("baseline") or {}).get("per_class") or [],
+                                                              "noisy_iou")):
+            for c in rows:
+                if c.get("iou") is None:
+                    continue
+                e = acc.setdefault(c["name"], {"kinds": set(), "iou": [], "noisy_iou": []})
+                e["kinds"].add("thing" if c["thing"] else "stuff")
+                e[key].append(100.0 * c["iou"])
+    mean = lambda v: sum(v) / len(v) if v else None  # noqa: E731
+    return {n: {"kind": "/".join(sorted(e["kinds"], reverse=True)), "iou": mean(e["iou"]), "runs": len(e["iou"]),
+                "zero": sum(v == 0 for v in e["iou"]), "noisy_iou": mean(e["noisy_iou"]),
+                "noisy_runs": len(e["noisy_iou"])} for n, e in sorted(acc.items())}
+
+
+def format_per_class(classes: dict[str, dict]) -> str:
+    f = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    lines = ["| class | kind | IoU (mean over runs) | runs | runs at IoU 0 | noisy IoU |", "|---|---|---|---|---|---|"]
+    for n, c in classes.items():
+        lines.append(f"| {n} | {c['kind']} | {f(c['iou'])} | {c['runs']} | {c['zero']} | "
+                     f"{f(c['noisy_iou'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def format_table(rows: dict[str, dict], summary: dict[str, dict]) -> str:
     f = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     lines = ["| scene, seed | PQ^scene | SQ | RQ | mIoU | EA | mesh F@5cm | noisy PQ^scene | noisy mIoU | noisy EA |",
@@ -203,8 +234,11 @@ def run_benchmark(tier: str, config: Path, root: Path, data: Path, overrides: li
     table = format_table(rows, summary)
     out_of_band = [n for n, r in rows.items() if n.startswith("room") and r["noisy_pq"] is not None
                    and not NOISY_PQ_BAND[0] <= r["noisy_pq"] <= NOISY_PQ_BAND[1]]
+    classes = per_class([tier_dir / n for n in names])
     result = {"tier": tier, "config": str(config), "overrides": overrides, "rows": rows, "summary": summary,
-              "seconds_this_call": time.time() - t0, "run_seconds": seconds, "noisy_pq_out_of_band": out_of_band}
+              "per_class": classes, "seconds_this_call": time.time() - t0, "run_seconds": seconds,
+              "noisy_pq_out_of_band": out_of_band}
+    write_text_atomic(tier_dir / "per_class.md", format_per_class(classes))
     write_text_atomic(tier_dir / "table.md", table)
     write_json_atomic(tier_dir / "table.json", result)
     return result

@@ -1,13 +1,15 @@
 """The quality benchmark (tools/bench_quality.py): table, mean and worst, reuse of finished runs,
 resume and overwrite choices, refusal of a folder made with other settings."""
 
+import json
 import subprocess
 import sys
 
 import pytest
 
 from sdfseg.errors import SdfsegError
-from sdfseg.quality_bench import check_settings, format_table, room_overrides, run_command, summarize
+from sdfseg.quality_bench import (check_settings, format_per_class, format_table, per_class, room_overrides, run_command,
+                                  summarize)
 
 from _helpers import ROOT, TINY
 
@@ -23,6 +25,28 @@ def test_mean_and_worst_per_column():
     table = format_table(rows, s)
     assert "| **mean** | 70.0 | 77.5 | 90.0 | 72.0 | 25.0 | 0.5 | 42.5 | 61.0 | 27.5 |" in table
     assert "| a | 80.0 | 80.0 | 100.0 | 70.0 | 20.0 | - |" in table
+
+
+def test_per_class_iou_over_runs(tmp_path):
+    """Door counts in both runs (IoU 0.0 and 0.5: mean 25.0, one run at 0), the ceiling in one; the noisy
+    labels' IoU is averaged over the runs that count the class for them."""
+    def run(name, pred, noisy):
+        d = tmp_path / name
+        d.mkdir()
+        rows = lambda cs: [{"name": n, "thing": n == "chair", "iou": v} for n, v in cs]  # noqa: E731
+        (d / "metrics.json").write_text(json.dumps({"per_class": rows(pred), "baseline": {"per_class": rows(noisy)}}))
+        return d
+
+    a = run("a", [("door", 0.0), ("chair", 0.6)], [("door", 0.8), ("chair", 0.5)])
+    b = run("b", [("door", 0.5), ("ceiling", 1.0)], [("door", 0.9)])
+    (b / "metrics.json").write_text((b / "metrics.json").read_text().replace('"thing": false', '"thing": true', 1))
+    c = per_class([a, b])
+    assert list(c) == ["ceiling", "chair", "door"]
+    assert c["door"] == {"kind": "thing/stuff", "iou": 25.0, "runs": 2, "zero": 1, "noisy_iou": 85.0,
+                         "noisy_runs": 2}  # run b calls the door a thing (as the demo's table is one)
+    assert c["ceiling"]["noisy_iou"] is None and c["chair"]["kind"] == "thing" and c["chair"]["iou"] == 60.0
+    assert c["ceiling"]["kind"] == "stuff"
+    assert "| door | thing/stuff | 25.0 | 2 | 1 | 85.0 |" in format_per_class(c)
 
 
 def test_run_command_resumes_or_replaces(tmp_path):

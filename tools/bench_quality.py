@@ -10,7 +10,8 @@ Tiers:
 Scenes are generated on first use under --data. Each run is tools/train.py with one thread;
 --jobs of them run at once (default: one per core). Finished runs are reused and killed ones
 resume, so the command can be repeated after an interruption. The table is written to
-ROOT/TIER/table.md and table.json; the runs' logs to ROOT/TIER/logs/.
+ROOT/TIER/table.md and table.json, each class's IoU over the runs (beside the noisy labels') to
+ROOT/TIER/per_class.md; the runs' logs to ROOT/TIER/logs/.
 
 Examples:
   python tools/bench_quality.py --tier screen
