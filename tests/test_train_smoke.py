@@ -126,10 +126,11 @@ def test_missing_data_folder_is_one_line_error(tmp_path):
 def test_semantic_grid_and_class_balance(scene_dir, tmp_path):
     """model.semantic_grid_levels gives the semantic head its own hash grid (trained at the grid learning rate,
     beside the geometry feature); loss.semantic_balance weights its cross-entropy by the classes' labelled
-    pixels. Off by default: the default model has the head of before (same parameter names and shapes)."""
+    pixels. Off (0), the model has the head of before (same parameter names and shapes), so runs written
+    before the options load."""
     from sdfseg.train import semantic_pixel_counts
 
-    plain = Trainer(_cfg(scene_dir, tmp_path / "plain"))
+    plain = Trainer(_cfg(scene_dir, tmp_path / "plain", "model.semantic_grid_levels=0", "loss.semantic_balance=0"))
     assert plain.model.semantic_grid is None and plain.objective.semantic_weights is None
     assert not any(k.startswith("semantic_grid") for k in plain.model.state_dict())
     f = plain.cfg.model.feature_dim
