@@ -16,7 +16,8 @@
 # Environment: OUT (output folder, default gpu_check_out), GPU_CHECK_STAGES (default "env tests bench e2e"),
 # PYTHON (default python3), TEST_LIMIT / BENCH_LIMIT / E2E_LIMIT (seconds per stage on the GPU: 150 / 100 / 280).
 # The GPU machine has no package index: trimesh, PyMCubes and embreex travel as wheels in .whl/
-# (see docs/gpu.md for the download command).
+# (on a machine with the package index: pip download --no-deps --only-binary=:all: --python-version 3.12
+#  -d .whl trimesh==5.2.0 PyMCubes==0.1.6 embreex==4.4.0.post1; .whl/ is git-ignored, so carry it along).
 set -u
 cd "$(dirname "$0")/.."
 REHEARSAL=0
