@@ -99,6 +99,9 @@ class ModelConfig:
     0 = the geometry feature only (as before). The geometry feature is shaped by SDF and colour: on a
     door or window flush with a wall it is the wall's, and the head named such pixels wall."""
     semantic_grid_max_resolution: int = 256
+    semantic_detach_geometry: bool = False
+    """The semantic head's cross-entropy stops at the geometry feature (it trains only the head and its
+    grid, and cannot move the SDF's features). false = as before: its gradient reaches the SDF."""
     gradient: str = "analytic"
     """analytic | finite_difference (SDF gradients for eikonal, normals)."""
     fd_eps: float = 1e-3

@@ -303,6 +303,8 @@ class SceneModel(nn.Module):
 
     def semantic_logits(self, feat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``[P, C]`` of the semantic head at points ``x [P, 3]`` with geometry features ``feat``."""
+        if self.cfg.model.semantic_detach_geometry:
+            feat = feat.detach()
         if self.semantic_grid is not None:
             feat = torch.cat([feat, self.semantic_grid(x.detach())], dim=-1)
         return self.semantic(feat)

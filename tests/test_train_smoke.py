@@ -153,3 +153,16 @@ def test_semantic_grid_and_class_balance(scene_dir, tmp_path):
     s = t.train_step()
     assert np.isfinite(s["total"]) and s["semantic_head"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, t.model.semantic_grid.parameters()))
+
+
+def test_semantic_head_can_stop_at_the_geometry_feature(scene_dir, tmp_path):
+    """With model.semantic_detach_geometry the head's loss gives the SDF network no gradient."""
+    t = Trainer(_cfg(scene_dir, tmp_path / "det", "model.semantic_detach_geometry=true", "model.semantic_grid_levels=2"))
+    feat = torch.randn(5, t.cfg.model.feature_dim, requires_grad=True)
+    x = torch.rand(5, 3, requires_grad=True)
+    t.model.semantic_logits(feat, x).sum().backward()
+    assert feat.grad is None and x.grad is None
+    assert all(p.grad is not None for p in t.model.semantic.parameters())
+    t.model.cfg.model.semantic_detach_geometry = False
+    t.model.semantic_logits(feat, x).sum().backward()
+    assert feat.grad is not None and x.grad is None
