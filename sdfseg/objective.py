@@ -54,7 +54,8 @@ class Objective:
         self.cfg = cfg
         self.w = cfg.loss
         self.semantic_weights = semantic_weights
-        """Class weights of the semantic head's cross-entropy (:func:`semantic_class_weights`), or None."""
+        """Class weights of the semantic head's cross-entropy (:func:`semantic_class_weights`) on the training
+        device, or None."""
         self.depth_kind = depth_kind
         self.classes = classes
         self.feature_loss = FeatureLoss(cfg.features, cfg.train.seed) if cfg.features.enabled else None
@@ -145,7 +146,7 @@ class Objective:
             if ok.any():
                 ce = F.cross_entropy(out["semantic"][ok], sem[ok], reduction="none")
                 if self.semantic_weights is not None:
-                    ce = ce * self.semantic_weights.to(ce.device)[sem[ok]]
+                    ce = ce * self.semantic_weights[sem[ok]]
                 losses["semantic_head"] = w.semantic_head * (ce * batch.confidence[ok]).mean()
         if cfg.train.method == "supervised":
             om, ym = O[main], y[main]

@@ -142,7 +142,7 @@ class Trainer:
         sem_weights = None
         if cfg.train.mode == "instance" and cfg.loss.semantic_balance > 0:
             sem_weights = semantic_class_weights(semantic_pixel_counts(self.labels.semantic, self.scene),
-                                                 cfg.loss.semantic_balance)
+                                                 cfg.loss.semantic_balance).to(self.device)
         self.objective = Objective(cfg, self.scene.depth_kind, self.scene.classes, sem_weights)
         self.feature_sup = None
         if cfg.features.enabled:
