@@ -82,8 +82,7 @@ def benchmark(cfg: Config, iterations: int = 50, warmup: int = 5, render_view: b
         trainer.train_step()
     sync_device(dev)
     dt = time.perf_counter() - t0
-    rays = cfg.train.rays + (cfg.train.extra_views * cfg.train.extra_rays
-                             if cfg.train.free_channels else 0)
+    rays = cfg.train.rays + (cfg.train.extra_views * cfg.train.extra_rays if trainer.method.extra_views() else 0)
     res = {
         "device": str(dev), "torch_threads": torch.get_num_threads(), "num_channels": trainer.k,
         "hash_backend": getattr(trainer.model.sdf.grid, "backend", "none"),
@@ -105,9 +104,9 @@ def time_test_view(trainer: Trainer) -> dict:
     cfg, scene, model = trainer.cfg, trainer.scene, trainer.model
     grid_s = set_renderer(model, cfg.render.renderer, cfg.render.grid_resolution, cfg.render.surface_samples)
     i = int(scene.split["test"][0]) if len(scene.split["test"]) else 0
-    k = model.num_channels
+    k = trainer.method.num_slots(model)
     table = ChannelTable(is_object=np.arange(k) > 0, classes=np.ones(k, dtype=np.int64))  # ids do not change the time
-    r = time_view(model, scene.c2w[i], scene.intrinsics[i], scene.hw, cfg.render.chunk, table, "instance",
+    r = time_view(model, scene.c2w[i], scene.intrinsics[i], scene.hw, cfg.render.chunk, table, trainer.method,
                   scene.classes.stuff_ids)
     model.set_surface_grid(None)
     return {"renderer": cfg.render.renderer, "grid_seconds": grid_s, "hw": list(scene.hw), **r}

@@ -9,6 +9,8 @@ A checkpoint is a dict written by :meth:`sdfseg.train.Trainer.save_checkpoint`::
     num_channels  K SDF channels
     hash_backend  the hash grid the weights are laid out for (torch | tcnn | none)
     skipped_steps steps skipped because of a non-finite loss or gradient
+    method_name   the lifting method (:mod:`sdfseg.methods`) that trained it (format 3)
+    method        the method's own state (:meth:`sdfseg.methods.Method.state_dict`), when it has one
     sampler_rng, sampler_epoch, torch_rng, cuda_rng (CUDA runs), feature_rng, feature_loss_rng:
                   random streams, so a resumed run continues exactly as an uninterrupted one
 
@@ -27,8 +29,10 @@ import torch
 
 from .errors import SdfsegError
 
-CHECKPOINT_FORMAT = 2
-"""2: the model's training schedule is in its state dict; the hash-grid backend is recorded."""
+CHECKPOINT_FORMAT = 3
+"""2: the model's training schedule is in its state dict; the hash-grid backend is recorded.
+3: the lifting method's name (``method_name``) and its own state (``method``, when it has one) are
+recorded. Formats 1 and 2 load as they are: their runs were trained by the method their config names."""
 
 EXTRA_STATE = "_extra_state"
 """State-dict key of :meth:`sdfseg.model.SceneModel.get_extra_state` (the training schedule)."""
@@ -85,6 +89,13 @@ def check_model(state: dict, num_channels: Optional[int], backend: str, path: st
         raise SdfsegError(f"{path}: the hash grid was trained with the '{saved}' backend, this model uses '{backend}' "
                           f"(model.encoding.backend); the two store their tables differently, so load the run "
                           f"where the '{saved}' backend is available")
+
+
+def check_method(state: dict, name: str, path: str | Path) -> None:
+    """Refuse (one line) a checkpoint trained by another method than ``name``."""
+    saved = state.get("method_name")
+    if saved is not None and saved != name:
+        raise SdfsegError(f"{path}: checkpoint was trained with train.method '{saved}', the config gives '{name}'")
 
 
 def load_model_weights(model: torch.nn.Module, state: dict, iterations: int, path: str | Path,

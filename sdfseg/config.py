@@ -181,7 +181,9 @@ class TrainConfig:
     mode: str = "instance"
     """instance | semantic."""
     method: str = "clustering"
-    """clustering (ClusteringSDF) | supervised (ObjectSDF++ opacity loss on the labels as given)."""
+    """The lifting method (:mod:`sdfseg.methods`): clustering (ClusteringSDF) | supervised (ObjectSDF++
+    opacity loss on the labels as given) | semantic (with ``mode: semantic``; semantic mode's clustering
+    is this method too) | codebook (Unified-Lift's object codebook)."""
     iterations: int = 120000
     rays: int = 1024
     label_rays: int = 512
@@ -221,12 +223,6 @@ class TrainConfig:
     """Remap each frame's instance ids to random distinct integers at load (REFERENCE 2)."""
     oracle_labels: bool = False
     """Train on the GT labels (the 'ObjectSDF++ with GT labels' oracle row)."""
-
-    @property
-    def free_channels(self) -> bool:
-        """ClusteringSDF proper (instance mode, clustering): channels are free clusters, not tied to label
-        ids; only then do the warm-up, the cross-view term and the per-frame id remap apply."""
-        return self.mode == "instance" and self.method == "clustering"
 
 
 @dataclass
@@ -298,6 +294,45 @@ class FeatureLossConfig:
 
 
 @dataclass
+class CodebookConfig:
+    """Unified-Lift's object codebook (``train.method: codebook``; REFERENCE 4, paper 001): a per-point
+    object feature rendered with the backbone's weights, a codebook of ``size`` object vectors, the
+    area-aware ID mapping (Hungarian assignment on un-normalised summed probabilities per 2D mask),
+    cross-entropy to the matched codes, the concentration term and the noisy-label filter."""
+
+    size: int = 256
+    """L: object vectors in the codebook (the most objects a scene can have)."""
+    dim: int = 16
+    """D: size of the object feature and of each code."""
+    hidden: int = 64
+    layers: int = 2
+    num_freqs: int = 6
+    grid_levels: int = 8
+    """Levels of the head's own hash grid (0 = none)."""
+    grid_log2_hashmap_size: int = 15
+    grid_max_resolution: int = 256
+    detach_geometry: bool = True
+    """Stop the head's gradient at the geometry feature (its terms then leave the SDF alone; the render
+    weights are detached either way)."""
+    lr: float = 5.0e-3
+    """Learning rate of the head's MLP and of the codebook."""
+    grid_lr: float = 1.0e-2
+    class_weight: float = 1.0
+    """w_class: cross-entropy of the association probabilities to the matched codes (eq. 4)."""
+    concentration: float = 0.1
+    """w_concen: L1 distance of the matched code to the L1-normalised feature (eq. 6)."""
+    contrastive: float = 1.0
+    """Weight of the feature's InfoNCE term against the masks' centroids (eq. 1)."""
+    filter_tau: float = 0.8
+    """Noisy-label filter (eq. 7-8): pixels whose uncertainty is above ``filter_tau`` leave the
+    association terms; 1 = off."""
+    filter_start: float = 0.3
+    """Fraction of training before the filter starts (the features must first mean something)."""
+    mesh_resolution: int = 128
+    """Grid on which each code's region of the scene solid is labelled for its mesh."""
+
+
+@dataclass
 class FeatureConfig:
     """Hierarchical feature head (OmniSeg3D / ultrametric feature fields) on the SDF backbone."""
 
@@ -349,6 +384,8 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     """Optional hierarchical feature head (disabled by default)."""
+    codebook: CodebookConfig = field(default_factory=CodebookConfig)
+    """Settings of the codebook method (``train.method: codebook``)."""
 
 
 RESUMABLE = ("render.", "run.dir", "train.device", "train.deterministic", "train.log_every",
@@ -506,7 +543,6 @@ def validate(cfg: Config) -> None:
     """Cross-field checks with one-line errors naming the key."""
     choices = {
         "train.mode": (cfg.train.mode, ("instance", "semantic")),
-        "train.method": (cfg.train.method, ("clustering", "supervised")),
         "model.gradient": (cfg.model.gradient, ("analytic", "finite_difference")),
         "model.encoding.backend": (cfg.model.encoding.backend, ("auto", "torch", "tcnn")),
         "sampler.kind": (cfg.sampler.kind, ("hierarchical", "error_bounded")),
@@ -518,11 +554,21 @@ def validate(cfg: Config) -> None:
     for key, (val, allowed) in choices.items():
         if val not in allowed:
             raise SdfsegError(f"config key '{key}': expected one of {', '.join(allowed)}, got '{val}'")
+    from .methods import method_class, method_names
+
+    if cfg.train.method not in method_names():
+        raise SdfsegError(f"config key 'train.method': expected one of {', '.join(method_names())}, "
+                          f"got '{cfg.train.method}'")
+    if cfg.train.method == "semantic" and cfg.train.mode != "semantic":
+        raise SdfsegError("config key 'train.mode': train.method 'semantic' trains one channel per class; "
+                          "set train.mode: semantic with it")
+    method_class(cfg)
     if cfg.model.num_channels < 2:
         raise SdfsegError(f"config key 'model.num_channels': expected >= 2 (background + objects), "
                           f"got {cfg.model.num_channels}")
     _validate_ranges(cfg)
     _validate_features(cfg.features)
+    _validate_codebook(cfg.codebook)
     r = cfg.render
     if r.vote_grid < 0 or r.vote_rays <= 0:
         raise SdfsegError(f"config keys 'render.vote_grid' (>= 0, 0 = off), 'render.vote_rays' (> 0): "
@@ -611,6 +657,24 @@ def _validate_features(f: FeatureConfig) -> None:
             raise SdfsegError(f"config key '{key}': must be >= 0, got {val}")
     if f.loss.tau <= 0 or f.lr <= 0 or f.grid_lr <= 0:
         raise SdfsegError("config keys 'features.loss.tau', 'features.lr', 'features.grid_lr': must be positive")
+
+
+def _validate_codebook(c: CodebookConfig) -> None:
+    """Ranges of the codebook method's keys (checked whatever the method)."""
+    positive = {"codebook.size": c.size, "codebook.dim": c.dim, "codebook.hidden": c.hidden, "codebook.lr": c.lr,
+                "codebook.grid_lr": c.grid_lr, "codebook.mesh_resolution": c.mesh_resolution}
+    for key, val in positive.items():
+        if val <= 0:
+            raise SdfsegError(f"config key '{key}': must be positive, got {val}")
+    non_negative = {"codebook.layers": c.layers, "codebook.num_freqs": c.num_freqs,
+                    "codebook.grid_levels": c.grid_levels, "codebook.class_weight": c.class_weight,
+                    "codebook.concentration": c.concentration, "codebook.contrastive": c.contrastive}
+    for key, val in non_negative.items():
+        if val < 0:
+            raise SdfsegError(f"config key '{key}': must be >= 0, got {val}")
+    if not 0 < c.filter_tau <= 1 or not 0 <= c.filter_start <= 1:
+        raise SdfsegError(f"config keys 'codebook.filter_tau' (in (0, 1]) and 'codebook.filter_start' (in [0, 1]): "
+                          f"got {c.filter_tau}, {c.filter_start}")
 
 
 def to_dict(cfg: Any) -> dict:

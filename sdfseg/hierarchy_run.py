@@ -20,9 +20,10 @@ from .data.rays import pixel_rays
 from .data.scene import Scene
 from .errors import SdfsegError
 from .inference import eval_points, render_rays_chunked
-from .model import SceneModel, uses_sample_grid
+from .model import SceneModel
 from .rundir import read_run_config
-from .train import load_training_scene, pick_device, resolve_config
+from .methods import create_method
+from .train import build_model, load_training_scene, pick_device, resolve_config
 
 
 @dataclass
@@ -49,8 +50,7 @@ def load_feature_run(run_dir: str | Path, device: Optional[str] = None) -> Featu
     resolve_config(cfg, dev)
     state = read_checkpoint(ckpt, dev, missing="no checkpoint (the run has not trained yet)")
     scene = load_training_scene(cfg)
-    n_sem = scene.classes.num_classes if cfg.train.mode == "instance" else 0
-    model = SceneModel(cfg, int(state["num_channels"]), n_sem, sample_grid=uses_sample_grid(cfg, scene)).to(dev)
+    model = build_model(cfg, create_method(cfg, scene.classes), scene, int(state["num_channels"])).to(dev)
     check_model(state, None, model.hash_backend, ckpt)
     load_model_weights(model, state, cfg.train.iterations, ckpt, what=str(cfg_file))
     model.eval()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from .model import BOUND_RADIUS, SceneModel
 from .ownership import OwnershipGrid, mask_votes, segment_owner_counts, vote_grid
 from .progress import progress_iter
 from .render.surface import surface_render
+
+if TYPE_CHECKING:
+    from .methods import Method
 
 
 @dataclass
@@ -151,14 +154,17 @@ def channel_groups(owner: np.ndarray, segment: np.ndarray, is_object: np.ndarray
 
 
 @torch.no_grad()
-def _class_vote_rays(model: SceneModel, sampler: RaySampler, n_rays: int, chunk: int, seed: int):
-    """The training rays the channel table is voted on: ``(frames [N], batch, owning channel [N])``."""
+def _class_vote_rays(model: SceneModel, sampler: RaySampler, n_rays: int, chunk: int, seed: int,
+                     owner: Callable[[dict], torch.Tensor] | None = None, keys: tuple[str, ...] = ("opacity",)):
+    """The training rays the channel table is voted on: ``(frames [N], batch, owning slot [N])``. ``owner``
+    maps a render (``keys``) to slots (default: the channel of largest object opacity)."""
     rng = np.random.default_rng(seed)
     frames = rng.choice(sampler.frames, size=n_rays)
     pix = rng.integers(0, sampler.h * sampler.w, size=n_rays)
     b = sampler.gather(frames, pix, np.zeros(n_rays, dtype=np.int64))
-    out = render_rays_chunked(model, b.origins, b.dirs, chunk, ("opacity",))
-    return frames, b, out["opacity"].argmax(dim=-1).cpu().numpy()
+    out = render_rays_chunked(model, b.origins, b.dirs, chunk, keys)
+    slots = out["opacity"].argmax(dim=-1) if owner is None else owner(out)
+    return frames, b, slots.cpu().numpy()
 
 
 MIN_VOTES = 20
@@ -167,14 +173,18 @@ MIN_VOTES = 20
 
 def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: ClassInfo, n_rays: int = 16384,
                            chunk: int = 2048, min_votes: int = MIN_VOTES, seed: int = 0,
-                           merge_share: float = 0.0) -> ChannelTable:
+                           merge_share: float = 0.0, owner: Callable[[dict], torch.Tensor] | None = None,
+                           keys: tuple[str, ...] = ("opacity",), num_slots: int | None = None,
+                           background_slot: int | None = 0) -> ChannelTable:
     """Vote a class per channel from the noisy semantic labels of training pixels the channel owns;
     with ``merge_share > 0`` object channels that are fragments of one object share its instance id
-    and class (:func:`channel_groups`, from the 2D instance labels of the same rays)."""
-    frames, b, owner = _class_vote_rays(model, sampler, n_rays, chunk, seed)
+    and class (:func:`channel_groups`, from the 2D instance labels of the same rays). Other slots than
+    channels (a codebook's codes): ``owner`` and ``keys`` (see :func:`_class_vote_rays`), ``num_slots``
+    rows; ``background_slot`` is the slot that is background whatever its vote (None: none is)."""
+    frames, b, owner = _class_vote_rays(model, sampler, n_rays, chunk, seed, owner, keys)
     sem = b.semantic.cpu().numpy()
     conf = b.confidence.cpu().numpy()
-    k, c = model.num_channels, classes.num_classes
+    k, c = model.num_channels if num_slots is None else num_slots, classes.num_classes
     hist = np.zeros((k, c))
     np.add.at(hist, (owner, np.clip(sem, 0, c - 1)), conf)
     hist[:, 0] = 0.0  # void votes for nothing
@@ -182,7 +192,8 @@ def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: Clas
     cls = hist.argmax(axis=1)
     thing = np.isin(cls, classes.thing_ids)
     is_object = thing & (votes >= min_votes)
-    is_object[0] = False
+    if background_slot is not None:
+        is_object[background_slot] = False
     instance = None  # ChannelTable's default: the channel index of each object
     if merge_share > 0:
         group = channel_groups(owner, mask_segments(frames, b.label), is_object, merge_share)  # object channels only join objects
@@ -269,10 +280,12 @@ def semantic_channel_table(classes: ClassInfo) -> ChannelTable:
 
 
 def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], chunk: int,
-                table: ChannelTable, mode: str, stuff_ids: tuple[int, ...], stats: dict | None = None
+                table: ChannelTable, method: "Method", stuff_ids: tuple[int, ...], stats: dict | None = None
                 ) -> dict[str, np.ndarray]:
     """Render one view: rgb ``[H,W,3]``, depth (z, normalised units) ``[H,W]``, normal (camera frame)
-    ``[H,W,3]``, instance and semantic ids ``[H,W]`` int32. ``stats``: see :func:`render_rays_chunked`."""
+    ``[H,W,3]``, instance and semantic ids ``[H,W]`` int32. The ``method`` says which slot each pixel
+    shows (:meth:`~sdfseg.methods.Method.owner`) and how slots become ids (``view_mode``; ``table``
+    says what each slot is). ``stats``: see :func:`render_rays_chunked`."""
     dev = next(model.parameters()).device
     h, w = hw
     v, u = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
@@ -280,14 +293,15 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
     c2w_t = torch.as_tensor(c2w, dtype=torch.float32, device=dev)[None].expand(v.numel(), 4, 4)
     k_t = torch.as_tensor(K, dtype=torch.float32, device=dev)[None].expand(v.numel(), 3, 3)
     o, d, scale = pixel_rays(c2w_t, k_t, v, u)
-    keys = ("rgb", "depth", "opacity") + (("semantic",) if model.semantic is not None else ())
+    keys = tuple(dict.fromkeys(("rgb", "depth") + method.render_keys
+                               + (("semantic",) if model.semantic is not None else ())))
     out = render_rays_chunked(model, o, d, chunk, keys, need_normals=False, stats=stats)
     z = (out["depth"] / scale).cpu().numpy().reshape(h, w)
     n_world = surface_normals(model, o + out["depth"][:, None] * d, chunk).cpu().numpy()
     n_cam = (n_world @ c2w[:3, :3]).reshape(h, w, 3)
-    owner = out["opacity"].argmax(dim=-1).cpu().numpy()
+    owner = method.owner(out).cpu().numpy()
     inst = table.instance[owner]
-    if mode == "semantic":
+    if method.view_mode == "semantic":
         sem = owner.copy()
     else:
         if "semantic" in out and stuff_ids:
@@ -300,7 +314,7 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
             "instance": inst.reshape(h, w).astype(np.int32), "semantic": sem.reshape(h, w).astype(np.int32)}
 
 
-def write_test_views(model: SceneModel, scene: Scene, out_dir: Path, table: ChannelTable, mode: str,
+def write_test_views(model: SceneModel, scene: Scene, out_dir: Path, table: ChannelTable, method: "Method",
                      chunk: int, frames: np.ndarray | None = None, progress: bool = True,
                      stats: dict | None = None) -> None:
     """Render the test frames into ``out_dir/{rgb,depth,normal,instance,semantic}/<frame>.png``.
@@ -310,7 +324,7 @@ def write_test_views(model: SceneModel, scene: Scene, out_dir: Path, table: Chan
     frames = scene.split["test"] if frames is None else frames
     for i in progress_iter(frames, "render test views", progress, unit="view"):
         name = scene.frame_names[int(i)]
-        r = render_view(model, scene.c2w[i], scene.intrinsics[i], scene.hw, chunk, table, mode,
+        r = render_view(model, scene.c2w[i], scene.intrinsics[i], scene.hw, chunk, table, method,
                         scene.classes.stuff_ids, stats=stats)
         save_image_atomic(out_dir / "rgb" / f"{name}.png", r["rgb"])
         mm = np.clip(r["depth"] * scene.normalization.scale * 1000.0, 0, 65535).astype(np.uint16)

@@ -1,10 +1,9 @@
-"""Training labels from a scene's 2D label source, per training mode and method.
+"""Training labels from a scene's 2D label source: the building blocks the methods read their labels with
+(:meth:`sdfseg.methods.Method.training_labels`).
 
-* instance mode, clustering: per-frame instance ids (randomly remapped, 0 = background).
-* instance mode, supervised (ObjectSDF++): ids taken as consistent channel indices. With GT
-  labels (oracle) the GT ids are the channels; with noisy labels each frame's ids are
-  numbered 1..n by size, as a 2D segmenter numbers them, and used as channels.
-* semantic mode: semantic class ids (0 = void, ignored by the segmentation losses).
+* :func:`instance_training_labels`: per-frame instance ids (0 = background), mapped frame by frame
+  (ClusteringSDF: random ids; the ObjectSDF++ baselines: ids by size as channel indices).
+* :func:`semantic_training_labels`: semantic class ids (0 = void, ignored by the segmentation losses).
 
 "Not supervised" and "low confidence" stay apart: pixels whose source confidence is 0 (outside
 the room, frames a source does not cover; REFERENCE 8) get label -1 and semantic class 0, so every
@@ -21,13 +20,12 @@ same seed).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from .config import Config
-from .data.label_maps import LabelMaps, frame_ids
-from .data.rays import remap_frame_table
+from .data.label_maps import LabelMaps
 from .data.scene import LabelMapBuilder, LabelSource, Scene
 from .errors import SdfsegError
 
@@ -80,7 +78,9 @@ def rank_ids_per_frame(inst: np.ndarray) -> np.ndarray:
     return out.array
 
 
-def training_labels(scene: Scene, cfg: Config, num_channels: int) -> TrainingLabels:
+def semantic_labels(scene: Scene, cfg: Config) -> tuple[LabelSource, str, LabelMaps, Optional[np.ndarray]]:
+    """The run's label source, its name, the semantic classes of its frames (0 where not supervised; a
+    class-agnostic source takes the layout's Mask2Former classes) and its confidences."""
     src, name = _source(scene, cfg)
     sem_src = src
     if src.semantic is None:
@@ -93,20 +93,33 @@ def training_labels(scene: Scene, cfg: Config, num_channels: int) -> TrainingLab
     n = sem_src.semantic.shape[0]
     # semantic classes: 0 where not supervised (a mask only when some pixel is; frame by frame, no temporaries)
     masked = conf is not None and any(not (conf[i] > 0).all() for i in range(n))
-    semantic = LabelMaps(sem_src.semantic, mask=conf if masked else None, fill=0)
-    if cfg.train.mode == "semantic":
-        return TrainingLabels(semantic, semantic, conf, name)
+    return src, name, LabelMaps(sem_src.semantic, mask=conf if masked else None, fill=0), conf
+
+
+def semantic_training_labels(scene: Scene, cfg: Config) -> TrainingLabels:
+    """Semantic classes as the segmentation labels (semantic mode)."""
+    _, name, semantic, conf = semantic_labels(scene, cfg)
+    return TrainingLabels(semantic, semantic, conf, name)
+
+
+FrameTable = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""One frame's instance map -> (its sorted distinct ids, what each becomes)."""
+
+
+def instance_training_labels(scene: Scene, cfg: Config, frame_table: Optional[FrameTable]) -> TrainingLabels:
+    """The source's instance ids as the segmentation labels, each frame's ids mapped by ``frame_table``
+    (called frame by frame, in order; None: the source's ids as they are); -1 where not supervised."""
+    src, name, semantic, conf = semantic_labels(scene, cfg)
     if src.instance is None:
         raise SdfsegError(f"{scene.path}: label source '{name}' has no instance maps (instance mode)")
-    rng = np.random.default_rng(cfg.train.seed + 17)
-    tables = []
-    for i in range(n):
-        inst = src.instance[i]
-        if cfg.train.method == "supervised":
-            ids, new = (frame_ids(inst), None) if cfg.train.oracle_labels else rank_frame_table(inst)
-            new = ids if new is None else new
-            tables.append((ids, np.where(new >= num_channels, 0, new)))
-        elif cfg.train.remap_ids:
-            tables.append(remap_frame_table(inst, rng))
-    # not supervised -> -1; without remapping (clustering, train.remap_ids false) the ids are the source's
-    return TrainingLabels(LabelMaps(src.instance, tables or None, mask=conf, fill=-1), semantic, conf, name)
+    tables = None
+    if frame_table is not None:
+        tables = [frame_table(src.instance[i]) for i in range(semantic.shape[0])]
+    return TrainingLabels(LabelMaps(src.instance, tables, mask=conf, fill=-1), semantic, conf, name)
+
+
+def training_labels(scene: Scene, cfg: Config, num_channels: int) -> TrainingLabels:
+    """The training labels of the config's method (:meth:`sdfseg.methods.Method.training_labels`)."""
+    from .methods import create_method
+
+    return create_method(cfg).training_labels(scene, num_channels)

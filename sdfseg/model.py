@@ -41,10 +41,14 @@ class SceneModel(nn.Module):
 
     Args:
         cfg: experiment config. num_channels: K SDF channels. num_classes: semantic classes
-        (incl. void) of the semantic head, or 0 for none.
+        (incl. void) of the semantic head, or 0 for none. room_channels: channels that start as the
+        room enclosing the cameras (default: all in semantic mode, else 1). heads: a method's point
+        fields (:meth:`sdfseg.methods.Method.heads`): ``heads[name](geometry feature, x) -> [P, D]``,
+        rendered into ``out[name]`` with the scene's weights (detached: a head's loss does not move the surface).
     """
 
-    def __init__(self, cfg: Config, num_channels: int, num_classes: int = 0, sample_grid: bool = False):
+    def __init__(self, cfg: Config, num_channels: int, num_classes: int = 0, sample_grid: bool = False,
+                 room_channels: Optional[int] = None, heads: Optional[dict[str, nn.Module]] = None):
         super().__init__()
         m = cfg.model
         self.cfg = cfg
@@ -53,7 +57,8 @@ class SceneModel(nn.Module):
             num_channels, hidden_dim=m.hidden_dim, n_hidden_layers=m.n_hidden_layers, feature_dim=m.feature_dim,
             encoding=dataclasses.asdict(m.encoding), n_frequencies=m.n_frequencies, weight_norm=m.weight_norm,
             sphere_radius=cfg.data.sphere_radius, object_radius=m.object_radius, inside_out=True,
-            room_channels=num_channels if cfg.train.mode == "semantic" else 1)
+            room_channels=(num_channels if cfg.train.mode == "semantic" else 1) if room_channels is None
+            else room_channels)
         self.color = ColorField(feature_dim=m.feature_dim, hidden_dim=m.color_hidden_dim, n_layers=m.color_layers,
                                 weight_norm=m.weight_norm)
         self.density = LaplaceDensity(beta_init=m.beta_init)
@@ -90,6 +95,7 @@ class SceneModel(nn.Module):
                                             num_freqs=f.num_freqs, detach_geometry=f.detach_geometry,
                                             grid_levels=f.grid_levels, log2_hashmap_size=f.grid_log2_hashmap_size,
                                             max_resolution=f.grid_max_resolution, backend=m.encoding.backend)
+        self.heads = nn.ModuleDict(heads or {})
 
     @property
     def hash_backend(self) -> str:
@@ -110,8 +116,13 @@ class SceneModel(nn.Module):
         """Hash-grid parameters of the feature head (empty when it is disabled or has no grid)."""
         return self.features.grid_parameters() if self.features is not None else []
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the method's heads (:attr:`heads`; trained in the method's own groups)."""
+        return list(self.heads.parameters())
+
     def other_parameters(self) -> list[nn.Parameter]:
-        head = self.feature_parameters() + self.feature_grid_parameters() + list(self.density.parameters())
+        head = (self.feature_parameters() + self.feature_grid_parameters() + list(self.density.parameters())
+                + self.head_parameters())
         skip = {id(p) for p in self.grid_parameters()} | {id(p) for p in head}
         return [p for p in self.parameters() if id(p) not in skip]
 
@@ -299,6 +310,8 @@ class SceneModel(nn.Module):
             out["normal"] = volume.composite(w, normals.reshape(r, s, 3))
         if self.semantic is not None:
             out["semantic"] = volume.composite(w, self.semantic_logits(feat, flat).reshape(r, s, -1))
+        for name, head in self.heads.items():
+            out[name] = volume.composite(w.detach(), head(feat, flat).reshape(r, s, -1))
         return out
 
     def semantic_logits(self, feat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

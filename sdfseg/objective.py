@@ -1,4 +1,5 @@
-"""The training objective: reconstruction terms + the segmentation terms of the chosen method.
+"""The training objective: the backbone's reconstruction terms and semantic head, then the segmentation
+terms of the run's method (:mod:`sdfseg.methods`).
 
 ``Objective(cfg, ...)(model, out, batch, step)`` returns ``{name: weighted loss}``; the
 weights are the config's (REFERENCE 1-2). The loss maths lives in
@@ -18,7 +19,7 @@ from .data.scene import ClassInfo
 from .hierarchy_head import FeatureLoss, FrameHierarchy, feature_depth_t
 from .losses import clustering as cl
 from .losses import recon
-from .scatter import scatter_sum
+from .methods import Method, create_method
 
 
 def random_sphere_points(n: int, radius: float, device: torch.device, generator=None) -> torch.Tensor:
@@ -27,13 +28,6 @@ def random_sphere_points(n: int, radius: float, device: torch.device, generator=
     d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     r = torch.rand(n, 1, device=device, generator=generator) ** (1.0 / 3.0)
     return d * r * radius
-
-
-def majority(values: torch.Tensor, groups: torch.Tensor, num_groups: int, num_values: int) -> torch.Tensor:
-    """Most frequent value per group. values, groups ``[R]`` (groups in 0..G-1) -> ``[G]``."""
-    hist = torch.zeros(num_groups * num_values, device=values.device)
-    hist.index_add_(0, groups * num_values + values.clamp(0, num_values - 1), torch.ones_like(values, dtype=hist.dtype))
-    return hist.view(num_groups, num_values).argmax(dim=1)
 
 
 def semantic_class_weights(counts, balance: float) -> Optional[torch.Tensor]:
@@ -50,8 +44,10 @@ def semantic_class_weights(counts, balance: float) -> Optional[torch.Tensor]:
 
 class Objective:
     def __init__(self, cfg: Config, depth_kind: str, classes: ClassInfo,
-                 semantic_weights: Optional[torch.Tensor] = None):
+                 semantic_weights: Optional[torch.Tensor] = None, method: Optional[Method] = None):
         self.cfg = cfg
+        self.method = create_method(cfg, classes) if method is None else method
+        """The run's lifting method (:mod:`sdfseg.methods`): its terms follow the backbone's."""
         self.w = cfg.loss
         self.semantic_weights = semantic_weights
         """Class weights of the semantic head's cross-entropy (:func:`semantic_class_weights`) on the training
@@ -59,9 +55,9 @@ class Objective:
         self.depth_kind = depth_kind
         self.classes = classes
         self.feature_loss = FeatureLoss(cfg.features, cfg.train.seed) if cfg.features.enabled else None
-        # the geometry warm-up only delays clustering, whose channels are free; channels tied to
-        # fixed ids (semantic mode, the supervised baselines) get their losses from step 0
-        self.segmentation_start = cfg.train.segmentation_start if cfg.train.free_channels else 0
+        # the geometry warm-up only delays methods whose channels are free (ClusteringSDF); channels tied
+        # to fixed ids (semantic mode, the supervised baselines) get their losses from step 0
+        self.segmentation_start = self.method.segmentation_start()
 
     def needs_normals(self, batch: Batch) -> bool:
         return self.cfg.model.color_use_normal or (batch.normal is not None and
@@ -88,7 +84,7 @@ class Objective:
             l1, cos = recon.normal_loss(n_cam, batch.normal, hit)
             losses["normal"] = w.normal_l1 * l1 + w.normal_cos * cos
         if step >= self.segmentation_start:
-            self._segmentation(out, batch, losses)
+            self._segmentation(out, batch, losses, model, step)
         return losses
 
     def feature_terms(self, model, batch: Batch, fh: FrameHierarchy) -> dict[str, torch.Tensor]:
@@ -135,12 +131,10 @@ class Objective:
             losses["distinction"] = w.distinction * cl.object_distinction_loss(sdf)
 
     # ---- segmentation --------------------------------------------------------------------------
-    def _segmentation(self, out: dict, batch: Batch, losses: dict) -> None:
-        cfg, w = self.cfg, self.w
-        main = batch.view == 0
-        O = out["opacity"]
-        y = batch.label
-        if cfg.train.mode == "instance" and "semantic" in out and w.semantic_head > 0:
+    def _segmentation(self, out: dict, batch: Batch, losses: dict, model=None, step: int = 0) -> None:
+        """The semantic head's cross-entropy, then the method's segmentation terms."""
+        w = self.w
+        if "semantic" in out and w.semantic_head > 0:
             sem = batch.semantic
             ok = sem > 0
             if ok.any():
@@ -148,76 +142,7 @@ class Objective:
                 if self.semantic_weights is not None:
                     ce = ce * self.semantic_weights[sem[ok]]
                 losses["semantic_head"] = w.semantic_head * (ce * batch.confidence[ok]).mean()
-        if cfg.train.method == "supervised":
-            om, ym = O[main], y[main]
-            keep = ym >= 0 if cfg.train.mode == "instance" else ym > 0
-            onehot = F.one_hot(ym[keep].clamp(0, O.shape[1] - 1), O.shape[1]).float()
-            losses["supervised"] = w.supervised * w.clustering * cl.supervised_opacity_loss(om[keep], onehot)
-            return
-        c = w.clustering
-        if cfg.train.mode == "semantic":
-            keep = main & (y > 0)
-            om, ym = O[keep], y[keep]
-            if ym.numel() == 0:
-                return
-            P = cl.cluster_probabilities(om, self._temperature(O))
-            mu, labs, counts = cl.cluster_centres(P, ym)
-            conf = _mean_per_label(batch.confidence[keep], ym, labs)
-            losses["diff"] = c * w.diff * cl.differentiation_loss(mu)
-            losses["onehot"] = c * w.onehot * cl.onehot_loss(om, torch.ones_like(ym, dtype=torch.bool))
-            losses["reg"] = c * w.reg * cl.regularisation_loss(P, ym)
-            losses["semantic"] = c * w.semantic * cl.semantic_loss(mu, labs, conf)
-            return
-        seg = main & (y >= 0)  # label -1: not supervised (outside the room, uncovered frames)
-        om, ym = O[seg], y[seg]
-        if ym.numel() == 0:
-            return
-        P = cl.cluster_probabilities(om, self._temperature(O))
-        mu, labs, counts = cl.cluster_centres(P, ym)
-        losses["diff"] = c * w.diff * cl.differentiation_loss(mu)
-        losses["onehot"] = c * w.onehot * cl.onehot_loss(om, ym != 0)
-        losses["reg"] = c * w.reg * cl.regularisation_loss(P, ym)
-        bg, fg = cl.fg_bg_loss(om, ym)
-        losses["fgbg"] = c * (w.bg * bg + w.fg * fg)
-        if w.fgbg_sdf > 0:
-            bg, fg = cl.fg_bg_sdf_loss(out["sdf"][seg], out["weights"][seg], ym, w.fgbg_margin)
-            losses["fgbg_sdf"] = c * w.fgbg_sdf * (w.bg * bg + w.fg * fg)
-        if w.cross_view > 0 and (batch.view > 0).any():
-            losses["cross_view"] = c * w.cross_view * self._cross_view(O, batch, seg, mu, labs)
-
-    def _temperature(self, O: torch.Tensor) -> float:
-        return cl.cluster_temperature(O.shape[1], self.w.cluster_temperature)
-
-    def _cross_view(self, O: torch.Tensor, batch: Batch, seg: torch.Tensor, mu: torch.Tensor, labs: torch.Tensor
-                    ) -> torch.Tensor:
-        """Eq. 9 between the main view's clusters (rays ``seg``) and each extra view's clusters (thing labels only)."""
-        nsem = self.classes.num_classes
-        sem_main = _label_semantics(batch.label[seg], batch.semantic[seg], labs, nsem)
-        terms = []
-        for v in torch.unique(batch.view[batch.view > 0]):
-            sel = batch.view == v
-            yv = batch.label[sel]
-            fg = yv > 0
-            if not fg.any():
-                continue
-            mu_v, labs_v, _ = cl.cluster_centres(cl.cluster_probabilities(O[sel][fg], self._temperature(O)), yv[fg])
-            sem_v = _label_semantics(yv[fg], batch.semantic[sel][fg], labs_v, nsem)
-            keep = labs != 0
-            terms.append(cl.cross_view_loss(mu[keep], sem_main[keep], mu_v, sem_v))
-        return torch.stack(terms).mean() if terms else O.sum() * 0.0
-
-
-def _label_semantics(y: torch.Tensor, sem: torch.Tensor, labs: torch.Tensor, nsem: int) -> torch.Tensor:
-    """Majority semantic class ``[N]`` of each label in ``labs`` (rays ``y``, ``sem`` ``[R]``)."""
-    idx = torch.searchsorted(labs, y)
-    return majority(sem, idx, labs.numel(), nsem)
-
-
-def _mean_per_label(values: torch.Tensor, y: torch.Tensor, labs: torch.Tensor) -> torch.Tensor:
-    idx = torch.searchsorted(labs, y)
-    s = scatter_sum(values, idx, labs.numel())
-    n = torch.zeros(labs.numel(), device=values.device).index_add_(0, idx, torch.ones_like(values))
-    return s / n.clamp_min(1)
+        losses.update(self.method.losses(model, out, batch, step))
 
 
 def _scene_grad(model, x: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,7 @@ import torch
 from .config import Config, check_resume_changes
 from .errors import SdfsegError
 from .export.mesh import extract_channel_meshes, palette, save_ply, scene_mesh, to_world
-from .inference import (ChannelTable, assign_channel_classes, drop_vanished_objects, ownership_vote,
-                        save_channel_table, semantic_channel_table, write_test_views)
+from .inference import ChannelTable, drop_vanished_objects, save_channel_table, write_test_views
 from .io import write_json_atomic
 from .model import BOUND_RADIUS
 from .ownership import OwnershipGrid
@@ -43,22 +42,13 @@ def use_renderer(trainer: Trainer) -> None:
 
 
 def channel_table(trainer: Trainer) -> ChannelTable:
-    if trainer.cfg.train.mode == "semantic":
-        return semantic_channel_table(trainer.scene.classes)
-    return assign_channel_classes(trainer.model, trainer.sampler, trainer.scene.classes,
-                                  chunk=trainer.cfg.render.chunk, seed=trainer.cfg.train.seed,
-                                  merge_share=trainer.cfg.render.merge_share if trainer.cfg.train.free_channels else 0.0)
+    """What each of the run's slots is (:meth:`sdfseg.methods.Method.channel_table`)."""
+    return trainer.method.channel_table(trainer)
 
 
 def ownership(trainer: Trainer, table: ChannelTable) -> Optional[OwnershipGrid]:
-    """The multi-view ownership vote of a ClusteringSDF instance run (``render.vote_grid``), or None."""
-    cfg = trainer.cfg
-    if cfg.render.vote_grid <= 0 or not cfg.train.free_channels:
-        return None
-    return ownership_vote(trainer.model, trainer.sampler, table, cfg.render.vote_rays, cfg.render.vote_grid,
-                          chunk=cfg.render.chunk, seed=cfg.train.seed, object_share=cfg.render.vote_object_share,
-                          kernel=cfg.render.vote_kernel,
-                          max_gap=float("inf") if cfg.render.vote_max_gap is None else cfg.render.vote_max_gap)
+    """The method's surface ownership grid (ClusteringSDF: the multi-view vote, ``render.vote_grid``), or None."""
+    return trainer.method.ownership(trainer, table)
 
 
 def use_ownership(trainer: Trainer, table: ChannelTable, grid: Optional[OwnershipGrid]) -> None:
@@ -88,7 +78,7 @@ def render_and_evaluate(trainer: Trainer, table: ChannelTable, progress: bool = 
 
     run_dir = trainer.run_dir
     test_dir = run_dir / "test"
-    write_test_views(trainer.model, trainer.scene, test_dir, table, trainer.cfg.train.mode, trainer.cfg.render.chunk,
+    write_test_views(trainer.model, trainer.scene, test_dir, table, trainer.method, trainer.cfg.render.chunk,
                      progress=progress)
     if trainer.scene.gt is None:
         print("scene has no GT maps: skipping evaluation")
@@ -130,7 +120,7 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
     out_dir = out_dir or trainer.run_dir / "meshes"
     model, dev = trainer.model, trainer.device
     model.eval()
-    fn = grouped_sdf(lambda p: model.channel_sdf(p)[0], table)
+    fn = grouped_sdf(trainer.method.mesh_sdf(trainer), table)
     objects = sorted({int(i) for i in table.instance[table.is_object]})
     meshes = extract_channel_meshes(fn, model.num_channels, resolution, BOUND_RADIUS, dev, channels=objects,
                                     progress=progress)

@@ -32,15 +32,15 @@ def set_renderer(model: SceneModel, renderer: str, grid_resolution: int, surface
 
 
 def time_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], chunk: int, table,
-              mode: str, stuff_ids: tuple[int, ...], repeats: int = 1) -> dict:
+              method, stuff_ids: tuple[int, ...], repeats: int = 1) -> dict:
     """Seconds per view and rays/s of rendering one view (the median of ``repeats`` after one warm-up)."""
     stats: dict = {}
-    render_view(model, c2w, K, hw, chunk, table, mode, stuff_ids)
+    render_view(model, c2w, K, hw, chunk, table, method, stuff_ids)
     times = []
     for _ in range(repeats):
         _sync(model)
         t0 = time.perf_counter()
-        render_view(model, c2w, K, hw, chunk, table, mode, stuff_ids, stats=stats)
+        render_view(model, c2w, K, hw, chunk, table, method, stuff_ids, stats=stats)
         _sync(model)
         times.append(time.perf_counter() - t0)
     sec = float(np.median(times))
@@ -72,7 +72,7 @@ def compare_renderers(run_dir: Path, out_dir: Path, renderers: tuple[str, ...] =
         stats: dict = {}
         _sync(model)
         t0 = time.perf_counter()
-        write_test_views(model, scene, out_dir / r, table, cfg.train.mode, cfg.render.chunk, frames=test,
+        write_test_views(model, scene, out_dir / r, table, trainer.method, cfg.render.chunk, frames=test,
                          progress=progress, stats=stats)
         _sync(model)
         sec = time.perf_counter() - t0

@@ -179,7 +179,8 @@ t = time.perf_counter()
 sampler = RaySampler(scene, labels.labels, labels.semantic, labels.confidence, torch.device("cpu"),
                      cfg.train.keyframe_ratio, cfg.train.replace_prob, cfg.train.seed)
 r["sampler_seconds"] = time.perf_counter() - t
-use_extra = cfg.train.free_channels and cfg.loss.cross_view > 0
+from sdfseg.methods import create_method
+use_extra = create_method(cfg, scene.classes).extra_views()
 args = (cfg.train.rays - cfg.train.label_rays, cfg.train.label_rays, cfg.train.extra_views if use_extra else 0,
         cfg.train.extra_rays)
 batch = sampler.sample(*args)

@@ -20,11 +20,13 @@ from .data import ReadOptions, load_scene
 from .data.normalize import normalize_scene
 from .data.rays import RaySampler
 from .data.scene import Scene
-from .checkpoint import CHECKPOINT_FORMAT, all_finite, check_model, load_model_weights, read_checkpoint
+from .checkpoint import (CHECKPOINT_FORMAT, all_finite, check_method, check_model, load_model_weights,
+                         read_checkpoint)
 from .errors import SdfsegError
 from .fields.encodings import resolve_backend
 from .io import atomic_path, write_text_atomic
-from .labels import TrainingLabels, training_labels
+from .labels import TrainingLabels
+from .methods import Method, create_method
 from .model import SceneModel, uses_sample_grid
 from .objective import Objective, semantic_class_weights
 from .progress import Progress
@@ -97,8 +99,14 @@ def read_options(cfg: Config) -> ReadOptions:
 
 
 def num_channels_for(cfg: Config, scene: Scene) -> int:
-    """K: semantic mode uses one channel per class; instance mode ``model.num_channels``."""
-    return scene.classes.num_classes if cfg.train.mode == "semantic" else cfg.model.num_channels
+    """K SDF channels of the config's method on ``scene`` (semantic mode: one per class)."""
+    return create_method(cfg, scene.classes).num_channels(scene)
+
+
+def build_model(cfg: Config, method: Method, scene: Scene, k: int) -> SceneModel:
+    """The backbone with the method's channels, semantic head and heads (on the CPU)."""
+    return SceneModel(cfg, k, method.semantic_classes(scene), sample_grid=uses_sample_grid(cfg, scene),
+                      room_channels=method.room_channels(k), heads=method.heads(scene))
 
 
 def semantic_pixel_counts(semantic, scene: Scene) -> np.ndarray:
@@ -129,21 +137,18 @@ class Trainer:
         resolve_config(cfg, self.device)
         torch.manual_seed(cfg.train.seed)
         self.scene = scene if scene is not None else load_training_scene(cfg)
-        self.k = num_channels_for(cfg, self.scene)
-        self.labels: TrainingLabels = training_labels(self.scene, cfg, self.k)
-        if cfg.train.mode == "instance" and cfg.train.method == "supervised" and cfg.train.oracle_labels:
-            top = int(self.labels.labels.max())
-            if top >= self.k:
-                raise SdfsegError(f"model.num_channels={self.k} but GT instance ids go up to {top}")
+        self.method = create_method(cfg, self.scene.classes)
+        """The lifting method (:mod:`sdfseg.methods`) this run trains."""
+        self.k = self.method.num_channels(self.scene)
+        self.labels: TrainingLabels = self.method.training_labels(self.scene, self.k)
         self.sampler = RaySampler(self.scene, self.labels.labels, self.labels.semantic, self.labels.confidence,
                                   self.device, cfg.train.keyframe_ratio, cfg.train.replace_prob, cfg.train.seed)
-        n_sem = self.scene.classes.num_classes if cfg.train.mode == "instance" else 0
-        self.model = SceneModel(cfg, self.k, n_sem, sample_grid=uses_sample_grid(cfg, self.scene)).to(self.device)
+        self.model = build_model(cfg, self.method, self.scene, self.k).to(self.device)
         sem_weights = None
-        if cfg.train.mode == "instance" and cfg.loss.semantic_balance > 0:
+        if self.model.semantic is not None and cfg.loss.semantic_balance > 0:
             sem_weights = semantic_class_weights(semantic_pixel_counts(self.labels.semantic, self.scene),
                                                  cfg.loss.semantic_balance).to(self.device)
-        self.objective = Objective(cfg, self.scene.depth_kind, self.scene.classes, sem_weights)
+        self.objective = Objective(cfg, self.scene.depth_kind, self.scene.classes, sem_weights, self.method)
         self.feature_sup = None
         if cfg.features.enabled:
             from .hierarchy_head import FeatureSupervision
@@ -161,6 +166,7 @@ class Trainer:
             groups.append({"params": self.model.feature_parameters(), "lr": f.lr, "base_lr": f.lr})
             if self.model.feature_grid_parameters():
                 groups.append({"params": self.model.feature_grid_parameters(), "lr": f.grid_lr, "base_lr": f.grid_lr})
+        groups += [dict(g, base_lr=g["lr"]) for g in self.method.param_groups(self.model)]
         self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
         self.step = 0
         self.skipped_steps = 0
@@ -191,10 +197,14 @@ class Trainer:
         state = {"format": CHECKPOINT_FORMAT, "step": self.step, "model": self.model.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "num_channels": self.k,
                  "hash_backend": self.model.hash_backend, "skipped_steps": self.skipped_steps,
+                 "method_name": self.method.name,
                  "sampler_rng": self.sampler.rng.bit_generator.state,
                  "sampler_epoch": [int(f) for f in self.sampler._epoch], "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        method_state = self.method.state_dict()
+        if method_state:
+            state["method"] = method_state
         if self.feature_sup is not None:
             state["feature_rng"] = self.feature_sup.rng.bit_generator.state
             state["feature_loss_rng"] = self.objective.feature_loss.rng.bit_generator.state
@@ -206,6 +216,7 @@ class Trainer:
         uninterrupted run would, and a finished run renders exactly what it rendered at its end."""
         path = Path(path or self.checkpoint_path)
         state = read_checkpoint(path, self.device, missing="no checkpoint to resume from")
+        check_method(state, self.method.name, path)
         check_model(state, self.k, self.model.hash_backend, path)
         load_model_weights(self.model, state, self.cfg.train.iterations, path)
         try:
@@ -216,6 +227,8 @@ class Trainer:
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise SdfsegError(f"{path}: checkpoint does not match this config ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        if "method" in state:
+            self.method.load_state_dict(state["method"])
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         if self.feature_sup is not None and "feature_rng" in state:
@@ -235,7 +248,7 @@ class Trainer:
         cfg = self.cfg
         self._set_schedule()
         self.model.train()
-        use_extra = cfg.train.free_channels and cfg.loss.cross_view > 0
+        use_extra = self.method.extra_views()
         batch = self.sampler.sample(cfg.train.rays - cfg.train.label_rays, cfg.train.label_rays,
                                     cfg.train.extra_views if use_extra else 0, cfg.train.extra_rays)
         depth_t = None

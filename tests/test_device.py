@@ -38,7 +38,7 @@ def test_checkpoint_of_another_backend_is_refused(scene, tmp_path):
     trainer = Trainer(demo_config(TINY, scene, tmp_path / "run", "train.iterations=1"))
     trainer.fit(progress=False)
     state = torch.load(trainer.checkpoint_path, weights_only=True)
-    assert state["hash_backend"] == "torch" and state["format"] == 2
+    assert state["hash_backend"] == "torch" and state["format"] == 3 and state["method_name"] == "clustering"
     state["hash_backend"] = "tcnn"
     torch.save(state, trainer.checkpoint_path)
     again = Trainer(demo_config(TINY, scene, tmp_path / "run", "train.iterations=1"))
