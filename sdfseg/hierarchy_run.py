@@ -7,54 +7,33 @@ scene and the model from ``RUN_DIR/config.yaml`` and ``RUN_DIR/checkpoints/last.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
-from .checkpoint import check_model, load_model_weights, read_checkpoint
-from .config import Config
 from .data.rays import pixel_rays
 from .data.scene import Scene
 from .errors import SdfsegError
 from .inference import eval_points, render_rays_chunked
 from .model import SceneModel
 from .rundir import read_run_config
-from .methods import create_method
-from .train import build_model, load_training_scene, pick_device, resolve_config
+from .run_loader import OpenRun, open_run
 
 
-@dataclass
-class FeatureRun:
-    """A run with a feature head: its config, normalised scene and model (eval mode)."""
-
-    run_dir: Path
-    cfg: Config
-    scene: Scene
-    model: SceneModel
-    device: torch.device
+FeatureRun = OpenRun
+"""A run with a feature head (:class:`sdfseg.run_loader.OpenRun`)."""
 
 
 def load_feature_run(run_dir: str | Path, device: Optional[str] = None) -> FeatureRun:
-    """Rebuild scene and model of ``run_dir``; a one-line error when it has no trained feature head."""
+    """Open ``run_dir`` (:func:`sdfseg.run_loader.open_run`); a one-line error when it has no trained feature head."""
     run_dir = Path(run_dir)
-    cfg_file = run_dir / "config.yaml"
     cfg = read_run_config(run_dir)
     if not cfg.features.enabled:
-        raise SdfsegError(f"{cfg_file}: features.enabled is false (this run has no hierarchical feature head; "
-                          f"train with features.enabled=true, e.g. confs/demo_hierarchy.yaml)")
-    ckpt = run_dir / "checkpoints" / "last.pt"
-    dev = pick_device(device or cfg.train.device)
-    resolve_config(cfg, dev)
-    state = read_checkpoint(ckpt, dev, missing="no checkpoint (the run has not trained yet)")
-    scene = load_training_scene(cfg)
-    model = build_model(cfg, create_method(cfg, scene.classes), scene, int(state["num_channels"])).to(dev)
-    check_model(state, None, model.hash_backend, ckpt)
-    load_model_weights(model, state, cfg.train.iterations, ckpt, what=str(cfg_file))
-    model.eval()
-    return FeatureRun(run_dir, cfg, scene, model, dev)
+        raise SdfsegError(f"{run_dir / 'config.yaml'}: features.enabled is false (this run has no hierarchical "
+                          f"feature head; train with features.enabled=true, e.g. confs/demo_hierarchy.yaml)")
+    return open_run(run_dir, device)
 
 
 def frame_index(scene: Scene, name: str, option: str = "--frame") -> int:

@@ -120,7 +120,7 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
     out_dir = out_dir or trainer.run_dir / "meshes"
     model, dev = trainer.model, trainer.device
     model.eval()
-    fn = grouped_sdf(trainer.method.mesh_sdf(trainer), table)
+    fn = grouped_sdf(trainer.method.mesh_sdf(trainer, table), table)
     objects = sorted({int(i) for i in table.instance[table.is_object]})
     meshes = extract_channel_meshes(fn, model.num_channels, resolution, BOUND_RADIUS, dev, channels=objects,
                                     progress=progress)
@@ -131,7 +131,7 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
     whole, owner = scene_mesh(fn, min(resolution, 256), BOUND_RADIUS, dev)
     whole = to_world(whole, norm)
     inst = table.instance[owner]
-    cols = palette(model.num_channels)
+    cols = palette(len(table.instance))
     by_obj = whole.copy()
     by_obj.visual.vertex_colors = np.c_[cols[inst], np.full(len(inst), 255, np.uint8)]
     save_ply(out_dir / "scene_by_object.ply", by_obj)

@@ -144,6 +144,57 @@ def scene_mesh(sdf_fn: SdfFn, resolution: int, bound: float = 1.0, device="cpu",
     return trimesh.Trimesh(v, f, process=False), owner
 
 
+@torch.no_grad()
+def label_solid(scene_sdf: Callable[[torch.Tensor], torch.Tensor], label_fn: Callable[[torch.Tensor], torch.Tensor],
+                resolution: int, bound: float, device, chunk: int = 65536, max_depth: float = 0.1,
+                deep_label: int = 0) -> torch.Tensor:
+    """Label ``[n, n, n]`` (indexed z, y, x; int64) of every vertex of a grid over ``[-bound, bound]^3``:
+    ``label_fn(points [P, 3]) -> [P]`` at the vertices within 1.5 voxels of the surface of ``scene_sdf``,
+    every other vertex the label of the nearest of those (scipy's Euclidean distance transform), so the
+    inside of a solid takes the label of its surface; vertices deeper than ``max_depth`` inside the solid
+    (the ground under the floor, the space behind a wall: an object is thinner than that) get
+    ``deep_label``. ``n`` is ``resolution`` rounded up so that ``n - 1`` is a multiple of 4 (the SDF
+    grid's coarse-to-fine pass)."""
+    from scipy import ndimage
+
+    from ..render.surface import SdfGrid
+
+    n = resolution + (-(resolution - 1)) % 4
+    grid = SdfGrid(n, bound).to(device)
+    grid.update(scene_sdf, chunk)
+    idx = torch.nonzero(grid.values[0, 0].abs() < 1.5 * grid.voxel)  # z, y, x
+    axis = torch.linspace(-bound, bound, n, device=device)
+    labels = torch.empty(idx.shape[0], dtype=torch.long, device=device)
+    for i in range(0, idx.shape[0], chunk):
+        labels[i:i + chunk] = label_fn(axis[idx[i:i + chunk].flip(1)])
+    out = np.full((n, n, n), -1, dtype=np.int64)
+    zyx = idx.cpu().numpy()
+    out[zyx[:, 0], zyx[:, 1], zyx[:, 2]] = labels.cpu().numpy()
+    if zyx.shape[0]:
+        _, nearest = ndimage.distance_transform_edt(out < 0, return_indices=True)
+        out = out[nearest[0], nearest[1], nearest[2]]
+    out[(grid.values[0, 0] < -max_depth).cpu().numpy()] = deep_label
+    return torch.as_tensor(np.maximum(out, 0), device=device)
+
+
+def cut_solid(scene_sdf: Callable[[torch.Tensor], torch.Tensor], label: torch.Tensor, bound: float,
+              num_labels: int) -> SdfFn:
+    """SDF columns ``points [P, 3] -> [P, num_labels]`` for :func:`extract_channel_meshes`: the scene SDF in
+    the column of the point's label (nearest vertex of ``label``, :func:`label_solid`), 1 above it in the
+    others. Label k's owned region is then the scene solid cut to k's vertices: one watertight mesh per
+    label, whose surfaces meet where the labels meet."""
+    n = label.shape[0]
+    slots = torch.arange(num_labels, device=label.device)
+
+    def columns(p: torch.Tensor) -> torch.Tensor:
+        s = scene_sdf(p)
+        v = ((p / bound + 1.0) * 0.5 * (n - 1)).round().long().clamp(0, n - 1)
+        own = label[v[:, 2], v[:, 1], v[:, 0]]
+        return s[:, None] + (slots[None, :] != own[:, None]).to(s.dtype)
+
+    return columns
+
+
 def palette(n: int, seed: int = 3) -> np.ndarray:
     """``[n, 3]`` uint8 distinct-ish colours; index 0 is grey."""
     rng = np.random.default_rng(seed)

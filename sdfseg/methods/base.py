@@ -126,8 +126,9 @@ class Method:
         """A surface ownership grid the maps and meshes follow, or None."""
         return None
 
-    def mesh_sdf(self, trainer: "Trainer"):
-        """``points [P, 3] -> [P, K]`` SDF columns, one per slot, that per-object meshes are cut from."""
+    def mesh_sdf(self, trainer: "Trainer", table: "ChannelTable"):
+        """``points [P, 3] -> [P, K]`` SDF columns, one per slot, that per-object meshes are cut from
+        (``table``: what each slot is)."""
         return lambda p: trainer.model.channel_sdf(p)[0]
 
 

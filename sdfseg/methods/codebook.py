@@ -139,49 +139,26 @@ class CodebookMethod(Method):
                                       background_slot=None)
 
     @torch.no_grad()
-    def code_grid(self, model, resolution: int, chunk: int = 65536) -> tuple[torch.Tensor, float]:
-        """Code ``[n, n, n]`` (indexed z, y, x) of every vertex of a ``resolution^3`` grid over the bounding
-        cube: near the surface (within 1.5 voxels) the head's own argmax, elsewhere the nearest of those
-        (scipy's Euclidean distance transform). Returns it with the cube's radius."""
-        from scipy import ndimage
-
+    def code_grid(self, model, resolution: int, chunk: int = 65536, deep_code: int = 0) -> tuple[torch.Tensor, float]:
+        """Code ``[n, n, n]`` (indexed z, y, x) of every vertex of a grid over the bounding cube: near the
+        surface the head's own argmax, elsewhere the nearest of those, deep inside the solid ``deep_code``
+        (:func:`~sdfseg.export.mesh.label_solid`). Returns it with the cube's radius."""
+        from ..export.mesh import label_solid
         from ..model import BOUND_RADIUS
-        from ..render.surface import SdfGrid
 
-        n = resolution + (-(resolution - 1)) % 4  # (n - 1) a multiple of 4: the grid's coarse-to-fine pass
+        head = self._head(model)
         dev = next(model.parameters()).device
-        grid = SdfGrid(n, BOUND_RADIUS).to(dev)
-        grid.update(model.scene_sdf, chunk)
-        values = grid.values[0, 0]
-        near = values.abs() < 1.5 * grid.voxel
-        idx = torch.nonzero(near)  # z, y, x
-        axis = torch.linspace(-BOUND_RADIUS, BOUND_RADIUS, n, device=dev)
-        codes = torch.empty(idx.shape[0], dtype=torch.long, device=dev)
-        for i in range(0, idx.shape[0], chunk):
-            p = axis[idx[i:i + chunk].flip(1)]  # x, y, z
-            geo = model.sdf(p)[1]
-            codes[i:i + chunk] = self._head(model).logits(self._head(model)(geo, p)).argmax(dim=-1)
-        label = np.full((n, n, n), -1, dtype=np.int64)
-        zyx = idx.cpu().numpy()
-        label[zyx[:, 0], zyx[:, 1], zyx[:, 2]] = codes.cpu().numpy()
-        if zyx.shape[0]:
-            _, nearest = ndimage.distance_transform_edt(label < 0, return_indices=True)
-            label = label[nearest[0], nearest[1], nearest[2]]
-        return torch.as_tensor(np.maximum(label, 0), device=dev), BOUND_RADIUS
+        return label_solid(model.scene_sdf, lambda p: head.logits(head(model.sdf(p)[1], p)).argmax(dim=-1),
+                           resolution, BOUND_RADIUS, dev, chunk, deep_label=deep_code), BOUND_RADIUS
 
-    def mesh_sdf(self, trainer):
-        """Columns ``[P, L]``: the scene SDF in the column of the point's code (:meth:`code_grid`), 1 above it
-        elsewhere; object k's owned region (where its column is the lowest and negative) is the scene solid
-        cut to k's voxels."""
+    def mesh_sdf(self, trainer, table):
+        """Columns ``[P, L]`` whose owned regions are each code's part of the scene solid
+        (:func:`~sdfseg.export.mesh.cut_solid` of :meth:`code_grid`; the solid deep under floors and behind
+        walls goes to a background code)."""
+        from ..export.mesh import cut_solid
+
         model = trainer.model
-        label, radius = self.code_grid(model, self.cfg.codebook.mesh_resolution)
-        n = label.shape[0]
-        slots = torch.arange(self.num_slots(model), device=label.device)
-
-        def columns(p: torch.Tensor) -> torch.Tensor:
-            s = model.channel_sdf(p)[0].min(dim=-1).values
-            v = ((p / radius + 1.0) * 0.5 * (n - 1)).round().long().clamp(0, n - 1)
-            code = label[v[:, 2], v[:, 1], v[:, 0]]
-            return s[:, None] + (slots[None, :] != code[:, None]).to(s.dtype)
-
-        return columns
+        bg = np.flatnonzero(~table.is_object)
+        deep = int(bg[np.argmax(table.votes[bg])]) if bg.size and table.votes.size else 0  # the room's code
+        label, radius = self.code_grid(model, self.cfg.codebook.mesh_resolution, deep_code=deep)
+        return cut_solid(lambda p: model.channel_sdf(p)[0].min(dim=-1).values, label, radius, self.num_slots(model))
