@@ -58,6 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--segmenter", default="auto", help="auto | sam | sim | classical (default auto)")
     p.add_argument("--sam-checkpoint", default=None, help="local segment-anything checkpoint (.pth)")
     p.add_argument("--iterations", type=int, default=400, help="object field steps (default 400)")
+    p.add_argument("--mesh-resolution", type=int, default=128, help="grid of the object's mesh (default 128)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="prompt", help="name of the output folder under RUN/prompts (default prompt)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default RUN/prompts/NAME)")
@@ -95,7 +96,9 @@ def main(argv=None) -> int:
     r = run.cfg.render
     run.model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples)  # test views as the run rendered them
     scene = run.scene
-    cfg = PromptConfig(iterations=args.iterations, seed=args.seed)
+    if args.mesh_resolution < 8:
+        raise SdfsegError(f"--mesh-resolution: expected >= 8, got {args.mesh_resolution}")
+    cfg = PromptConfig(iterations=args.iterations, seed=args.seed, mesh_resolution=args.mesh_resolution)
     segmenter = make_prompt_segmenter(args.segmenter, scene, args.sam_checkpoint, args.seed)
     progress = not args.no_progress
     if args.gt_objects:
