@@ -77,7 +77,8 @@ def train_feature_head(source: str | Path, out: str | Path, overrides: Optional[
 def _train_head(cfg: Config, source: Path, progress: bool) -> dict[str, float]:
     f, out = cfg.features, Path(cfg.run.dir)
     trainer = Trainer(cfg, progress=progress)
-    model, sup = trainer.model, trainer.feature_sup
+    model, features = trainer.model, trainer.addon("features")
+    sup = features.sup
     step = load_backbone(trainer, source / "checkpoints" / "last.pt")
     for p in model.parameters():
         p.requires_grad_(False)
@@ -98,7 +99,7 @@ def _train_head(cfg: Config, source: Path, progress: bool) -> dict[str, float]:
                 set_decayed_lr(opt, i, total, cfg.train.lr_final_ratio)
                 model.train()
                 frame = sup.random_frame()
-                losses = trainer.objective.feature_terms(model, sup.sample(frame), sup.hierarchy(frame))
+                losses = features.terms(model, sup.sample(frame), sup.hierarchy(frame))
                 loss = sum(losses.values())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from .config import Config
 from .data.rays import Batch
 from .data.scene import ClassInfo
-from .hierarchy_head import FeatureLoss, FrameHierarchy, feature_depth_t
 from .losses import clustering as cl
 from .losses import recon
 from .methods import Method, create_method
@@ -54,7 +53,6 @@ class Objective:
         device, or None."""
         self.depth_kind = depth_kind
         self.classes = classes
-        self.feature_loss = FeatureLoss(cfg.features, cfg.train.seed) if cfg.features.enabled else None
         # the geometry warm-up only delays methods whose channels are free (ClusteringSDF); channels tied
         # to fixed ids (semantic mode, the supervised baselines) get their losses from step 0
         self.segmentation_start = self.method.segmentation_start()
@@ -86,12 +84,6 @@ class Objective:
         if step >= self.segmentation_start:
             self._segmentation(out, batch, losses, model, step)
         return losses
-
-    def feature_terms(self, model, batch: Batch, fh: FrameHierarchy) -> dict[str, torch.Tensor]:
-        """Feature-head losses: render the feature rays ``batch`` (one frame, patch ids set) and score them."""
-        depth_t = feature_depth_t(batch, self.cfg.sampler.use_depth, self.depth_kind)
-        out = model.render_features(batch.origins, batch.dirs, depth_t)
-        return self.feature_loss(out["features"], batch, fh)
 
     # ---- sensor-depth priors (metric depth only) --------------------------------------------------
     def _sensor_depth(self, model, out: dict, batch: Batch, losses: dict) -> None:

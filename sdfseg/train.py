@@ -26,7 +26,7 @@ from .errors import SdfsegError
 from .fields.encodings import resolve_backend
 from .io import atomic_path, write_text_atomic
 from .labels import TrainingLabels
-from .methods import Method, create_method
+from .methods import Addon, Method, create_addons, create_method
 from .model import SceneModel, uses_sample_grid
 from .objective import Objective, semantic_class_weights
 from .progress import Progress
@@ -149,30 +149,32 @@ class Trainer:
             sem_weights = semantic_class_weights(semantic_pixel_counts(self.labels.semantic, self.scene),
                                                  cfg.loss.semantic_balance).to(self.device)
         self.objective = Objective(cfg, self.scene.depth_kind, self.scene.classes, sem_weights, self.method)
-        self.feature_sup = None
-        if cfg.features.enabled:
-            from .hierarchy_head import FeatureSupervision
-
-            self.feature_sup = FeatureSupervision(self.scene, cfg.features, self.sampler, cfg.train.seed,
-                                                  progress=progress)
+        self.addons: list[Addon] = create_addons(cfg, self.scene, self.sampler, progress)
+        """Heads trained beside the method (:func:`sdfseg.methods.create_addons`)."""
         t = cfg.train
         groups = [
             {"params": self.model.grid_parameters(), "lr": t.grid_lr, "base_lr": t.grid_lr},
             {"params": self.model.other_parameters(), "lr": t.lr, "base_lr": t.lr},
             {"params": list(self.model.density.parameters()), "lr": t.beta_lr or t.lr, "base_lr": t.beta_lr or t.lr},
         ]
-        if self.model.features is not None:
-            f = cfg.features
-            groups.append({"params": self.model.feature_parameters(), "lr": f.lr, "base_lr": f.lr})
-            if self.model.feature_grid_parameters():
-                groups.append({"params": self.model.feature_grid_parameters(), "lr": f.grid_lr, "base_lr": f.grid_lr})
-        groups += [dict(g, base_lr=g["lr"]) for g in self.method.param_groups(self.model)]
+        extra = [g for a in self.addons for g in a.param_groups(self.model)] + self.method.param_groups(self.model)
+        groups += [dict(g, base_lr=g["lr"]) for g in extra]
         self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
         self.step = 0
         self.skipped_steps = 0
         """Steps skipped so far because their loss or gradient was not finite."""
         self._bad_run: list[tuple[int, list[str]]] = []  # the current streak of skipped steps: (step, terms)
         self.run_dir = Path(cfg.run.dir)
+
+    def addon(self, name: str) -> Optional[Addon]:
+        """The add-on head called ``name`` (e.g. ``features``), or None."""
+        return next((a for a in self.addons if a.name == name), None)
+
+    @property
+    def feature_sup(self):
+        """The hierarchical feature head's supervision (patch hierarchies per frame), or None."""
+        a = self.addon("features")
+        return None if a is None else a.sup
 
     # ---- schedule / checkpoints ---------------------------------------------------------------
     def _set_schedule(self) -> None:
@@ -205,9 +207,8 @@ class Trainer:
         method_state = self.method.state_dict()
         if method_state:
             state["method"] = method_state
-        if self.feature_sup is not None:
-            state["feature_rng"] = self.feature_sup.rng.bit_generator.state
-            state["feature_loss_rng"] = self.objective.feature_loss.rng.bit_generator.state
+        for addon in self.addons:
+            state.update(addon.state_dict())
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(state, tmp)
 
@@ -231,9 +232,8 @@ class Trainer:
             self.method.load_state_dict(state["method"])
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
-        if self.feature_sup is not None and "feature_rng" in state:
-            self.feature_sup.rng.bit_generator.state = state["feature_rng"]
-            self.objective.feature_loss.rng.bit_generator.state = state["feature_loss_rng"]
+        for addon in self.addons:
+            addon.load_state_dict(state)
         self.step = int(state["step"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
 
@@ -257,10 +257,8 @@ class Trainer:
         out = self.model.render(batch.origins, batch.dirs, depth_t,
                                 need_normals=self.objective.needs_normals(batch))
         losses = self.objective(self.model, out, batch, self.step)
-        if self.feature_sup is not None and self.step >= cfg.features.start:
-            fbatch = self.feature_sup.sample(int(batch.frame[0]))
-            fh = self.feature_sup.hierarchy(int(fbatch.frame[0]))
-            losses.update(self.objective.feature_terms(self.model, fbatch, fh))
+        for addon in self.addons:
+            losses.update(addon.losses(self.model, batch, self.step))
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()

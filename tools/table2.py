@@ -8,6 +8,7 @@ Rows (each a full training run of CONFIG with overrides, in RUN_ROOT/<row>):
                     delays the clustering losses), as ObjectSDF++ does.
   clusteringsdf     the full method
   no_onehot / no_reg / no_fgbg   ClusteringSDF without that term
+  codebook          Unified-Lift's object codebook on the same backbone (train.method=codebook)
 The table (PQ^scene, SQ, RQ, mIoU, EA, and the noisy 2D labels as a row) is printed and
 written to RUN_ROOT/table2.md and table2.json. Finished rows are reused (delete a row's
 folder to re-run it).
@@ -36,6 +37,7 @@ ROWS = {
     "no_onehot": ["loss.onehot=0"],
     "no_reg": ["loss.reg=0"],
     "no_fgbg": ["loss.fg=0", "loss.bg=0"],
+    "codebook": ["train.method=codebook"],
 }
 
 

@@ -168,3 +168,34 @@ def method_class(cfg: Config) -> type[Method]:
 def create_method(cfg: Config, classes: Optional["ClassInfo"] = None) -> Method:
     """The method object of a run on a scene with the class set ``classes``."""
     return method_class(cfg)(cfg, classes)
+
+
+class Addon:
+    """A head trained beside any method (e.g. the hierarchical feature head, ``features.enabled``): its
+    optimiser groups, its loss terms for a step, and what it adds to a checkpoint. Its module is part of
+    the model (so its weights are in the model's state dict)."""
+
+    name: ClassVar[str] = ""
+
+    def param_groups(self, model) -> list[dict]:
+        return []
+
+    def losses(self, model, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        return {}
+
+    def state_dict(self) -> dict:
+        """Top-level checkpoint entries (random streams, ...)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def create_addons(cfg: Config, scene: Scene, sampler, progress: bool = True) -> list[Addon]:
+    """The add-on heads the config enables (``features.enabled``: :class:`.feature_head.HierarchicalFeatures`)."""
+    out: list[Addon] = []
+    if cfg.features.enabled:
+        from .feature_head import HierarchicalFeatures
+
+        out.append(HierarchicalFeatures(cfg, scene, sampler, progress))
+    return out
