@@ -60,3 +60,76 @@ def test_methods_are_registered_and_resolved_by_name():
         load_config(None, ["train.method=nope"])
     with pytest.raises(SdfsegError, match="'train.mode'.*semantic"):
         load_config(None, ["train.method=semantic"])
+
+
+def test_a_new_method_trains_without_touching_the_trainer(tmp_path):
+    """A method registered from outside the package (here: every channel pulled towards a fixed one-hot
+    target with a head of its own) trains through the unchanged trainer, and its head and state reach the
+    checkpoint."""
+    from torch import nn
+
+    from sdfseg.methods import Method, register
+    from sdfseg.methods import base
+    from sdfseg.labels import instance_training_labels
+    from sdfseg.train import Trainer
+
+    from _helpers import TINY, demo_config, tiny_scene
+
+    class ToyHead(nn.Linear):
+        def forward(self, feat, x):  # a head maps (geometry feature, point) to a point field
+            return super().forward(feat)
+
+    class Toy(Method):
+        name = "toy_test_method"
+
+        def heads(self, scene):
+            return {"toy": ToyHead(self.cfg.model.feature_dim, 2)}
+
+        def param_groups(self, model):
+            return [{"params": list(model.heads["toy"].parameters()), "lr": 1e-2}]
+
+        def training_labels(self, scene, k):
+            return instance_training_labels(scene, self.cfg, None)
+
+        def losses(self, model, out, batch, step):
+            self.steps = getattr(self, "steps", 0) + 1
+            return {"toy": (out["toy"] - 1.0).pow(2).mean() + (out["opacity"][:, 0] - 1.0).abs().mean()}
+
+        def state_dict(self):
+            return {"steps": self.steps}
+
+        def channel_table(self, trainer):
+            raise NotImplementedError
+
+    register(Toy)
+    try:
+        scene = tiny_scene(tmp_path / "scene")
+        t = Trainer(demo_config(TINY, scene, tmp_path / "run", "train.method=toy_test_method", "train.iterations=3",
+                                "train.segmentation_start=0"))
+        w0 = t.model.heads["toy"].weight.detach().clone()
+        stats = t.fit(progress=False)
+        assert "toy" in stats and not torch.equal(w0, t.model.heads["toy"].weight)
+        state = torch.load(t.checkpoint_path, weights_only=True)
+        assert state["method"] == {"steps": 3} and "heads.toy.weight" in state["model"]
+    finally:
+        base._REGISTRY.pop("toy_test_method", None)
+
+
+def test_checkpoints_written_before_the_method_was_recorded_still_load(tmp_path):
+    from sdfseg.train import Trainer
+
+    from _helpers import TINY, demo_config, tiny_scene
+
+    scene = tiny_scene(tmp_path / "scene")
+    cfg = lambda: demo_config(TINY, scene, tmp_path / "run", "train.iterations=2")  # noqa: E731
+    t = Trainer(cfg())
+    t.fit(progress=False)
+    state = torch.load(t.checkpoint_path, weights_only=True)
+    del state["method_name"]
+    state["format"] = 2
+    torch.save(state, t.checkpoint_path)
+    again = Trainer(cfg())
+    again.load_checkpoint()
+    assert again.step == 2
+    for a, b in zip(t.model.parameters(), again.model.parameters()):
+        assert torch.equal(a, b)
