@@ -93,13 +93,8 @@ def render_feature_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: t
     dev = next(model.parameters()).device
     h, w = hw
     o, d, scale, depth_t = _view_rays_depth(c2w, K, hw, dev, depth)
-    parts: dict[str, list] = {"features": [], "depth": [], "acc": []}
-    for i in range(0, o.shape[0], chunk):
-        dt = None if depth_t is None else depth_t[i:i + chunk]
-        out = model.render_features(o[i:i + chunk], d[i:i + chunk], dt)
-        for key in parts:
-            parts[key].append(out[key])
-    res = {k: torch.cat(v).cpu().numpy() for k, v in parts.items()}
+    res = {k: v.cpu().numpy() for k, v in render_rays_chunked(model, o, d, chunk, ("features", "depth", "acc"),
+                                                              depth_t=depth_t, render=model.render_features).items()}
     out = {"features": res["features"].reshape(h, w, -1).astype(np.float32),
            "depth": (res["depth"] / scale.cpu().numpy()).reshape(h, w).astype(np.float32),
            "acc": res["acc"].reshape(h, w).astype(np.float32)}
@@ -153,8 +148,6 @@ def render_frame_field(run: FeatureRun, i: int, field) -> np.ndarray:
     """:meth:`SceneModel.render_point_field` of dataset frame ``i`` (rays as in :func:`render_frame`) -> ``[H, W, C]``."""
     s = run.scene
     o, d, _, depth_t = _view_rays_depth(s.c2w[i], s.intrinsics[i], s.hw, run.device, frame_depth(run, i))
-    chunk = run.cfg.render.chunk
-    out = [run.model.render_point_field(o[j:j + chunk], d[j:j + chunk], field,
-                                        None if depth_t is None else depth_t[j:j + chunk])
-           for j in range(0, o.shape[0], chunk)]
-    return torch.cat(out).cpu().numpy().reshape(*s.hw, -1).astype(np.float32)
+    out = render_rays_chunked(run.model, o, d, run.cfg.render.chunk, ("field",), depth_t=depth_t,
+                              render=lambda o, d, t: {"field": run.model.render_point_field(o, d, field, t)})
+    return out["field"].cpu().numpy().reshape(*s.hw, -1).astype(np.float32)

@@ -54,19 +54,25 @@ class ChannelTable:
 
 def render_rays_chunked(model: SceneModel, origins: torch.Tensor, dirs: torch.Tensor, chunk: int,
                         keys: tuple[str, ...], need_normals: bool = False,
-                        stats: dict | None = None) -> dict[str, torch.Tensor]:
+                        stats: dict | None = None, depth_t: torch.Tensor | None = None,
+                        render: Callable[..., dict] | None = None) -> dict[str, torch.Tensor]:
     """Render ``R`` rays in chunks without building a training graph; returns ``keys`` concatenated.
 
-    Surface-first (:func:`.render.surface.surface_render`) when the model has a
-    :attr:`~.model.SceneModel.surface_grid` and no normals are asked for, else the full volume
-    renderer. ``stats`` (a dict) accumulates ``rays`` and ``fallback_rays`` (surface-first rays
-    that needed the full renderer)."""
+    The one chunked renderer of views. By default surface-first (:func:`.render.surface.surface_render`)
+    when the model has a :attr:`~.model.SceneModel.surface_grid` and no normals are asked for, else the
+    full volume renderer. ``render(o, d, depth_t) -> dict`` replaces both (e.g. the feature head's
+    ``model.render_features``), with ``depth_t [R]`` (ray distance of sensor depth) passed per chunk.
+    ``stats`` (a dict) accumulates ``rays`` and ``fallback_rays`` (surface-first rays that needed the full
+    renderer)."""
     model.eval()
     parts: dict[str, list] = {k: [] for k in keys}
-    surface = model.surface_grid is not None and not need_normals
+    surface = render is None and model.surface_grid is not None and not need_normals
     for i in range(0, origins.shape[0], chunk):
         o, d = origins[i:i + chunk], dirs[i:i + chunk]
-        if surface:
+        if render is not None:
+            with torch.no_grad():
+                out = render(o, d, None if depth_t is None else depth_t[i:i + chunk])
+        elif surface:
             with torch.no_grad():
                 out, fallback = surface_render(model, model.surface_grid, o, d, model.surface_samples, keys)
             if stats is not None:
@@ -81,7 +87,6 @@ def render_rays_chunked(model: SceneModel, origins: torch.Tensor, dirs: torch.Te
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-@torch.no_grad()
 def eval_points(fn: Callable[[torch.Tensor], torch.Tensor], points: np.ndarray, chunk: int, device: torch.device,
                 width: int) -> np.ndarray:
     """``fn`` (a point field ``[P, 3] -> [P, width]``) at normalised points ``[N, 3]`` in chunks on
