@@ -26,8 +26,9 @@ DESCRIPTION = """\
 Lift a prompt to 3D and train an object field for it on a finished run (any method).
 
 --click FRAME U V: pixel column U and row V of a training or test frame; the click is lifted to 3D
-with the run's rendered depth. --point X Y Z: a 3D point in world coordinates. --negative FRAME U V:
-a click on something that is not the object. The prompt is projected into every training view and
+with the run's rendered depth, and the segmenter's answer to it in that frame gives --spread more points
+on the object's visible side (a single point is occluded in most other views). --point X Y Z: a 3D
+point in world coordinates. --negative FRAME U V: a click on something that is not the object. The prompt is projected into every training view and
 kept where the run's rendered depth agrees (it is visible there); a prompted 2D segmenter answers it
 in those views (--segmenter: sam with --sam-checkpoint; sim on synthetic scenes, simulated from the
 GT instance maps; classical without weights; auto picks the first that applies). An object field is
@@ -55,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--point", type=float, nargs=3, action="append", default=[], metavar=("X", "Y", "Z"),
                    help="positive 3D point in world coordinates (repeatable)")
     p.add_argument("--gt-objects", action="store_true", help="prompt every GT object in turn and score them")
+    p.add_argument("--spread", type=int, default=16, metavar="N",
+                   help="prompt points added per click from the segmenter's mask in the clicked view (default 16; "
+                        "0: the clicks only)")
     p.add_argument("--segmenter", default="auto", help="auto | sam | sim | classical (default auto)")
     p.add_argument("--sam-checkpoint", default=None, help="local segment-anything checkpoint (.pth)")
     p.add_argument("--iterations", type=int, default=400, help="object field steps (default 400)")
@@ -84,8 +88,8 @@ def _fmt(m: dict, key: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from sdfseg.methods.prompted import (Prompt, PromptConfig, gt_object_clicks, lift_clicks, make_prompt_segmenter,
-                                         run_prompt)
+    from sdfseg.methods.prompted import (Prompt, PromptConfig, expand_clicks, gt_object_clicks, lift_clicks,
+                                         make_prompt_segmenter, run_prompt)
     from sdfseg.run_loader import open_run
 
     if not (args.click or args.point or args.gt_objects):
@@ -107,7 +111,9 @@ def main(argv=None) -> int:
             t0 = time.time()
             name = scene.frame_names[i]
             print(f"== object {obj}: click {name} {u} {v}")
-            prompt = Prompt(lift_clicks(run, [(i, u, v)]), clicks=[(name, u, v, True)])
+            positive = np.concatenate([lift_clicks(run, [(i, u, v)]),
+                                       expand_clicks(run, segmenter, [(i, u, v)], [], args.spread, args.seed)])
+            prompt = Prompt(positive, clicks=[(name, u, v, True)])
             m = run_prompt(run, prompt, segmenter, cfg, args.run_dir / "prompts" / f"gt_{obj:03d}", progress)
             cls = int(np.bincount(np.asarray(scene.gt.semantic[i])[np.asarray(scene.gt.instance[i]) == obj]).argmax())
             rows.append({"object": obj, "class": scene.classes.name(cls), "click": [name, u, v],
@@ -135,6 +141,8 @@ def main(argv=None) -> int:
     clicks = [_click(scene, c, "--click") for c in args.click]
     negs = [_click(scene, c, "--negative") for c in args.negative]
     positive = lift_clicks(run, clicks)
+    if args.spread > 0 and clicks:
+        positive = np.concatenate([positive, expand_clicks(run, segmenter, clicks, negs, args.spread, args.seed)])
     if args.point:
         positive = np.concatenate([positive, scene.normalization.to_normalized(np.asarray(args.point, float))])
     prompt = Prompt(positive, lift_clicks(run, negs) if negs else np.zeros((0, 3)),
