@@ -105,3 +105,39 @@ def test_prompt_tool_end_to_end(trained):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "outside the" in bad.stderr
     none = subprocess.run(tool, capture_output=True, text=True)
     assert none.returncode == 2 and "give a prompt" in none.stderr
+
+
+def test_sam_prompt_segmenter_passes_the_clicks_and_keeps_the_best_mask(tmp_path, monkeypatch):
+    """segment-anything's predictor contract, with a stand-in package (no weights here): pixel centres as
+    (x, y) coordinates, labels 1 / 0 for positive / negative clicks, the mask of the highest score."""
+    import types
+
+    from torch import nn
+
+    from sdfseg.methods.prompted import SamPromptSegmenter, make_prompt_segmenter
+
+    calls = {}
+
+    class Predictor:
+        def __init__(self, model):
+            calls["model"] = model
+
+        def set_image(self, image):
+            calls["image"] = image.shape
+
+        def predict(self, point_coords, point_labels, multimask_output):
+            calls["points"], calls["labels"] = point_coords.tolist(), point_labels.tolist()
+            masks = np.zeros((3, 4, 5), bool)
+            masks[1, 0, 0] = True
+            return masks, np.array([0.1, 0.9, 0.5]), None
+
+    fake = types.SimpleNamespace(sam_model_registry={"vit_h": lambda: nn.Linear(2, 2)}, SamPredictor=Predictor)
+    monkeypatch.setitem(sys.modules, "segment_anything", fake)
+    ckpt = tmp_path / "sam.pth"
+    torch.save(nn.Linear(2, 2).state_dict(), ckpt)
+    seg = SamPromptSegmenter(str(ckpt), device="cpu")
+    m = seg(0, np.zeros((4, 5, 3), np.uint8), [(1, 2)], [(3, 0)])
+    assert calls["points"] == [[1.5, 2.5], [3.5, 0.5]] and calls["labels"] == [1, 0] and calls["image"] == (4, 5, 3)
+    assert m.sum() == 1 and m[0, 0]
+    with pytest.raises(Exception, match="--sam-checkpoint: .*not found"):
+        make_prompt_segmenter("sam", None, str(tmp_path / "none.pth"))
