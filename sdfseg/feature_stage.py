@@ -26,7 +26,6 @@ from .checkpoint import check_model, model_state, read_checkpoint
 from .config import Config
 from .errors import SdfsegError
 from .io import atomic_path
-from .progress import Progress
 from .rundir import RunLock, prepare_fresh_run, read_run_config
 from .train import Trainer, set_decayed_lr
 
@@ -91,26 +90,23 @@ def _train_head(cfg: Config, source: Path, progress: bool) -> dict[str, float]:
     trainer.write_config()
     writer = SummaryWriter(str(out / "tb"))
     total = f.head_iterations
-    stats: dict[str, float] = {}
+    done = [0]
+
+    def head_step() -> dict[str, float]:
+        set_decayed_lr(opt, done[0], total, cfg.train.lr_final_ratio)
+        model.train()
+        frame = sup.random_frame()
+        losses = features.terms(model, sup.sample(frame), sup.hierarchy(frame))
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done[0] += 1
+        return {k: float(v.detach()) for k, v in losses.items()}
+
     t0 = time.time()
     try:
-        with Progress(total, "feature head", progress) as bar:
-            for i in range(total):
-                set_decayed_lr(opt, i, total, cfg.train.lr_final_ratio)
-                model.train()
-                frame = sup.random_frame()
-                losses = features.terms(model, sup.sample(frame), sup.hierarchy(frame))
-                loss = sum(losses.values())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                stats = {k: float(v.detach()) for k, v in losses.items()}
-                if (i + 1) % cfg.train.log_every != 0 and i + 1 != total:
-                    bar.update(1)
-                else:
-                    bar.update(1, **stats)
-                    for k, v in stats.items():
-                        writer.add_scalar(f"features/{k}", v, i + 1)
+        stats = trainer.run_steps(0, total, head_step, "feature head", "features", writer, progress)
     finally:
         writer.close()
     trainer.step = step

@@ -10,7 +10,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -300,6 +300,33 @@ class Trainer:
         """The resolved config as ``RUN/config.yaml`` (atomic)."""
         write_text_atomic(self.run_dir / "config.yaml", dump_yaml(self.cfg))
 
+    def run_steps(self, done: int, total: int, step: Callable[[], dict], label: str, tag: str, writer,
+                  progress: bool = True, bar_fields: Optional[Callable[[dict], dict]] = None,
+                  on_log: Optional[Callable[[int, dict], None]] = None,
+                  after: Optional[Callable[[int], None]] = None) -> dict[str, float]:
+        """The training loop of every stage: ``step()`` (one optimiser step, returns its scalar stats) until
+        ``total`` steps are done (``done`` already), with a progress bar (``label``), and every
+        ``train.log_every`` steps and at the end the stats in TensorBoard under ``tag/`` (``bar_fields``:
+        what the bar shows of them; ``on_log(step, stats)``: more logging); ``after(step)`` runs after
+        every step (checkpoints). Returns the last step's stats."""
+        log_every = self.cfg.train.log_every
+        stats: dict[str, float] = {}
+        with Progress(total, label, progress, initial=done) as bar:
+            while done < total:
+                stats = step()
+                done += 1
+                if done % log_every != 0 and done != total:
+                    bar.update(1)
+                else:
+                    bar.update(1, **(bar_fields(stats) if bar_fields else stats))
+                    if on_log is not None:
+                        on_log(done, stats)
+                    for k, v in stats.items():
+                        writer.add_scalar(f"{tag}/{k}", v, done)
+                if after is not None:
+                    after(done)
+        return stats
+
     def fit(self, resume: bool = False, progress: bool = True) -> dict[str, float]:
         """Train until ``train.iterations``; checkpoints every ``train.checkpoint_every`` and at the end.
 
@@ -315,27 +342,24 @@ class Trainer:
         self.write_config()
         writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step)
         t = self.cfg.train
-        stats: dict[str, float] = {}
+
+        def on_log(step: int, stats: dict) -> None:
+            self.check_weights()
+            writer.add_scalar("train/beta", float(self.model.beta().detach()), step)
+            writer.add_scalar("train/skipped_steps", self.skipped_steps, step)
+
+        def after(step: int) -> None:
+            if step % t.checkpoint_every == 0 and step < t.iterations:
+                self.save_checkpoint()
+
         t0 = time.time()
-        with Progress(t.iterations, "train", progress, initial=self.step) as bar:
-            try:
-                while self.step < t.iterations:
-                    stats = self.train_step()
-                    logging = self.step % t.log_every == 0 or self.step == t.iterations
-                    if not logging:
-                        bar.update(1)
-                    else:
-                        skipped = {"skipped": self.skipped_steps} if self.skipped_steps else {}
-                        bar.update(1, loss=stats["total"], psnr=stats["psnr"], **skipped)
-                        self.check_weights()
-                        for k, v in stats.items():
-                            writer.add_scalar(f"train/{k}", v, self.step)
-                        writer.add_scalar("train/beta", float(self.model.beta().detach()), self.step)
-                        writer.add_scalar("train/skipped_steps", self.skipped_steps, self.step)
-                    if self.step % t.checkpoint_every == 0 and self.step < t.iterations:
-                        self.save_checkpoint()
-            finally:
-                writer.close()
+        try:
+            stats = self.run_steps(self.step, t.iterations, self.train_step, "train", "train", writer, progress,
+                                   lambda s: dict(loss=s["total"], psnr=s["psnr"],
+                                                  **({"skipped": self.skipped_steps} if self.skipped_steps else {})),
+                                   on_log, after)
+        finally:
+            writer.close()
         self.save_checkpoint()
         stats["seconds"] = time.time() - t0
         return stats
