@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .data.rays import pixel_rays
+from .data.rays import view_rays
 from .data.scene import Scene
 from .errors import SdfsegError
 from .inference import eval_points, render_rays_chunked
@@ -57,17 +57,6 @@ def read_pose(path: str | Path, scene: Scene) -> np.ndarray:
     out = c2w.copy()
     out[:3, 3] = scene.normalization.to_normalized(c2w[:3, 3])
     return out.astype(np.float32)
-
-
-def view_rays(c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], device: torch.device
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rays of every pixel of a view (row-major): origins, dirs ``[H*W, 3]`` and ray_scale ``[H*W]``."""
-    h, w = hw
-    v, u = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    v, u = v.reshape(-1), u.reshape(-1)
-    c2w_t = torch.as_tensor(c2w, dtype=torch.float32, device=device)[None].expand(v.numel(), 4, 4)
-    k_t = torch.as_tensor(K, dtype=torch.float32, device=device)[None].expand(v.numel(), 3, 3)
-    return pixel_rays(c2w_t, k_t, v, u)
 
 
 def _view_rays_depth(c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int], device: torch.device,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from .data.rays import RaySampler, pixel_rays
+from .data.rays import RaySampler, view_rays
 from .data.scene import ClassInfo, Scene
 from .io import save_image_atomic, save_label_png, write_json_atomic
 from .model import BOUND_RADIUS, SceneModel
@@ -293,11 +293,7 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
     says what each slot is). ``stats``: see :func:`render_rays_chunked`."""
     dev = next(model.parameters()).device
     h, w = hw
-    v, u = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
-    v, u = v.reshape(-1), u.reshape(-1)
-    c2w_t = torch.as_tensor(c2w, dtype=torch.float32, device=dev)[None].expand(v.numel(), 4, 4)
-    k_t = torch.as_tensor(K, dtype=torch.float32, device=dev)[None].expand(v.numel(), 3, 3)
-    o, d, scale = pixel_rays(c2w_t, k_t, v, u)
+    o, d, scale = view_rays(c2w, K, hw, dev)
     keys = tuple(dict.fromkeys(("rgb", "depth") + method.render_keys
                                + (("semantic",) if model.semantic is not None else ())))
     out = render_rays_chunked(model, o, d, chunk, keys, need_normals=False, stats=stats)

@@ -47,6 +47,22 @@ def pixel_rays(c2w: torch.Tensor, K: torch.Tensor, v: torch.Tensor, u: torch.Ten
     return c2w[:, :3, 3].clone(), d_world, scale
 
 
+def view_rays(c2w, K, hw: tuple[int, int], device, u=None, v=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rays of one camera (``c2w [4, 4]``, ``K [3, 3]``, image ``hw``): through every pixel, row-major, or
+    through the pixels of columns ``u`` and rows ``v`` (arrays). Origins, unit directions ``[N, 3]`` and
+    the ray scale ``[N]`` (z-depth -> ray distance); see :func:`pixel_rays`."""
+    if u is None:
+        h, w = hw
+        vv, uu = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+        u, v = uu.reshape(-1), vv.reshape(-1)
+    else:
+        u, v = torch.as_tensor(u, device=device), torch.as_tensor(v, device=device)
+    n = u.numel()
+    c2w_t = torch.as_tensor(c2w, dtype=torch.float32, device=device)[None].expand(n, 4, 4)
+    k_t = torch.as_tensor(K, dtype=torch.float32, device=device)[None].expand(n, 3, 3)
+    return pixel_rays(c2w_t, k_t, v, u)
+
+
 def remap_frame_table(frame: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One frame's distinct ids (sorted, int64) and random distinct new ids for them (0 stays 0), int64."""
     ids = frame_ids(frame)

@@ -75,12 +75,9 @@ class Prompt:
 def _ray(scene, i: int, u: np.ndarray, v: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rays through pixel centres ``(u, v)`` (column, row) of frame ``i``: origins, dirs ``[N, 3]`` and the
     ray scale ``[N]`` (z-depth -> distance)."""
-    from ..data.rays import pixel_rays
+    from ..data.rays import view_rays
 
-    n = len(u)
-    c2w = torch.as_tensor(scene.c2w[i], dtype=torch.float32, device=device)[None].expand(n, 4, 4)
-    k = torch.as_tensor(scene.intrinsics[i], dtype=torch.float32, device=device)[None].expand(n, 3, 3)
-    return pixel_rays(c2w, k, torch.as_tensor(v, device=device), torch.as_tensor(u, device=device))
+    return view_rays(scene.c2w[i], scene.intrinsics[i], scene.hw, device, u, v)
 
 
 def lift_clicks(run, clicks: list[tuple[int, float, float]]) -> np.ndarray:
