@@ -4,8 +4,12 @@
 Examples:
   python tools/train.py confs/demo.yaml
   python tools/train.py confs/scannet.yaml --set data.path=/data/scannet/scene0050_02 --set train.iterations=50000
+  python tools/train.py confs/demo.yaml --set train.method=codebook run.dir=runs/demo_codebook   # another method
   python tools/train.py confs/demo.yaml --resume            # continue a killed run from its last checkpoint
   python tools/train.py runs/demo/config.yaml --resume --set render.vote_grid=0   # re-render a finished run
+
+Methods (train.method): clustering (ClusteringSDF, the default), supervised (ObjectSDF++), semantic
+(with train.mode=semantic), codebook (Unified-Lift).
 
 The run directory (run.dir) is locked while the run lasts: a second run into it is refused.
 A fresh run refuses a directory that already holds a run unless --overwrite is given (the old
