@@ -121,12 +121,15 @@ def main(argv=None) -> int:
         lines = ["| object | class | field IoU / acc | raw 2D masks | run's instance | mesh F@5cm |",
                  "|---|---|---|---|---|---|"]
         for r in rows:
+            if "note" in r:
+                lines.append(f"| {r['object']} | {r['class']} | {r['note']} | | | |")
+                continue
             f = r.get("mesh", {}).get("fscore")
             lines.append(f"| {r['object']} | {r['class']} | {_fmt(r, 'field')} | {_fmt(r, 'raw_masks')} | "
                          f"{_fmt(r, 'run_instance')} | {'-' if f is None else f'{f:.3f}'} |")
         mean = {k: {q: float(np.mean([r[k][q] for r in rows if k in r])) for q in ("miou", "accuracy")}
                 for k in ("field", "raw_masks", "run_instance") if any(k in r for r in rows)}
-        fs = [r["mesh"]["fscore"] for r in rows if "mesh" in r]
+        fs = [r["mesh"]["fscore"] for r in rows if "mesh" in r and "note" not in r]
         lines.append(f"| **mean** | | {_fmt(mean, 'field')} | {_fmt(mean, 'raw_masks')} | "
                      f"{_fmt(mean, 'run_instance')} | {'-' if not fs else f'{np.mean(fs):.3f}'} |")
         table = "\n".join(lines) + "\n"

@@ -451,11 +451,15 @@ def evaluate_prompt(run, prompt: Prompt, segmenter, test_masks: dict[int, np.nda
         if i in run_maps:
             rows["run_instance"].append(mask_scores(run_maps[i] == run_id if run_id else np.zeros((h, w), bool), g))
     res = {"gt_object": obj, "run_instance_id": run_id, "test_views": len(test)}
+    shown = sum(bool((np.asarray(s.gt.instance[i]) == obj).any()) for i in test)
+    if shown == 0:
+        res["note"] = "the object is in no test view: nothing to score"
+        return res
+    res["test_views_with_object"] = shown
     for k, v in rows.items():
         if v:
             a = np.asarray(v)
-            res[k] = {"miou": float(np.nanmean(a[:, 0])) if np.isfinite(a[:, 0]).any() else 0.0,
-                      "accuracy": float(a[:, 1].mean())}
+            res[k] = {"miou": float(np.nanmean(a[:, 0])), "accuracy": float(a[:, 1].mean())}
     return res
 
 
