@@ -26,9 +26,9 @@ DESCRIPTION = """\
 Lift a prompt to 3D and train an object field for it on a finished run (any method).
 
 --click FRAME U V: pixel column U and row V of a training or test frame; the click is lifted to 3D
-with the run's rendered depth, and the segmenter's answer to it in that frame gives --spread more points
-on the object's visible side (a single point is occluded in most other views). --point X Y Z: a 3D
-point in world coordinates. --negative FRAME U V: a click on something that is not the object. The prompt is projected into every training view and
+with the run's rendered depth; --spread N adds N points on the object's visible side from the
+segmenter's answer in the clicked frame (a single point is occluded in most other views, but a wrong
+answer there misleads every view). --point X Y Z: a 3D point in world coordinates. --negative FRAME U V: a click on something that is not the object. The prompt is projected into every training view and
 kept where the run's rendered depth agrees (it is visible there); a prompted 2D segmenter answers it
 in those views (--segmenter: sam with --sam-checkpoint; sim on synthetic scenes, simulated from the
 GT instance maps; classical without weights; auto picks the first that applies). An object field is
@@ -56,9 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--point", type=float, nargs=3, action="append", default=[], metavar=("X", "Y", "Z"),
                    help="positive 3D point in world coordinates (repeatable)")
     p.add_argument("--gt-objects", action="store_true", help="prompt every GT object in turn and score them")
-    p.add_argument("--spread", type=int, default=16, metavar="N",
-                   help="prompt points added per click from the segmenter's mask in the clicked view (default 16; "
-                        "0: the clicks only)")
+    p.add_argument("--spread", type=int, default=0, metavar="N",
+                   help="prompt points added per click from the segmenter's answer in the clicked view (default 0: "
+                        "the clicks only; see docs/methods.md)")
     p.add_argument("--segmenter", default="auto", help="auto | sam | sim | classical (default auto)")
     p.add_argument("--sam-checkpoint", default=None, help="local segment-anything checkpoint (.pth)")
     p.add_argument("--iterations", type=int, default=400, help="object field steps (default 400)")
@@ -114,7 +114,8 @@ def main(argv=None) -> int:
             positive = np.concatenate([lift_clicks(run, [(i, u, v)]),
                                        expand_clicks(run, segmenter, [(i, u, v)], [], args.spread, args.seed)])
             prompt = Prompt(positive, clicks=[(name, u, v, True)])
-            m = run_prompt(run, prompt, segmenter, cfg, args.run_dir / "prompts" / f"gt_{obj:03d}", progress)
+            m = run_prompt(run, prompt, segmenter, cfg, args.run_dir / "prompts" / f"gt_{obj:03d}", progress,
+                           target=obj)
             cls = int(np.bincount(np.asarray(scene.gt.semantic[i])[np.asarray(scene.gt.instance[i]) == obj]).argmax())
             rows.append({"object": obj, "class": scene.classes.name(cls), "click": [name, u, v],
                          "seconds": time.time() - t0, **m})

@@ -418,16 +418,30 @@ def gt_object_id(run, prompt: Prompt, tol: float) -> int:
     return max(votes, key=votes.get) if votes else 0
 
 
-def evaluate_prompt(run, prompt: Prompt, segmenter, test_masks: dict[int, np.ndarray], tol: float) -> dict:
+def clicked_object(run, prompt: Prompt) -> int:
+    """The GT instance under the first positive 2D click (0 without one or without GT of its frame)."""
+    from ..data.scene import FrameSubset
+
+    gt = run.scene.gt.instance
+    for name, u, v, positive in prompt.clicks:
+        i = run.scene.frame_names.index(name)
+        if positive and not (isinstance(gt, FrameSubset) and i not in set(gt.frames.tolist())):
+            return int(np.asarray(gt[i])[int(v), int(u)])
+    return 0
+
+
+def evaluate_prompt(run, prompt: Prompt, segmenter, test_masks: dict[int, np.ndarray], tol: float,
+                    obj: Optional[int] = None) -> dict:
     """SANeRF-HQ metrics over the test views (IoU averaged over the views that show the object, pixel
     accuracy over all) of the object field's masks,
     of the segmenter's raw masks (where the prompt is visible in the test view; empty elsewhere) and of
     the run's own instance of the object (its test maps, ``RUN/test/instance``; the id the prompt's
-    visible pixels show most)."""
+    visible pixels show most). The object scored is ``obj``, else the GT object under the first 2D
+    click, else the one the prompt's points are on most."""
     from ..io import read_label_png
 
     s = run.scene
-    obj = gt_object_id(run, prompt, tol)
+    obj = obj or clicked_object(run, prompt) or gt_object_id(run, prompt, tol)
     if obj == 0:
         return {"gt_object": 0, "note": "the prompt is on no GT object"}
     test = [int(i) for i in s.split["test"]]
@@ -486,10 +500,12 @@ def object_mesh_fscore(run, mesh, obj: int, tau: float = 0.05) -> Optional[dict]
 
 
 # ---- one prompt, end to end ---------------------------------------------------------------------------------
-def run_prompt(run, prompt: Prompt, segmenter, cfg: PromptConfig, out_dir: Path, progress: bool = True) -> dict:
+def run_prompt(run, prompt: Prompt, segmenter, cfg: PromptConfig, out_dir: Path, progress: bool = True,
+               target: Optional[int] = None) -> dict:
     """Train the object field of ``prompt`` on ``run`` and write, in ``out_dir``: ``masks/<frame>.png`` (test
     views, 255 = object), ``object.ply`` (world coordinates), ``object_field.pt`` (the field's weights),
-    ``prompt.json`` (the prompt, the views it was seen in) and, on scenes with GT, ``metrics.json``. Every
+    ``prompt.json`` (the prompt, the views it was seen in) and, on scenes with GT, ``metrics.json`` (of GT
+    object ``target``, by default the clicked one: :func:`evaluate_prompt`). Every
     file is written atomically once everything is computed. Returns the metrics (or ``{}``)."""
     from ..export.mesh import save_ply
     from ..io import atomic_path, save_image_atomic, write_json_atomic
@@ -501,7 +517,7 @@ def run_prompt(run, prompt: Prompt, segmenter, cfg: PromptConfig, out_dir: Path,
     mesh = object_mesh(run, head, cfg.mesh_resolution)
     metrics: dict = {}
     if s.gt is not None and s.gt.instance is not None:
-        metrics = evaluate_prompt(run, prompt, segmenter, test_masks, cfg.depth_tolerance)
+        metrics = evaluate_prompt(run, prompt, segmenter, test_masks, cfg.depth_tolerance, target)
         f = object_mesh_fscore(run, mesh, metrics.get("gt_object", 0))
         if f is not None:
             metrics["mesh"] = f
