@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 import torch
 
-from ..data.rays import Batch, remap_frame_table
+from ..data.rays import Batch
 from ..losses import clustering as cl
 from .base import Method, register
-from .common import label_semantics, temperature
+from .common import label_semantics, remapped_instance_labels, temperature
 
 
 @register
@@ -31,11 +30,9 @@ class ClusteringMethod(Method):
     def training_labels(self, scene, k):
         from ..labels import instance_training_labels
 
-        cfg = self.cfg
-        if not cfg.train.remap_ids:
-            return instance_training_labels(scene, cfg, None)
-        rng = np.random.default_rng(cfg.train.seed + 17)
-        return instance_training_labels(scene, cfg, lambda frame: remap_frame_table(frame, rng))
+        if not self.cfg.train.remap_ids:
+            return instance_training_labels(scene, self.cfg, None)
+        return remapped_instance_labels(scene, self.cfg)
 
     def extra_views(self) -> bool:
         return self.cfg.loss.cross_view > 0

@@ -30,10 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.rays import Batch, remap_frame_table
+from ..data.rays import Batch
+from ..errors import SdfsegError
 from ..fields.feature_head import FeatureHead
 from ..losses import codebook as cb
 from .base import Method, register
+from .common import remapped_instance_labels
 
 HEAD = "codes"
 """Name of the head (``SceneModel.heads``) and of its rendered output."""
@@ -91,10 +93,7 @@ class CodebookMethod(Method):
 
     # ---- training ------------------------------------------------------------------------------------
     def training_labels(self, scene, k):
-        from ..labels import instance_training_labels
-
-        rng = np.random.default_rng(self.cfg.train.seed + 17)
-        return instance_training_labels(scene, self.cfg, lambda frame: remap_frame_table(frame, rng))
+        return remapped_instance_labels(scene, self.cfg)
 
     def segmentation_start(self) -> int:
         return self.cfg.train.segmentation_start
@@ -109,8 +108,6 @@ class CodebookMethod(Method):
         labs, mask = torch.unique(batch.label[sel], return_inverse=True)
         j = labs.numel()
         if j > head.codebook.shape[0]:
-            from ..errors import SdfsegError
-
             raise SdfsegError(f"codebook.size: a training frame has {j} masks, more than the {head.codebook.shape[0]} "
                               "codes; raise codebook.size")
         target = cb.area_aware_mapping(torch.softmax(head.logits(feats), dim=-1), mask, j)[mask]

@@ -28,5 +28,17 @@ def mean_per_label(values: torch.Tensor, y: torch.Tensor, labs: torch.Tensor) ->
     return s / n.clamp_min(1)
 
 
+def remapped_instance_labels(scene, cfg):
+    """The label source's instance ids with each frame's ids remapped to random distinct integers (seed
+    ``train.seed + 17``; REFERENCE 2): per-frame ids that mean nothing across frames."""
+    import numpy as np
+
+    from ..data.rays import remap_frame_table
+    from ..labels import instance_training_labels
+
+    rng = np.random.default_rng(cfg.train.seed + 17)
+    return instance_training_labels(scene, cfg, lambda frame: remap_frame_table(frame, rng))
+
+
 def temperature(cfg, num_channels: int) -> float:
     return cl.cluster_temperature(num_channels, cfg.loss.cluster_temperature)
