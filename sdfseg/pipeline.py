@@ -141,17 +141,10 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
     save_ply(out_dir / "scene_by_class.ply", by_cls)
     report: dict = {"objects": {int(k): {"class": int(table.classes[k]), "faces": int(len(m.faces)),
                                          "watertight": bool(m.is_watertight)} for k, m in world.items()}}
-    syn, gt_dir = trainer.scene.meta.get("synthetic"), trainer.scene.meta.get("gt_meshes")
-    if syn is not None or gt_dir is not None:
-        from .eval.meshes import load_gt_meshes, object_mesh_metrics
+    from .eval.meshes import object_mesh_metrics, scene_gt_meshes
 
-        if gt_dir is not None:
-            gt = load_gt_meshes(gt_dir)
-        else:
-            from .data.synthetic import load_synthetic
-            from .export.gt import synthetic_object_meshes
-
-            gt = synthetic_object_meshes(load_synthetic(syn), resolution=min(resolution, 256))
+    gt = scene_gt_meshes(trainer.scene, min(resolution, 256))
+    if gt is not None:
         report["gt_comparison"] = object_mesh_metrics(world, gt)
     write_json_atomic(out_dir / "mesh_metrics.json", report)
     return report

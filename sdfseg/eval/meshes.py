@@ -33,6 +33,20 @@ def load_gt_meshes(folder: str | Path) -> dict[int, trimesh.Trimesh]:
     return out
 
 
+def scene_gt_meshes(scene, resolution: int = 256) -> dict[int, trimesh.Trimesh] | None:
+    """The GT mesh of each object of a scene (world coordinates): a ``gt_meshes/`` folder (the room scenes)
+    or the demo's analytic shapes meshed at ``resolution``; None when the scene has neither."""
+    gt_dir, syn = scene.meta.get("gt_meshes"), scene.meta.get("synthetic")
+    if gt_dir is not None:
+        return load_gt_meshes(gt_dir)
+    if syn is not None:
+        from ..data.synthetic import load_synthetic
+        from ..export.gt import synthetic_object_meshes
+
+        return synthetic_object_meshes(load_synthetic(syn), resolution=resolution)
+    return None
+
+
 def surface_samples(mesh: trimesh.Trimesh, n: int, seed: int = 0) -> np.ndarray:
     """``[n, 3]`` points uniformly on the mesh surface (area-weighted, seeded)."""
     rng = np.random.default_rng(seed)

@@ -80,6 +80,15 @@ def _ray(scene, i: int, u: np.ndarray, v: np.ndarray, device) -> tuple[torch.Ten
     return view_rays(scene.c2w[i], scene.intrinsics[i], scene.hw, device, u, v)
 
 
+def surface_points(run, i: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The run's rendered surface points ``[N, 3]`` (normalised) through pixels ``(u, v)`` of frame ``i``,
+    and whether each ray hits a surface ``[N]``, in one render."""
+    o, d, _ = _ray(run.scene, i, np.asarray(u, dtype=np.int64), np.asarray(v, dtype=np.int64), run.device)
+    out = render_rays_chunked(run.model, o, d, 4096, ("depth", "acc"))
+    pts = (o + out["depth"][:, None] * d).cpu().numpy().astype(np.float64)
+    return pts, out["acc"].cpu().numpy() >= 0.5
+
+
 def lift_clicks(run, clicks: list[tuple[int, float, float]]) -> np.ndarray:
     """3D points ``[N, 3]`` (normalised) of clicks ``(frame index, u, v)`` on the run's rendered surface;
     a one-line error for a click outside the image or on no surface."""
@@ -89,11 +98,10 @@ def lift_clicks(run, clicks: list[tuple[int, float, float]]) -> np.ndarray:
     for i, u, v in clicks:
         if not (0 <= u < w and 0 <= v < h):
             raise SdfsegError(f"--click {s.frame_names[i]} {u} {v}: outside the {w}x{h} image")
-        o, d, _ = _ray(s, i, np.array([int(u)]), np.array([int(v)]), run.device)
-        out = render_rays_chunked(run.model, o, d, 1, ("depth", "acc"))
-        if float(out["acc"][0]) < 0.5:
+        p, hit = surface_points(run, i, np.array([int(u)]), np.array([int(v)]))
+        if not hit[0]:
             raise SdfsegError(f"--click {s.frame_names[i]} {u} {v}: the ray hits no surface of the run")
-        pts.append((o + out["depth"][:, None] * d)[0].cpu().numpy())
+        pts.append(p[0])
     return np.asarray(pts, dtype=np.float64).reshape(-1, 3)
 
 
@@ -113,13 +121,8 @@ def expand_clicks(run, segmenter, clicks: list[tuple[int, float, float]], negati
         core = ndimage.binary_erosion(m, iterations=2)
         vv, uu = np.nonzero(core if core.any() else m)
         pick = rng.choice(len(uu), size=min(n, len(uu)), replace=False)
-        pts = []
-        for j in pick:
-            try:
-                pts.append(lift_clicks(run, [(i, float(uu[j]), float(vv[j]))])[0])
-            except SdfsegError:  # a pixel on no surface says nothing
-                continue
-        out += pts
+        pts, hit = surface_points(run, i, uu[pick], vv[pick])
+        out += list(pts[hit])  # a pixel on no surface says nothing
     return np.asarray(out, dtype=np.float64).reshape(-1, 3)
 
 
@@ -293,11 +296,14 @@ def prompt_masks(run, prompt: Prompt, segmenter, frames, tol: float) -> ViewMask
 
 
 def _depth_t(run, i: int, pix: np.ndarray, scale: torch.Tensor) -> Optional[torch.Tensor]:
-    s, cfg = run.scene, run.cfg
-    if not (cfg.sampler.use_depth and s.depth is not None and s.depth_kind == "metric"):
+    """Ray distance of the sensor depth at pixels ``pix`` of frame ``i`` when the run trains with depth-guided
+    samples (:func:`sdfseg.hierarchy_run.frame_depth`), else None."""
+    from ..hierarchy_run import frame_depth
+
+    z = frame_depth(run, i)
+    if z is None:
         return None
-    z = torch.as_tensor(np.asarray(s.depth_float(i)).reshape(-1)[pix], dtype=torch.float32, device=scale.device)
-    return z * scale
+    return torch.as_tensor(np.asarray(z).reshape(-1)[pix], dtype=torch.float32, device=scale.device) * scale
 
 
 def pair_loss(prob: torch.Tensor, rgb: torch.Tensor, patches: int, size: int, sigma: float) -> torch.Tensor:
@@ -480,19 +486,12 @@ def evaluate_prompt(run, prompt: Prompt, segmenter, test_masks: dict[int, np.nda
 def object_mesh_fscore(run, mesh, obj: int, tau: float = 0.05) -> Optional[dict]:
     """Chamfer and F-score at ``tau`` of the object's mesh against the GT mesh of object ``obj`` (scenes
     with GT meshes), or None."""
-    from ..eval.meshes import chamfer_fscore, load_gt_meshes, surface_samples
+    from ..eval.meshes import chamfer_fscore, scene_gt_meshes, surface_samples
 
-    gt_dir, syn = run.scene.meta.get("gt_meshes"), run.scene.meta.get("synthetic")
     if mesh is None or obj == 0:
         return None
-    if gt_dir is not None:
-        gt = load_gt_meshes(gt_dir)
-    elif syn is not None:
-        from ..data.synthetic import load_synthetic
-        from ..export.gt import synthetic_object_meshes
-
-        gt = synthetic_object_meshes(load_synthetic(syn), resolution=192)
-    else:
+    gt = scene_gt_meshes(run.scene, 192)
+    if gt is None:
         return None
     if obj not in gt:
         return None
