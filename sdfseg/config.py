@@ -232,7 +232,7 @@ class RenderConfig:
     renderer: str = "surface"
     """After training (class votes, ownership vote, test views): ``surface`` finds each ray's surface on
     a grid of the scene SDF first and evaluates the network at ``surface_samples`` samples around it
-    (``sdfseg/render/surface.py``; rays without a surface there fall back to the full renderer) |
+    (``sdfseg/core/render/surface.py``; rays without a surface there fall back to the full renderer) |
     ``volume``: the training sampler's full volume rendering."""
     grid_resolution: int = 129
     """Vertices per side of the scene-SDF grid of the surface renderer (``4 m + 1`` builds it coarse to
@@ -244,11 +244,11 @@ class RenderConfig:
     merge_share: float = 0.0
     """ClusteringSDF instance mode (free channels): merge an object channel into another when more than
     this share of its training pixels lie in 2D masks the other dominates (an object split over
-    channels; see ``inference.channel_groups``). 0 = off (every object channel is its own instance).
+    channels; see ``sdfseg.methods.clustering.channels.channel_groups``). 0 = off (every object channel is its own instance).
     Fixed-id channels (semantic mode, the ObjectSDF++ baselines) are never merged."""
     vote_grid: int = 0
     """ClusteringSDF instance mode: voxels per side of the multi-view ownership vote that decides, after
-    training, which object (or background) owns each piece of surface (``sdfseg/ownership.py``;
+    training, which object (or background) owns each piece of surface (``sdfseg/methods/clustering/ownership.py``;
     written to ``RUN/ownership.npz``, used by the test renders and the meshes). 0 = off (the channel
     with the largest opacity owns the pixel, as in the paper)."""
     vote_rays: int = 32768

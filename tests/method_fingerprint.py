@@ -48,8 +48,8 @@ def _maps(folder: Path) -> dict:
 
 def _render_sums(trainer) -> dict:
     """Per-channel sums (float64) and the sum of absolute values of the raw maps of the first test view as the finished run renders them."""
+    from sdfseg.core.render.views import render_rays_chunked
     from sdfseg.data.rays import pixel_rays
-    from sdfseg.inference import render_rays_chunked
 
     scene, model = trainer.scene, trainer.model
     i = int(scene.split["test"][0])
@@ -65,8 +65,8 @@ def _render_sums(trainer) -> dict:
 
 
 def fingerprint(case: str, scene_dir: Path, run_dir: Path) -> dict:
-    from sdfseg.pipeline import finish
-    from sdfseg.train import Trainer
+    from sdfseg.training.pipeline import finish
+    from sdfseg.training.trainer import Trainer
 
     torch.set_num_threads(1)
     cfg = demo_config(COMMON, scene_dir, run_dir, *CASES[case])

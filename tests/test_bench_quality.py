@@ -6,12 +6,12 @@ import subprocess
 import sys
 
 import pytest
-
-from sdfseg.errors import SdfsegError
-from sdfseg.quality_bench import (check_settings, format_per_class, format_table, per_class, room_overrides, run_command,
-                                  summarize)
-
 from _helpers import ROOT, TINY
+
+from sdfseg.apps.quality_bench import (
+    check_settings, format_per_class, format_table, per_class, room_overrides, run_command, summarize,
+)
+from sdfseg.errors import SdfsegError
 
 
 def test_mean_and_worst_per_column():

@@ -7,8 +7,9 @@ import numpy as np
 import torch
 
 from sdfseg.data.scene import ClassInfo
-from sdfseg.inference import ChannelTable, channel_groups, keep_owning_objects, save_channel_table
-from sdfseg.pipeline import grouped_sdf, load_channel_table
+from sdfseg.methods.clustering.channels import channel_groups, keep_owning_objects
+from sdfseg.methods.outputs import ChannelTable, save_channel_table
+from sdfseg.training.pipeline import grouped_sdf, load_channel_table
 
 
 def _rays(spec):

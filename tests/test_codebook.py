@@ -7,13 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from _helpers import TINY, demo_config, tiny_scene
 
 from sdfseg.errors import SdfsegError
-from sdfseg.losses import codebook as cb
-from sdfseg.pipeline import finish, load_run
-from sdfseg.train import Trainer
-
-from _helpers import TINY, demo_config, tiny_scene
+from sdfseg.methods.codebook import losses as cb
+from sdfseg.training.pipeline import finish, load_run
+from sdfseg.training.trainer import Trainer
 
 
 def test_area_aware_mapping_sums_probabilities_without_dividing_by_area():

@@ -4,21 +4,23 @@ the dtypes, the codecs, and that training sees the same rays and colours as the 
 import numpy as np
 import pytest
 import torch
+from _helpers import DEVICE, tiny_scene
 from PIL import Image
 
 from sdfseg.config import load_config
 from sdfseg.data import load_scene
 from sdfseg.data.formats.common import depth_stack, store_depth, tta_confidence
 from sdfseg.data.normalize import normalize_scene
-from sdfseg.data.rays import (RaySampler, decode_confidence_tensor, decode_normals_tensor, decode_rgb_tensor,
-                              remap_instance_ids)
-from sdfseg.data.scene import (CONFIDENCE_STEPS, ClassInfo, LabelMapBuilder, LabelSource, Scene, decode_confidence,
-                               decode_normals, decode_rgb, encode_confidence, encode_normals, encode_rgb, label_dtype)
+from sdfseg.data.rays import (
+    RaySampler, decode_confidence_tensor, decode_normals_tensor, decode_rgb_tensor, remap_instance_ids,
+)
+from sdfseg.data.scene import (
+    CONFIDENCE_STEPS, ClassInfo, LabelMapBuilder, LabelSource, Scene, decode_confidence, decode_normals, decode_rgb,
+    encode_confidence, encode_normals, encode_rgb, label_dtype,
+)
 from sdfseg.errors import SdfsegError
 from sdfseg.io import read_label_png
-from sdfseg.labels import training_labels
-
-from _helpers import DEVICE, tiny_scene
+from sdfseg.training.labels import training_labels
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +187,7 @@ def test_sampler_takes_float_arrays_too():
 
 
 def test_scene_memory_benchmark_small(tmp_path):
-    from sdfseg.scene_memory import scene_memory
+    from sdfseg.apps.scene_memory import scene_memory
 
     r = scene_memory(3, 16, 24, scene_dir=tmp_path / "scene")  # the ScanNet recipe: no normal losses
     assert r["num_frames"] == 3 and r["hw"] == [16, 24] and not r["reused"] and r["config"].endswith("scannet.yaml")

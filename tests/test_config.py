@@ -74,7 +74,7 @@ def test_base_config_is_merged_under_the_file(tmp_path):
 
 def test_segmentation_warmup_only_delays_clustering():
     from sdfseg.data.scene import ClassInfo
-    from sdfseg.objective import Objective
+    from sdfseg.training.objective import Objective
 
     classes = ClassInfo(num_classes=3, thing_ids=(2,), stuff_ids=(1,))
 
@@ -87,7 +87,7 @@ def test_segmentation_warmup_only_delays_clustering():
 
 
 def test_annealed_schedules_are_geometric():
-    from sdfseg.model import SceneModel
+    from sdfseg.core.model import SceneModel
 
     cfg = load_config(None, ["model.ownership_tau=0.04", "model.ownership_tau_final=0.01",
                              "model.beta_init=0.1", "model.beta_final=0.001", "model.num_channels=3",

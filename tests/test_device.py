@@ -4,15 +4,14 @@ availability."""
 
 import pytest
 import torch
+from _helpers import DEVICE, HEAD, TINY, demo_config, tiny_scene
 
 from sdfseg.config import load_config
+from sdfseg.core.fields import encodings
+from sdfseg.core.fields.encodings import resolve_backend
+from sdfseg.core.model import SceneModel
 from sdfseg.errors import SdfsegError
-from sdfseg.fields import encodings
-from sdfseg.fields.encodings import resolve_backend
-from sdfseg.model import SceneModel
-from sdfseg.train import Trainer
-
-from _helpers import DEVICE, HEAD, TINY, demo_config, tiny_scene
+from sdfseg.training.trainer import Trainer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -107,7 +106,7 @@ def test_test_device_is_the_configured_one(scene, tmp_path):
 def test_deterministic_kernels_only_on_cuda_and_only_when_asked(monkeypatch):
     """``train.deterministic`` switches torch to its deterministic kernels for a CUDA run (the kill -9 and
     --resume bit-identity), and leaves the process alone on the CPU or when off."""
-    from sdfseg.train import use_deterministic_kernels
+    from sdfseg.training.trainer import use_deterministic_kernels
 
     before = torch.are_deterministic_algorithms_enabled()
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)

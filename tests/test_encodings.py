@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
-
 from _helpers import DEVICE
+
+from sdfseg.core.fields.encodings import FrequencyEncoding, HashGridEncoding, level_resolutions, tcnn_available
 from sdfseg.errors import SdfsegError
-from sdfseg.fields.encodings import FrequencyEncoding, HashGridEncoding, level_resolutions, tcnn_available
 
 
 def small_grid(**kw):
@@ -148,7 +148,7 @@ def test_frequency_encoding_values_and_jacobian():
 
 
 def test_sorted_scatter_add_sums_rows_by_index_in_a_fixed_order():
-    from sdfseg.scatter import scatter_sum, sorted_scatter_add
+    from sdfseg.core.scatter import scatter_sum, sorted_scatter_add
 
     idx = torch.tensor([2, 0, 2, 4])
     rows = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [0.5, 0.25]])

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from sdfseg.data.masks import MaskSet
-from sdfseg.eval.hierarchy import (View, best_threshold_iou, gt_level_masks, hierarchical_miou, normalized_covering,
-                                   raw_mask_candidates, raw_mask_score_map, segmentation_injectivity,
-                                   view_consistency, view_consistency_iou, view_pairs, warp_pixel, warp_to_view)
-from sdfseg.query import segmentation_candidates
+from sdfseg.eval.hierarchy import (
+    View, best_threshold_iou, gt_level_masks, hierarchical_miou, normalized_covering, raw_mask_candidates,
+    raw_mask_score_map, segmentation_injectivity, view_consistency, view_consistency_iou, view_pairs, warp_pixel,
+    warp_to_view,
+)
+from sdfseg.methods.hierarchy.query import segmentation_candidates
 
 SCORE = np.array([[0.9, 0.9, 0.5, 0.1],
                   [0.9, 0.8, 0.5, 0.1],

@@ -3,16 +3,17 @@
 import numpy as np
 import pytest
 import torch
+from _helpers import DEVICE, HEAD
+from _helpers import TINY as BASE_TINY
+from _helpers import demo_config, tiny_scene
 
 from sdfseg.config import load_config
+from sdfseg.core.model import SceneModel
 from sdfseg.data.masks import MaskSet
 from sdfseg.data.rays import Batch
 from sdfseg.errors import SdfsegError
-from sdfseg.hierarchy_head import FeatureLoss, FeatureSupervision, frame_hierarchy, resize_maskset
-from sdfseg.model import SceneModel
-from sdfseg.train import Trainer
-
-from _helpers import DEVICE, HEAD, TINY as BASE_TINY, demo_config, tiny_scene
+from sdfseg.methods.hierarchy.supervision import FeatureLoss, FeatureSupervision, frame_hierarchy, resize_maskset
+from sdfseg.training.trainer import Trainer
 
 TINY = BASE_TINY + ["render.chunk=512", "train.log_every=1", "train.segmentation_start=0"]
 

@@ -4,8 +4,9 @@
 import numpy as np
 
 from sdfseg.data import hierarchy as hmod
-from sdfseg.data.hierarchy import (batch_correlation, build_patch_hierarchy, inclusion_parents, level_matrix,
-                                   sample_hierarchical_pairs)
+from sdfseg.data.hierarchy import (
+    batch_correlation, build_patch_hierarchy, inclusion_parents, level_matrix, sample_hierarchical_pairs,
+)
 from sdfseg.data.masks import MaskSet
 
 
@@ -154,8 +155,8 @@ def test_sample_hierarchical_pairs():
 
 
 def test_mask_hierarchy_memory_benchmark_small():
-    from sdfseg.benchmark import mask_hierarchy_memory, synthetic_sam_masks
-    from sdfseg.hierarchy_head import frame_hierarchy
+    from sdfseg.apps.benchmark import mask_hierarchy_memory, synthetic_sam_masks
+    from sdfseg.methods.hierarchy.supervision import frame_hierarchy
 
     r = mask_hierarchy_memory(40, 30, 50, seed=3)
     ms = MaskSet.from_masks(synthetic_sam_masks(40, 30, 50, seed=3), 30, 50)

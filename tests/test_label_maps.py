@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from sdfseg.apps.scene_memory import write_memory_scene
 from sdfseg.config import load_config
 from sdfseg.data import ReadOptions, load_scene
 from sdfseg.data.label_maps import DENSE_SPAN, LabelMaps, frame_ids
@@ -14,9 +15,8 @@ from sdfseg.data.rays import RaySampler, remap_instance_ids, select_keyframes
 from sdfseg.data.scene import ClassInfo, FrameSubset, LabelSource, Scene, encode_confidence
 from sdfseg.errors import SdfsegError
 from sdfseg.eval.report import evaluate_label_source
-from sdfseg.labels import rank_frame_ids, training_labels
-from sdfseg.scene_memory import write_memory_scene
-from sdfseg.train import read_options
+from sdfseg.training.labels import rank_frame_ids, training_labels
+from sdfseg.training.trainer import read_options
 
 
 def _scene(inst, sem, conf, n_test=1):

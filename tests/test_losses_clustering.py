@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
+from sdfseg.core.losses import object_distinction_loss
 from sdfseg.errors import SdfsegError
-from sdfseg.losses import clustering as C
+from sdfseg.methods.clustering import losses as C
 
 SQRT2 = math.sqrt(2.0)
 
@@ -118,7 +119,7 @@ def test_cross_view_loss():
 def test_object_distinction_loss():
     sdf = torch.tensor([[-0.1, 0.05, 0.3], [0.2, 0.4, 0.5]], requires_grad=True)
     # point 0: min -0.1; k=1: relu(-0.05 + 0.1) = 0.05, k=2: 0; point 1: all zero -> mean 0.025
-    loss = C.object_distinction_loss(sdf)
+    loss = object_distinction_loss(sdf)
     assert loss.item() == pytest.approx(0.025)
     loss.backward()
     assert sdf.grad[0].tolist() == [0.0, -0.5, 0.0]  # s_min is detached
@@ -156,7 +157,7 @@ def test_cluster_temperature_scales_with_channels():
 def test_semantic_class_weights_hand_worked():
     """Counts [0, 75, 25], balance 0.5: raw weights 0, 1/sqrt(0.75), 1/sqrt(0.25) = 0, 1.1547, 2; the
     pixel-weighted mean 0.75 * 1.1547 + 0.25 * 2 = 1.3660 scales them to 0, 0.8453, 1.4641."""
-    from sdfseg.objective import semantic_class_weights
+    from sdfseg.training.objective import semantic_class_weights
 
     assert semantic_class_weights([0, 75, 25], 0.0) is None
     w = semantic_class_weights([0, 75, 25], 0.5)

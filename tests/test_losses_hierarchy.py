@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sdfseg.losses.hierarchy import (contrastive_cluster_loss, hierarchical_contrastive_loss,
-                                     hierarchical_contrastive_terms, knn_edges, minimax_edges, norm_loss,
-                                     ultrametric_contrastive_loss, ultrametric_distances)
+from sdfseg.methods.hierarchy.losses import (
+    contrastive_cluster_loss, hierarchical_contrastive_loss, hierarchical_contrastive_terms, knn_edges, minimax_edges,
+    norm_loss, ultrametric_contrastive_loss, ultrametric_distances,
+)
 
 A = math.log1p(math.exp(-10.0))     # -log softmax([10, 0])[0]: own prototype at temperature 0.1
 B = math.log1p(math.exp(10.0))      # -log softmax([10, 0])[1]
@@ -191,7 +192,7 @@ def test_ultrametric_loss_exact_and_ordering():
 
 
 def test_feature_field_renders_and_keeps_geometry_detached():
-    from sdfseg.fields.features import FeatureField, frequency_encoding
+    from sdfseg.core.fields.features import FeatureField, frequency_encoding
 
     torch.manual_seed(0)
     x = torch.tensor([[0.25, 0.0, 0.5]])

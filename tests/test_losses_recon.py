@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sdfseg.losses import recon as L
+from sdfseg.core import losses as L
 
 
 def test_rgb_l1_with_and_without_mask():
@@ -81,7 +81,7 @@ def test_normal_loss_and_hit_mask():
 
 
 def test_truncated_sdf_loss_hand_computed():
-    from sdfseg.losses.recon import truncated_sdf_loss
+    from sdfseg.core.losses import truncated_sdf_loss
 
     t = torch.tensor([[0.1, 0.48, 0.52, 0.9]])
     # surface at t = 0.5, band 0.05: samples 0.48 (target +0.02), 0.52 (target -0.02) in the band;

@@ -6,13 +6,12 @@ import math
 
 import pytest
 import torch
+from _helpers import ROOT
+from method_fingerprint import CASES, all_fingerprints
 
 from sdfseg.config import load_config
 from sdfseg.errors import SdfsegError
 from sdfseg.methods import create_method, method_name, method_names
-
-from _helpers import ROOT
-from method_fingerprint import CASES, all_fingerprints
 
 GOLDEN = ROOT / "tests" / "data" / "method_fingerprints.json"
 
@@ -66,14 +65,12 @@ def test_a_new_method_trains_without_touching_the_trainer(tmp_path):
     """A method registered from outside the package (here: every channel pulled towards a fixed one-hot
     target with a head of its own) trains through the unchanged trainer, and its head and state reach the
     checkpoint."""
+    from _helpers import TINY, demo_config, tiny_scene
     from torch import nn
 
-    from sdfseg.methods import Method, register
-    from sdfseg.methods import base
-    from sdfseg.labels import instance_training_labels
-    from sdfseg.train import Trainer
-
-    from _helpers import TINY, demo_config, tiny_scene
+    from sdfseg.methods import Method, base, register
+    from sdfseg.training.labels import instance_training_labels
+    from sdfseg.training.trainer import Trainer
 
     class ToyHead(nn.Linear):
         def forward(self, feat, x):  # a head maps (geometry feature, point) to a point field
@@ -116,9 +113,9 @@ def test_a_new_method_trains_without_touching_the_trainer(tmp_path):
 
 
 def test_checkpoints_written_before_the_method_was_recorded_still_load(tmp_path):
-    from sdfseg.train import Trainer
-
     from _helpers import TINY, demo_config, tiny_scene
+
+    from sdfseg.training.trainer import Trainer
 
     scene = tiny_scene(tmp_path / "scene")
     cfg = lambda: demo_config(TINY, scene, tmp_path / "run", "train.iterations=2")  # noqa: E731
@@ -133,3 +130,38 @@ def test_checkpoints_written_before_the_method_was_recorded_still_load(tmp_path)
     assert again.step == 2
     for a, b in zip(t.model.parameters(), again.model.parameters()):
         assert torch.equal(a, b)
+
+
+def _imported_modules(path, module):
+    """Absolute names of the sdfseg modules ``path`` (module ``module``) imports, at any depth."""
+    import ast
+
+    is_pkg = path.name == "__init__.py"
+    package = module.split(".") if is_pkg else module.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            name = ".".join(base + ([node.module] if node.module else []))
+            found.update(f"{name}.{a.name}" if not node.module else name for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m.startswith("sdfseg")}
+
+
+def test_layers_name_no_method():
+    """The backbone (sdfseg/core) imports neither training nor methods; training and the run loader use
+    only the method registry and its output table, never a method by name."""
+    src = ROOT / "sdfseg"
+    files = {p: "sdfseg." + ".".join(p.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
+             for p in src.rglob("*.py")}
+    allowed = {"sdfseg.methods", "sdfseg.methods.base", "sdfseg.methods.outputs"}
+    for path, module in files.items():
+        deps = _imported_modules(path, module)
+        if module.startswith("sdfseg.core."):
+            bad = {d for d in deps if d.split(".")[1] not in ("core", "config", "errors", "io", "progress")}
+            assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+        if module.startswith("sdfseg.training.") or module == "sdfseg.runs":
+            bad = {d for d in deps if d.startswith("sdfseg.methods") and d not in allowed}
+            assert not bad, f"{path.relative_to(ROOT)} names a method: {sorted(bad)}"
+    assert len([m for m in files.values() if m.startswith("sdfseg.training.")]) >= 6  # the walk found them

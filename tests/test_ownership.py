@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from sdfseg.core.ownership import MARGIN, OwnershipGrid
 from sdfseg.errors import SdfsegError
-from sdfseg.inference import owner_gap
-from sdfseg.ownership import MARGIN, OwnershipGrid, mask_votes, vote_grid
+from sdfseg.methods.clustering.channels import owner_gap
+from sdfseg.methods.clustering.ownership import mask_votes, vote_grid
 
 
 def test_mask_votes_follow_the_dominant_instance():

@@ -9,12 +9,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from sdfseg.methods.prompted import (SimulatedPromptSegmenter, gt_object_clicks, mask_scores, pair_loss, project)
-from sdfseg.pipeline import finish
-from sdfseg.train import Trainer
-
 from _helpers import ROOT, TINY, demo_config, scene_pixel, tiny_scene
+
+from sdfseg.methods.prompt.field import SimulatedPromptSegmenter, gt_object_clicks, mask_scores, pair_loss, project
+from sdfseg.training.pipeline import finish
+from sdfseg.training.trainer import Trainer
 
 
 def test_pair_loss_by_hand():
@@ -76,7 +75,7 @@ def test_projection_and_gt_clicks(trained):
             assert (u[0], v[0]) == (int(np.floor(want[0] + 0.5)), int(np.floor(want[1] + 0.5)))
             assert math.isclose(dist[0], float(np.linalg.norm(s.normalization.to_normalized(x)[0] - s.c2w[i][:3, 3])))
     scene = trained.scene
-    from sdfseg.run_loader import open_run
+    from sdfseg.runs import open_run
 
     run = open_run(trained.run_dir, "cpu", gt_frames="all")
     clicks = gt_object_clicks(run.scene)
@@ -85,7 +84,7 @@ def test_projection_and_gt_clicks(trained):
 
 
 def test_prompt_tool_end_to_end(trained):
-    from sdfseg.run_loader import open_run
+    from sdfseg.runs import open_run
 
     run = open_run(trained.run_dir, "cpu", gt_frames="all")
     k, i, u, v = gt_object_clicks(run.scene)[0]
@@ -114,7 +113,7 @@ def test_sam_prompt_segmenter_passes_the_clicks_and_keeps_the_best_mask(tmp_path
 
     from torch import nn
 
-    from sdfseg.methods.prompted import SamPromptSegmenter, make_prompt_segmenter
+    from sdfseg.methods.prompt.field import SamPromptSegmenter, make_prompt_segmenter
 
     calls = {}
 

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from sdfseg.errors import SdfsegError
-from sdfseg.query import (click_feature, feature_candidates, hierarchy_of_segments, masks_at_thresholds,
-                          multi_score_map, query_image, query_points, score_map, segment_image,
-                          segment_image_hierarchy, segment_points, segmentation_candidates)
+from sdfseg.methods.hierarchy.query import (
+    click_feature, feature_candidates, hierarchy_of_segments, masks_at_thresholds, multi_score_map, query_image,
+    query_points, score_map, segment_image, segment_image_hierarchy, segment_points, segmentation_candidates,
+)
 
 
 def toy_map():

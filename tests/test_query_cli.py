@@ -7,13 +7,14 @@ import sys
 import numpy as np
 import pytest
 import trimesh
+from _helpers import HEAD, ROOT
+from _helpers import TINY as BASE_TINY
+from _helpers import demo_config, tiny_scene
 
+from sdfseg.apps.query import export_segments, query_scores
 from sdfseg.errors import run_cli
-from sdfseg.hierarchy_query import export_segments, query_scores
-from sdfseg.query import segment_points
-from sdfseg.train import Trainer
-
-from _helpers import HEAD, ROOT, TINY as BASE_TINY, demo_config, tiny_scene
+from sdfseg.methods.hierarchy.query import segment_points
+from sdfseg.training.trainer import Trainer
 
 sys.path.insert(0, str(ROOT / "tools"))
 import eval_hierarchy  # noqa: E402

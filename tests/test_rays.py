@@ -3,7 +3,7 @@ import torch
 
 from sdfseg.data.rays import RaySampler, pixel_rays, remap_instance_ids, select_keyframes
 from sdfseg.data.scene import ClassInfo, Scene
-from sdfseg.labels import rank_ids_per_frame
+from sdfseg.training.labels import rank_ids_per_frame
 
 
 def _scene(n=4, h=6, w=8):

@@ -12,14 +12,13 @@ import time
 import numpy as np
 import pytest
 import torch
+from _helpers import ROOT, TINY, demo_config, tiny_scene
 
 from sdfseg.data.scene import decode_normals
 from sdfseg.errors import SdfsegError
-from sdfseg.pipeline import run as run_pipeline
-from sdfseg.rundir import RunLock
-from sdfseg.train import Trainer
-
-from _helpers import ROOT, TINY, demo_config, tiny_scene
+from sdfseg.training.pipeline import run as run_pipeline
+from sdfseg.training.rundir import RunLock
+from sdfseg.training.trainer import Trainer
 
 FAST = TINY + ["render.chunk=512", "render.export_mesh=false", "train.segmentation_start=0",
                "train.checkpoint_every=1"]
@@ -130,7 +129,7 @@ def test_no_checkpoint_or_metrics_from_non_finite_weights(scene, tmp_path):
     with pytest.raises(SdfsegError, match="non-finite weights"):
         trainer.save_checkpoint()
     assert (tmp_path / "r" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
-    from sdfseg.pipeline import finish
+    from sdfseg.training.pipeline import finish
 
     with pytest.raises(SdfsegError, match="non-finite weights"):
         finish(trainer, progress=False)
@@ -140,7 +139,7 @@ def test_no_checkpoint_or_metrics_from_non_finite_weights(scene, tmp_path):
 # ---- 3. the run directory --------------------------------------------------------------------------------
 def test_second_process_is_refused_and_kill_releases_the_lock(scene, tmp_path):
     run_dir = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from sdfseg.rundir import RunLock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from sdfseg.training.rundir import RunLock\n"
                                f"with RunLock({str(run_dir)!r}, 'holder'):\n    print('locked', flush=True); "
                                "time.sleep(120)"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:

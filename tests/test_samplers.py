@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from sdfseg.fields.density import laplace_density
-from sdfseg.render import samplers as S
-from sdfseg.render import volume as V
+from sdfseg.core.fields.density import laplace_density
+from sdfseg.core.render import samplers as S
+from sdfseg.core.render import volume as V
 
 CENTRE, RADIUS, ROOM = torch.tensor([0.5, 0.0, 0.0]), 0.2, 0.9
 

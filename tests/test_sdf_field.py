@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
+from sdfseg.core.fields.color import ColorField
+from sdfseg.core.fields.density import LaplaceDensity, laplace_density
+from sdfseg.core.fields.sdf import MultiChannelSDF, fibonacci_sphere, min_channel_grad, scene_sdf
 from sdfseg.errors import SdfsegError
-from sdfseg.fields.color import ColorField
-from sdfseg.fields.density import LaplaceDensity, laplace_density
-from sdfseg.fields.sdf import MultiChannelSDF, fibonacci_sphere, min_channel_grad, scene_sdf
 
 SMALL_GRID = dict(n_levels=4, log2_hashmap_size=10, base_resolution=4, max_resolution=32, backend="torch")
 

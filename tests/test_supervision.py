@@ -7,10 +7,10 @@ import torch
 from sdfseg.config import load_config
 from sdfseg.data.rays import Batch, RaySampler, select_keyframes
 from sdfseg.data.scene import ClassInfo, LabelSource, Scene
-from sdfseg.inference import mask_segments
-from sdfseg.labels import training_labels
-from sdfseg.objective import Objective
-from sdfseg.ownership import mask_votes
+from sdfseg.methods.clustering.channels import mask_segments
+from sdfseg.methods.clustering.ownership import mask_votes
+from sdfseg.training.labels import training_labels
+from sdfseg.training.objective import Objective
 
 CLASSES = ClassInfo(num_classes=3, thing_ids=(2,), stuff_ids=(1,))
 

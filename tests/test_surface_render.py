@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
-
 from _helpers import DEVICE, TINY, demo_config
-from sdfseg.model import SceneModel
-from sdfseg.render.samplers import near_far_sphere
-from sdfseg.render.surface import SdfGrid, band_samples, surface_render
+
+from sdfseg.core.model import SceneModel
+from sdfseg.core.render.samplers import near_far_sphere
+from sdfseg.core.render.surface import SdfGrid, band_samples, surface_render
 
 
 def sphere_and_box(p: torch.Tensor) -> torch.Tensor:

@@ -17,9 +17,10 @@ from sdfseg.data.formats.geometry import index_to_edge
 from sdfseg.data.masks import MaskSet
 from sdfseg.data.synthetic import generate_scene, load_synthetic, random_scene
 from sdfseg.data.synthetic.cameras import intrinsics, trajectory_poses
+from sdfseg.data.synthetic.primitives import (
+    Part, sdf_box, sdf_capsule, sdf_cylinder, sdf_round_box, sdf_sphere, sdf_torus, yaw_matrix,
+)
 from sdfseg.data.synthetic.writer import HFOV_DEG
-from sdfseg.data.synthetic.primitives import (Part, sdf_box, sdf_capsule, sdf_cylinder, sdf_round_box, sdf_sphere,
-                                              sdf_torus, yaw_matrix)
 from sdfseg.errors import SdfsegError
 from sdfseg.io import read_label_png
 

@@ -7,15 +7,16 @@ import sys
 import numpy as np
 import pytest
 import torch
+from _helpers import DEVICE, ROOT
+from _helpers import TINY as BASE_TINY
+from _helpers import demo_config, tiny_scene
 
 from sdfseg.config import load_config
+from sdfseg.core.ownership import OwnershipGrid
 from sdfseg.errors import SdfsegError
 from sdfseg.io import read_label_png
-from sdfseg.ownership import OwnershipGrid
-from sdfseg.pipeline import finish, load_channel_table, load_run
-from sdfseg.train import Trainer
-
-from _helpers import DEVICE, ROOT, TINY as BASE_TINY, demo_config, tiny_scene
+from sdfseg.training.pipeline import finish, load_channel_table, load_run
+from sdfseg.training.trainer import Trainer
 
 TINY = BASE_TINY + ["render.chunk=512", "render.mesh_resolution=24", "train.log_every=1",
                     "train.segmentation_start=0"]
@@ -128,7 +129,7 @@ def test_semantic_grid_and_class_balance(scene_dir, tmp_path):
     beside the geometry feature); loss.semantic_balance weights its cross-entropy by the classes' labelled
     pixels. Off (0), the model has the head of before (same parameter names and shapes), so runs written
     before the options load."""
-    from sdfseg.train import semantic_pixel_counts
+    from sdfseg.training.trainer import semantic_pixel_counts
 
     plain = Trainer(_cfg(scene_dir, tmp_path / "plain", "model.semantic_grid_levels=0", "loss.semantic_balance=0"))
     assert plain.model.semantic_grid is None and plain.objective.semantic_weights is None

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sdfseg.render import volume as V
+from sdfseg.core.render import volume as V
 
 LN2, LN4 = math.log(2.0), math.log(4.0)
 

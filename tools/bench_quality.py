@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sdfseg.cli import add_set_option  # noqa: E402
+from sdfseg.apps.cli import add_set_option  # noqa: E402
 from sdfseg.errors import SdfsegError, run_cli  # noqa: E402
 
 
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.jobs < 1:
         raise SdfsegError(f"--jobs: expected >= 1, got {args.jobs}")
+    from sdfseg.apps.quality_bench import NOISY_PQ_BAND, format_table, run_benchmark
     from sdfseg.progress import format_duration
-    from sdfseg.quality_bench import NOISY_PQ_BAND, format_table, run_benchmark
 
     r = run_benchmark(args.tier, args.config, args.root, args.data, args.set, args.jobs, args.scenes, args.seeds)
     print(format_table(r["rows"], r["summary"]))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sdfseg.cli import add_set_option  # noqa: E402
+from sdfseg.apps.cli import add_set_option  # noqa: E402
 from sdfseg.config import load_config  # noqa: E402
 from sdfseg.errors import SdfsegError, run_cli  # noqa: E402
 
@@ -68,7 +68,7 @@ def main() -> int:
         raise SdfsegError(f"--iterations: expected >= 1, got {args.iterations}")
     cfg = load_config(args.config, args.set)
     cfg.run.dir = str(Path(cfg.run.dir) / "benchmark")
-    from sdfseg.benchmark import benchmark
+    from sdfseg.apps.benchmark import benchmark
     from sdfseg.io import write_json_atomic
 
     r = benchmark(cfg, iterations=args.iterations, render_view=args.render_view)
@@ -93,7 +93,7 @@ def mask_hierarchy(spec: list[int], json_path: str | None) -> int:
     n, h, w = spec
     if n < 1 or h < 1 or w < 1:
         raise SdfsegError(f"--mask-hierarchy: expected positive MASKS H W, got {n} {h} {w}")
-    from sdfseg.benchmark import mask_hierarchy_memory
+    from sdfseg.apps.benchmark import mask_hierarchy_memory
     from sdfseg.io import write_json_atomic
 
     r = mask_hierarchy_memory(n, h, w)
@@ -109,9 +109,9 @@ def mask_hierarchy(spec: list[int], json_path: str | None) -> int:
 
 
 def compare_renderers(run: Path, overrides: list[str], json_path: str | None) -> int:
+    from sdfseg.apps.render_bench import compare_renderers as compare
     from sdfseg.io import write_json_atomic
-    from sdfseg.render_bench import compare_renderers as compare
-    from sdfseg.rundir import RunLock
+    from sdfseg.training.rundir import RunLock
 
     if not (run / "config.yaml").exists():
         raise SdfsegError(f"--compare-renderers: {run}: not a run folder (no config.yaml)")
@@ -134,8 +134,8 @@ def scene_memory(spec: list[int], scene_dir: str | None, code: str | None, json_
     n, h, w = spec
     if n < 1 or h < 8 or w < 8:
         raise SdfsegError(f"--scene-memory: expected FRAMES >= 1 and H, W >= 8, got {n} {h} {w}")
+    from sdfseg.apps.scene_memory import scene_memory as measure
     from sdfseg.io import write_json_atomic
-    from sdfseg.scene_memory import scene_memory as measure
 
     r = measure(n, h, w, scene_dir=scene_dir, code=code)
     gib = lambda b: b / 2**30

@@ -53,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from sdfseg.eval.hierarchy_report import evaluate_runs, format_hierarchy_table
-    from sdfseg.hierarchy_run import load_feature_run
     from sdfseg.io import write_json_atomic
+    from sdfseg.methods.hierarchy.run import load_feature_run
 
     names = args.names or [d.name for d in args.run_dirs]
     if len(names) != len(args.run_dirs):

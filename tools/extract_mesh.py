@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sdfseg.cli import add_progress_option  # noqa: E402
+from sdfseg.apps.cli import add_progress_option  # noqa: E402
 from sdfseg.errors import SdfsegError, run_cli  # noqa: E402
 
 
@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.resolution < 16:
         raise SdfsegError(f"--resolution: expected >= 16, got {args.resolution}")
-    from sdfseg.pipeline import export_meshes, load_channel_table, load_ownership, load_run, use_ownership
-    from sdfseg.rundir import RunLock
+    from sdfseg.training.pipeline import export_meshes, load_channel_table, load_ownership, load_run, use_ownership
+    from sdfseg.training.rundir import RunLock
 
     run_dir = Path(args.run_dir)
     with RunLock(run_dir, "tools/extract_mesh.py"):  # not while a training run writes its meshes

@@ -72,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _click(scene, spec, option: str) -> tuple[int, float, float]:
-    from sdfseg.hierarchy_run import frame_index
+    from sdfseg.methods.hierarchy.run import frame_index
 
     name, u, v = spec
     try:
@@ -88,9 +88,10 @@ def _fmt(m: dict, key: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from sdfseg.methods.prompted import (Prompt, PromptConfig, expand_clicks, gt_object_clicks, lift_clicks,
-                                         make_prompt_segmenter, run_prompt)
-    from sdfseg.run_loader import open_run
+    from sdfseg.methods.prompt.field import (
+        Prompt, PromptConfig, expand_clicks, gt_object_clicks, lift_clicks, make_prompt_segmenter, run_prompt,
+    )
+    from sdfseg.runs import open_run
 
     if not (args.click or args.point or args.gt_objects):
         raise SdfsegError("give a prompt: --click FRAME U V, --point X Y Z or --gt-objects")

@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def frames_for(scene, names: list[str]) -> list[int]:
-    from sdfseg.hierarchy_run import frame_index
+    from sdfseg.methods.hierarchy.run import frame_index
 
     out: list[int] = []
     for n in names:
@@ -92,8 +92,8 @@ def frames_for(scene, names: list[str]) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from sdfseg.hierarchy_query import check_clicks, check_thresholds, query_2d, query_3d, resolve_view
-    from sdfseg.hierarchy_run import load_feature_run
+    from sdfseg.apps.query import check_clicks, check_thresholds, query_2d, query_3d, resolve_view
+    from sdfseg.methods.hierarchy.run import load_feature_run
 
     thresholds = check_thresholds(args.thresholds)
     if not args.three_d and not args.click:

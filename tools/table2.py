@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sdfseg.cli import add_set_option  # noqa: E402
+from sdfseg.apps.cli import add_set_option  # noqa: E402
 from sdfseg.config import load_config  # noqa: E402
 from sdfseg.errors import SdfsegError, run_cli  # noqa: E402
 
@@ -56,7 +56,7 @@ def main() -> int:
     if unknown:
         raise SdfsegError(f"--rows: unknown row(s) {', '.join(unknown)} (expected {', '.join(ROWS)})")
     from sdfseg.io import write_json_atomic, write_text_atomic
-    from sdfseg.pipeline import run
+    from sdfseg.training.pipeline import run
 
     root = Path(args.root)
     results, baseline = {}, None

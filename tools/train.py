@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sdfseg.cli import add_overwrite_option, add_progress_option, add_set_option  # noqa: E402
+from sdfseg.apps.cli import add_overwrite_option, add_progress_option, add_set_option  # noqa: E402
 from sdfseg.config import load_config  # noqa: E402
 from sdfseg.errors import SdfsegError, run_cli  # noqa: E402
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and Path(args.config).name == "config.yaml" and (config_dir / "checkpoints").is_dir() \
             and not any(s.split("=", 1)[0].strip() == "run.dir" for s in args.set):
         cfg.run.dir = str(config_dir)  # a run's own config.yaml resumes that run, wherever it was moved
-    from sdfseg.pipeline import run
+    from sdfseg.training.pipeline import run
 
     run(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     return 0

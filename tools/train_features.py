@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sdfseg.cli import add_overwrite_option, add_progress_option, add_set_option  # noqa: E402
+from sdfseg.apps.cli import add_overwrite_option, add_progress_option, add_set_option  # noqa: E402
 from sdfseg.errors import run_cli  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     add_overwrite_option(ap)
     add_progress_option(ap)
     args = ap.parse_args(argv)
-    from sdfseg.feature_stage import train_feature_head
+    from sdfseg.methods.hierarchy.stage import train_feature_head
 
     stats = train_feature_head(args.source, args.out, args.set, progress=not args.no_progress,
                                overwrite=args.overwrite)

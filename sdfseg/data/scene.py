@@ -15,7 +15,7 @@ Conventions (all readers convert to these):
 Storage is compact, because a scene holds every frame decoded (the arrays of a ScanNet-size
 scene, 1000 frames of 480 x 640 with depth, normals, noisy and GT labels and confidences,
 take 3.7 GiB this way instead of 13.7 GiB in float32; ``tools/benchmark.py --scene-memory``).
-Training reads less (:func:`sdfseg.train.read_options`): normal maps only for the normal losses
+Training reads less (:func:`sdfseg.training.trainer.read_options`): normal maps only for the normal losses
 and GT maps of the test frames only (:class:`FrameSubset`), every file still read and checked.
 
 ===============  =========================  ==============================================
@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-
 
 RGB_DTYPE = np.dtype(np.uint8)
 DEPTH_DTYPE = np.dtype(np.float16)

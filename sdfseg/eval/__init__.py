@@ -8,9 +8,10 @@ prediction folders and formats the terminal table and JSON record.
 
 from .edges import edge_accuracy, label_edges
 from .panoptic import instance_fscore, panoptic_quality, retained_classes
-from .report import (evaluate_arrays, evaluate_label_source, evaluate_maps, evaluate_prediction_dir,
-                     format_table, load_prediction_dir, pick_baseline, read_prediction_map, split_test_indices,
-                     write_metrics_json)
+from .report import (
+    evaluate_arrays, evaluate_label_source, evaluate_maps, evaluate_prediction_dir, format_table, load_prediction_dir,
+    pick_baseline, read_prediction_map, split_test_indices, write_metrics_json,
+)
 from .semantic import mean_iou, resize_nearest
 
 __all__ = [

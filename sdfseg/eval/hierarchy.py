@@ -1,7 +1,7 @@
 """Hierarchy metrics: hierarchical mIoU (OmniSeg3D), NC, SI and VC (ultrametric feature fields).
 
 All functions take plain arrays, so the same code scores rendered feature maps (via
-:mod:`sdfseg.query`) and the raw 2D masks baseline:
+:mod:`sdfseg.methods.hierarchy.query`) and the raw 2D masks baseline:
 
 * **hierarchical mIoU**: per query pixel and GT level (e.g. part / object / group,
   nested masks containing the query), the IoU of ``score > th`` with the GT mask at the
@@ -16,8 +16,8 @@ All functions take plain arrays, so the same code scores rendered feature maps (
   click in B, IoU on the pixels visible in both views.
 
 A *candidate function* ``click (y, x) -> bool [T, H, W]`` is the model's masks for a
-click at T granularities (:func:`sdfseg.query.feature_candidates`,
-:func:`sdfseg.query.segmentation_candidates`, :func:`raw_mask_candidates`).
+click at T granularities (:func:`sdfseg.methods.hierarchy.query.feature_candidates`,
+:func:`sdfseg.methods.hierarchy.query.segmentation_candidates`, :func:`raw_mask_candidates`).
 Pixel conventions follow :mod:`sdfseg.data.scene` (OpenCV camera, pixel centres at +0.5).
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from ..data.masks import MaskSet
 from ..errors import SdfsegError
-from ..query import CandidateFn
+from ..methods.hierarchy.query import CandidateFn
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -16,7 +16,7 @@ Protocol (test split of the scene; all methods get the same queries and view pai
 The raw 2D masks (``masks_<source>/`` of the test frames, never used for training) are the
 baseline row: their score map for a click ranks the masks containing it by size. Feature
 maps of dataset frames are rendered like the training rays (depth-guided samples when the
-run trains with ``sampler.use_depth``, see :func:`sdfseg.hierarchy_run.frame_depth`).
+run trains with ``sampler.use_depth``, see :func:`sdfseg.methods.hierarchy.run.frame_depth`).
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ from scipy import ndimage
 from ..data.masks import MaskSet
 from ..data.scene import Scene
 from ..errors import SdfsegError
+from ..methods.hierarchy.query import CandidateFn, feature_candidates, score_map, segment_image_hierarchy
 from ..progress import progress_iter
-from ..query import CandidateFn, feature_candidates, score_map, segment_image_hierarchy
-from .hierarchy import (View, gt_level_masks, hierarchical_miou, normalized_covering, raw_mask_candidates,
-                        raw_mask_score_map, view_consistency, view_pairs)
+from .hierarchy import (
+    View, gt_level_masks, hierarchical_miou, normalized_covering, raw_mask_candidates, raw_mask_score_map,
+    view_consistency, view_pairs,
+)
 
 LEVELS = ("part", "object", "group")
 NC_DISTANCES = np.linspace(0.02, 1.0, 50)
@@ -149,7 +151,7 @@ def ceiling_row(run, frames: Sequence[int], name: str) -> tuple[str, "FeatureMap
     scene description ``synthetic.json`` next to the scene.
     """
     from ..data.synthetic import load_synthetic
-    from ..hierarchy_run import render_frame_field
+    from ..methods.hierarchy.run import render_frame_field
 
     path = Path(run.scene.path) / "synthetic.json"
     if not path.exists():
@@ -201,7 +203,7 @@ def _nanmean(values: Sequence[float]) -> Optional[float]:
 
 def raw_masks_of(scene: Scene, source: str, frames: Sequence[int]) -> dict[int, MaskSet]:
     """Mask sets of ``frames`` from ``masks_<source>/`` at the scene's resolution (frames without masks: empty)."""
-    from ..hierarchy_head import frame_masks
+    from ..methods.hierarchy.supervision import frame_masks
 
     h, w = scene.hw
     out = {}
@@ -213,11 +215,11 @@ def raw_masks_of(scene: Scene, source: str, frames: Sequence[int]) -> dict[int, 
 
 def evaluate_runs(runs: Sequence, names: Sequence[str], mask_source: Optional[str] = None, vc_samples: int = 10,
                   seed: int = 0, progress: bool = True, ceiling: bool = False) -> dict:
-    """Evaluate feature-head runs (:class:`~sdfseg.hierarchy_run.FeatureRun`, same scene) + the raw masks row.
+    """Evaluate feature-head runs (:class:`~sdfseg.methods.hierarchy.run.FeatureRun`, same scene) + the raw masks row.
 
     ``ceiling`` adds, after the runs, the row :func:`ceiling_row` of the first run.
     """
-    from ..hierarchy_run import render_frame
+    from ..methods.hierarchy.run import render_frame
 
     scene = runs[0].scene
     for r in runs[1:]:

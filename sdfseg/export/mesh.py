@@ -157,7 +157,7 @@ def label_solid(scene_sdf: Callable[[torch.Tensor], torch.Tensor], label_fn: Cal
     grid's coarse-to-fine pass)."""
     from scipy import ndimage
 
-    from ..render.surface import SdfGrid
+    from ..core.render.surface import SdfGrid
 
     n = resolution + (-(resolution - 1)) % 4
     grid = SdfGrid(n, bound).to(device)

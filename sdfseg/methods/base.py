@@ -17,7 +17,7 @@ Life of a method object (one per run, :func:`sdfseg.methods.create_method`)::
     losses.update(method.losses(model, out, batch, step))   # after warm-up (segmentation_start)
     state["method"] = method.state_dict()    # checkpoint
     table = method.channel_table(trainer)    # end of run: what each slot is
-    grid = method.ownership(trainer, table)
+    grid, table = method.ownership(trainer, table)   # e.g. the multi-view vote
     owner = method.owner(out)                # per rendered ray: which slot it shows
 """
 
@@ -33,10 +33,10 @@ from ..data.rays import Batch
 from ..data.scene import ClassInfo, Scene
 
 if TYPE_CHECKING:
-    from ..inference import ChannelTable
-    from ..labels import TrainingLabels
-    from ..ownership import OwnershipGrid
-    from ..train import Trainer
+    from ..core.ownership import OwnershipGrid
+    from ..training.labels import TrainingLabels
+    from ..training.trainer import Trainer
+    from .outputs import ChannelTable
 
 
 class Method:
@@ -122,9 +122,11 @@ class Method:
         """What each slot is (object or background, class, instance id)."""
         raise NotImplementedError
 
-    def ownership(self, trainer: "Trainer", table: "ChannelTable") -> Optional["OwnershipGrid"]:
-        """A surface ownership grid the maps and meshes follow, or None."""
-        return None
+    def ownership(self, trainer: "Trainer", table: "ChannelTable"
+                  ) -> tuple[Optional["OwnershipGrid"], "ChannelTable"]:
+        """A surface ownership grid the maps and meshes follow (or None), and the slot table after it
+        (e.g. objects the grid leaves without surface become background)."""
+        return None, table
 
     def mesh_sdf(self, trainer: "Trainer", table: "ChannelTable"):
         """``points [P, 3] -> [P, K]`` SDF columns, one per slot, that per-object meshes are cut from
@@ -195,7 +197,7 @@ def create_addons(cfg: Config, scene: Scene, sampler, progress: bool = True) -> 
     """The add-on heads the config enables (``features.enabled``: :class:`.feature_head.HierarchicalFeatures`)."""
     out: list[Addon] = []
     if cfg.features.enabled:
-        from .feature_head import HierarchicalFeatures
+        from .hierarchy.addon import HierarchicalFeatures
 
         out.append(HierarchicalFeatures(cfg, scene, sampler, progress))
     return out

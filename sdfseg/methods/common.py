@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import clustering as cl
-from ..scatter import scatter_sum
+from ..core.scatter import scatter_sum
+from .clustering import losses as cl
 
 
 def majority(values: torch.Tensor, groups: torch.Tensor, num_groups: int, num_values: int) -> torch.Tensor:
@@ -34,7 +34,7 @@ def remapped_instance_labels(scene, cfg):
     import numpy as np
 
     from ..data.rays import remap_frame_table
-    from ..labels import instance_training_labels
+    from ..training.labels import instance_training_labels
 
     rng = np.random.default_rng(cfg.train.seed + 17)
     return instance_training_labels(scene, cfg, lambda frame: remap_frame_table(frame, rng))

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from ..data.rays import Batch
-from ..losses import clustering as cl
 from .base import Method, register
+from .clustering import losses as cl
 from .common import mean_per_label, temperature
 
 
@@ -28,7 +28,7 @@ class SemanticMethod(Method):
         return k
 
     def training_labels(self, scene, k):
-        from ..labels import semantic_training_labels
+        from ..training.labels import semantic_training_labels
 
         return semantic_training_labels(scene, self.cfg)
 
@@ -50,6 +50,6 @@ class SemanticMethod(Method):
                 "semantic": c * w.semantic * cl.semantic_loss(mu, labs, conf)}
 
     def channel_table(self, trainer):
-        from ..inference import semantic_channel_table
+        from .outputs import semantic_channel_table
 
         return semantic_channel_table(trainer.scene.classes)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from ..data.label_maps import frame_ids
 from ..data.rays import Batch
 from ..errors import SdfsegError
-from ..losses import clustering as cl
 from .base import Method, register
+from .clustering import losses as cl
 
 
 @register
@@ -43,7 +43,7 @@ class SupervisedMethod(Method):
         return k if self.semantic_mode else 1
 
     def training_labels(self, scene, k):
-        from ..labels import instance_training_labels, rank_frame_table, semantic_training_labels
+        from ..training.labels import instance_training_labels, rank_frame_table, semantic_training_labels
 
         cfg = self.cfg
         if self.semantic_mode:
@@ -71,7 +71,8 @@ class SupervisedMethod(Method):
         return {"supervised": w.supervised * w.clustering * cl.supervised_opacity_loss(om[keep], onehot)}
 
     def channel_table(self, trainer):
-        from ..inference import assign_channel_classes, semantic_channel_table
+        from .clustering.channels import assign_channel_classes
+        from .outputs import semantic_channel_table
 
         if self.semantic_mode:
             return semantic_channel_table(trainer.scene.classes)

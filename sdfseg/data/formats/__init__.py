@@ -45,7 +45,7 @@ class ReadOptions:
     normals: bool = True
     """Keep the layout's normal maps in ``Scene.normals``. False: every normal file is still read and checked
     (a broken file fails the same way), but ``Scene.normals`` is None (training without normal losses,
-    :func:`sdfseg.train.read_options`)."""
+    :func:`sdfseg.training.trainer.read_options`)."""
     gt_frames: str = "all"
     """``"all"``: GT label maps of every frame. ``"test"``: a reader may keep the GT maps (``Scene.gt``) of the
     test split only, as :class:`~sdfseg.data.scene.FrameSubset` (indexing another frame raises); every GT file

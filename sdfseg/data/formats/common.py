@@ -30,8 +30,10 @@ from PIL import Image
 
 from ...errors import SdfsegError
 from ...io import read_label_png, read_rgb8
-from ..scene import (DEPTH_DTYPE, FLOAT16_MAX, NORMAL_DTYPE, RGB_DTYPE, ClassInfo, LabelMapBuilder, LabelSource,
-                     encode_confidence, encode_rgb, full_confidence)
+from ..scene import (
+    DEPTH_DTYPE, FLOAT16_MAX, NORMAL_DTYPE, RGB_DTYPE, ClassInfo, LabelMapBuilder, LabelSource, encode_confidence,
+    encode_rgb, full_confidence,
+)
 
 INSTANCE_ONLY_CLASSES = ClassInfo(num_classes=3, thing_ids=(2,), stuff_ids=(1,),
                                   names=("void", "background", "object"))

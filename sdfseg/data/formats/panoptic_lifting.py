@@ -35,8 +35,9 @@ import numpy as np
 
 from ...errors import SdfsegError
 from ...io import read_label_png, read_rgb
-from ..scene import (ClassInfo, FrameSubset, LabelMapBuilder, LabelSource, Scene, encode_confidence, encode_normals,
-                     full_confidence)
+from ..scene import (
+    ClassInfo, FrameSubset, LabelMapBuilder, LabelSource, Scene, encode_confidence, encode_normals, full_confidence,
+)
 from . import common as C
 from .geometry import depth_pixel_index, index_to_edge, resample_depth
 

@@ -27,8 +27,10 @@ import numpy as np
 
 from ...errors import SdfsegError
 from ...eval.panoptic import panoptic_quality
-from ...io import (npz_bytes, save_image_atomic, save_label_png, staged_folder, write_bytes_atomic,
-                   write_json_atomic, write_text_atomic)
+from ...io import (
+    npz_bytes, save_image_atomic, save_label_png, staged_folder, write_bytes_atomic, write_json_atomic,
+    write_text_atomic,
+)
 from ...progress import progress_iter
 from ..formats.common import PL_REDUCED_CLASSES, PL_REDUCED_NAMES
 from ..formats.geometry import edge_to_index
@@ -38,6 +40,7 @@ from .cameras import HFOV_RANGE, camera_path, intrinsics
 from .layout import Room, build_room
 from .noise import M2FNoise, m2f_frame, sam_frame
 from .raycast import RoomMesh, render
+
 
 def held_out_frames(n: int) -> list[int]:
     """Test frames: the pair ``8k + 2, 8k + 3`` of every 8 consecutive frames (20 of 80). Pairs of

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import SdfsegError
-from ...io import (npz_bytes, save_image_atomic, save_label_png, staged_folder, write_bytes_atomic,
-                   write_json_atomic, write_text_atomic)
+from ...io import (
+    npz_bytes, save_image_atomic, save_label_png, staged_folder, write_bytes_atomic, write_json_atomic,
+    write_text_atomic,
+)
 from ...progress import progress_iter
 from ..formats.geometry import edge_to_index
 from ..label_noise import NoiseConfig, probability_map, simulate_labels

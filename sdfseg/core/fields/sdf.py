@@ -1,0 +1,256 @@
+"""Multi-channel SDF network (ObjectSDF++ backbone) with all-channel gradients.
+
+One MLP maps ``[frequency(x), hashgrid(x)]`` to K SDF channels plus a geometry
+feature. Channel 0 is the background ("stuff") and, with ``inside_out=True``, is
+initialised as an inside-out sphere (positive inside the room, where the cameras
+are); channels 1..K-1 start as small spheres around the origin (positive almost
+everywhere: no object yet). Scene SDF = min over channels.
+
+Gradients of all K channels (for normals and the eikonal loss) come from one
+forward pass that carries the Jacobian ``d h / d x`` (3 tangent directions)
+through the MLP (forward-mode, hand-written: 3 extra GEMMs per layer), instead of
+K reverse-mode autograd calls. The result is made of ordinary differentiable ops,
+so losses on it back-propagate to the parameters (``create_graph`` semantics),
+and it also works under ``torch.no_grad`` (normals at inference).
+Measured on the shared 2-core CPU (P = 8192, default network and hash grid,
+forward + gradients + eikonal backward, median of 3, other jobs running):
+K = 8: 2.1 s vs 4.2 s central differences, 5.1 s torch.func.jvp, 6.3 s batched
+vmapped vjp, 12.2 s one autograd call per channel; K = 50: 1.9 s vs 4.2 s, 4.9 s,
+95 s and 52 s.
+With the tiny-cuda-nn grid (no Jacobian available) the analytic mode falls back
+to one reverse pass over K replicated copies of the points.
+
+Geometric init ("spread", default): first-layer xyz rows are unit vectors spread
+evenly on the sphere and deeper hidden layers start as the identity, which makes
+the init spheres accurate to ~0.01 at width 256 (plain IDR init, ``init_mode="idr"``,
+is only right on average: ~0.1 mean / 0.3 max error at this width).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrizations
+
+from ...errors import SdfsegError
+from .encodings import FrequencyEncoding, HashGridEncoding
+
+
+def scene_sdf(sdf: Tensor) -> Tensor:
+    """Scene SDF = min over channels: ``[P, K] -> [P]``."""
+    return sdf.min(dim=-1).values
+
+
+def min_channel_grad(sdf: Tensor, grad: Tensor) -> Tensor:
+    """Gradient of the scene SDF: the argmin channel's gradient, ``[P, K], [P, K, 3] -> [P, 3]``."""
+    idx = sdf.argmin(dim=-1)
+    return grad[torch.arange(grad.shape[0], device=grad.device), idx]
+
+
+class MultiChannelSDF(nn.Module):
+    """K-channel SDF + geometry feature: ``forward(x [P, 3]) -> (sdf [P, K], feature [P, F])``."""
+
+    def __init__(
+        self,
+        num_channels: int,
+        hidden_dim: int = 256,
+        n_hidden_layers: int = 2,
+        feature_dim: int = 256,
+        encoding: Optional[dict] = None,
+        n_frequencies: int = 6,
+        weight_norm: bool = True,
+        softplus_beta: float = 100.0,
+        sphere_radius: float = 0.9,
+        object_radius: float = 0.1,
+        inside_out: bool = True,
+        use_grid: bool = True,
+        init_mode: str = "spread",
+        room_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        self.room_channels = max(1, min(int(room_channels), int(num_channels)))
+        if init_mode not in ("spread", "idr"):
+            raise SdfsegError(f"sdf.init_mode: expected 'spread' or 'idr', got '{init_mode}'")
+        if num_channels < 1 or n_hidden_layers < 1:
+            raise SdfsegError(
+                f"sdf: expected num_channels >= 1 and n_hidden_layers >= 1, got {num_channels}, {n_hidden_layers}"
+            )
+        self.num_channels = int(num_channels)
+        self.feature_dim = int(feature_dim)
+        self.softplus_beta = float(softplus_beta)
+        self.frequency = FrequencyEncoding(n_frequencies, include_input=True)
+        self.grid: Optional[HashGridEncoding] = None
+        if use_grid:
+            try:
+                self.grid = HashGridEncoding(**(encoding or {}))
+            except TypeError as exc:
+                raise SdfsegError(f"sdf.encoding: unknown hash grid option ({exc})") from None
+        grid_dim = self.grid.out_dim if self.grid is not None else 0
+        dims = [self.frequency.out_dim + grid_dim] + [hidden_dim] * n_hidden_layers
+        dims.append(self.num_channels + self.feature_dim)
+        layers = []
+        for i in range(len(dims) - 1):
+            lin = nn.Linear(dims[i], dims[i + 1])
+            if i == len(dims) - 2:
+                self._init_last(lin, sphere_radius, object_radius, inside_out, init_mode)
+            elif init_mode == "spread":
+                _init_hidden_spread(lin, first=(i == 0))
+            else:
+                _init_hidden_idr(lin, first=(i == 0))
+            layers.append(parametrizations.weight_norm(lin) if weight_norm else lin)
+        self.layers = nn.ModuleList(layers)
+
+    def _init_last(
+        self, lin: nn.Linear, sphere_radius: float, object_radius: float, inside_out: bool, init_mode: str
+    ) -> None:
+        """Geometric init of the output layer: every SDF channel ~ ``|x| - r`` (channel 0
+        flipped to ``sphere_radius - |x|`` when inside-out). The hidden layers make
+        ``sum(h)`` proportional to ``|x|``: ``|x| * d / 4`` for "spread" (plus the
+        softplus offset ``~ (d / 2) ln 2 / beta``, removed through the bias), and
+        ``|x| * sqrt(d / pi)`` in expectation for IDR."""
+        k, d_in = self.num_channels, lin.in_features
+        if init_mode == "spread":
+            slope, offset = 4.0 / d_in, 2.0 * math.log(2.0) / self.softplus_beta
+        else:
+            slope, offset = math.sqrt(math.pi) / math.sqrt(d_in), 0.0
+        with torch.no_grad():
+            nn.init.normal_(lin.weight[:k], mean=slope, std=1e-4)
+            lin.bias[:k].fill_(-object_radius - offset)
+            r = self.room_channels  # channels 0..r-1 start as the room sphere (default: channel 0 only)
+            if inside_out:  # sdf ~ sphere_radius - |x|: positive inside the room
+                nn.init.normal_(lin.weight[:r], mean=-slope, std=1e-4)
+                lin.bias[:r].fill_(sphere_radius + offset)
+            else:
+                lin.bias[:r].fill_(-sphere_radius - offset)
+            nn.init.normal_(lin.weight[k:], mean=0.0, std=1.0 / math.sqrt(d_in))
+            lin.bias[k:].zero_()
+
+    @property
+    def supports_jacobian(self) -> bool:
+        return self.grid is None or self.grid.supports_jacobian
+
+    def _encode(self, x: Tensor, with_jacobian: bool) -> tuple[Tensor, Optional[Tensor]]:
+        """``x [P, 3]`` -> MLP input ``[P, D]`` and optionally its Jacobian ``[3, P, D]``."""
+        if not with_jacobian:
+            parts = [self.frequency(x)] + ([self.grid(x)] if self.grid is not None else [])
+            return torch.cat(parts, dim=-1), None
+        h, jac = self.frequency.forward_with_jacobian(x)
+        if self.grid is not None:
+            hg, jg = self.grid.forward_with_jacobian(x)
+            h, jac = torch.cat([h, hg], dim=-1), torch.cat([jac, jg], dim=-1)
+        return h, jac
+
+    def _mlp(self, h: Tensor, jac: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+        """MLP on ``h [P, D]``; carries ``jac [3, P, D]`` forward. Returns output ``[P, K + F]``
+        and the SDF-channel Jacobian ``[3, P, K]`` (None without ``jac``)."""
+        beta = self.softplus_beta
+        for i, lin in enumerate(self.layers):
+            weight, bias = lin.weight, lin.bias
+            if i == len(self.layers) - 1:
+                out = F.linear(h, weight, bias)
+                jac_sdf = None if jac is None else torch.matmul(jac, weight[: self.num_channels].t())
+                return out, jac_sdf
+            z = F.linear(h, weight, bias)
+            h = F.softplus(z, beta=beta)
+            if jac is not None:
+                jac = torch.matmul(jac, weight.t()) * torch.sigmoid(beta * z)[None]
+        raise AssertionError("unreachable")
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x [P, 3]`` -> ``(sdf [P, K], feature [P, F])``."""
+        h, _ = self._encode(x, with_jacobian=False)
+        out, _ = self._mlp(h, None)
+        return out[:, : self.num_channels], out[:, self.num_channels :]
+
+    def sdf(self, x: Tensor) -> Tensor:
+        """All channels only: ``x [P, 3] -> [P, K]``."""
+        return self.forward(x)[0]
+
+    def scene_sdf(self, x: Tensor) -> Tensor:
+        """Scene SDF ``x [P, 3] -> [P]`` (min over channels)."""
+        return scene_sdf(self.forward(x)[0])
+
+    def sdf_and_grad(
+        self, x: Tensor, mode: str = "analytic", eps: float = 1e-3, create_graph: bool = True
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """SDF, feature and gradients of ALL channels: ``(sdf [P, K], feature [P, F], grad [P, K, 3])``.
+
+        ``mode="analytic"``: exact gradients (forward-mode Jacobian through the
+        network, or one replicated reverse pass with the tcnn grid).
+        ``mode="finite_difference"``: central differences with step ``eps`` along
+        x, y, z, evaluated in one batched forward of ``[7P, 3]`` points.
+        With ``create_graph=False`` the returned gradient is detached.
+        """
+        if mode == "analytic":
+            if self.supports_jacobian:
+                sdf, feat, grad = self._grad_jacobian(x)
+            else:
+                sdf, feat, grad = self._grad_replicated(x, create_graph)
+        elif mode == "finite_difference":
+            sdf, feat, grad = self._grad_finite_difference(x, eps)
+        else:
+            raise SdfsegError(f"sdf gradient mode: expected 'analytic' or 'finite_difference', got '{mode}'")
+        return sdf, feat, (grad if create_graph else grad.detach())
+
+    def _grad_jacobian(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        h, jac = self._encode(x, with_jacobian=True)
+        out, jac_sdf = self._mlp(h, jac)
+        k = self.num_channels
+        return out[:, :k], out[:, k:], jac_sdf.permute(1, 2, 0)
+
+    def _grad_replicated(self, x: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """One reverse pass over K copies of the points; copy k back-propagates channel k."""
+        k, n = self.num_channels, x.shape[0]
+        with torch.enable_grad():
+            xr = x.repeat(k, 1)
+            if not xr.requires_grad:
+                xr.requires_grad_(True)
+            sdf_rep, feat_rep = self.forward(xr)
+            diag = sdf_rep.view(k, n, k).diagonal(dim1=0, dim2=2)  # [P, K]: copy k, channel k
+            (g,) = torch.autograd.grad(diag.sum(), xr, create_graph=create_graph)
+        return sdf_rep[:n], feat_rep[:n], g.view(k, n, 3).permute(1, 0, 2)
+
+    def _grad_finite_difference(self, x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+        n = x.shape[0]
+        offsets = torch.eye(3, dtype=x.dtype, device=x.device) * eps  # [3, 3]
+        shifted = torch.cat([x[None] + offsets[:, None], x[None] - offsets[:, None]], dim=0)  # [6, P, 3]
+        sdf_all, feat_all = self.forward(torch.cat([x, shifted.reshape(-1, 3)], dim=0))
+        plus, minus = sdf_all[n:].view(2, 3, n, -1).unbind(0)  # each [3, P, K]
+        grad = ((plus - minus) / (2.0 * eps)).permute(1, 2, 0)
+        return sdf_all[:n], feat_all[:n], grad
+
+
+def _init_hidden_idr(lin: nn.Linear, first: bool) -> None:
+    """IDR init of a hidden layer; the first layer sees only xyz (other inputs zero-weighted)."""
+    with torch.no_grad():
+        nn.init.normal_(lin.weight, 0.0, math.sqrt(2.0) / math.sqrt(lin.out_features))
+        lin.bias.zero_()
+        if first:
+            lin.weight[:, 3:] = 0.0
+
+
+def _init_hidden_spread(lin: nn.Linear, first: bool) -> None:
+    """Near-exact sphere init: the first layer's xyz rows are unit vectors spread evenly on
+    the sphere (Fibonacci lattice; other inputs zero-weighted), so ``sum_i relu(u_i . x)``
+    is ``|x| * d / 4`` up to ~1% for d >= 64; deeper layers start as the identity (they
+    pass the non-negative activations through)."""
+    with torch.no_grad():
+        lin.bias.zero_()
+        if first:
+            lin.weight.zero_()
+            lin.weight[:, :3] = fibonacci_sphere(lin.out_features)
+        else:
+            lin.weight.copy_(torch.eye(lin.out_features, lin.in_features))
+
+
+def fibonacci_sphere(n: int) -> Tensor:
+    """``n`` nearly evenly spread unit vectors ``[n, 3]`` (golden-angle spiral)."""
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    polar = torch.acos(1.0 - 2.0 * i / n)
+    azimuth = math.pi * (1.0 + math.sqrt(5.0)) * i
+    sin_p = torch.sin(polar)
+    return torch.stack([torch.cos(azimuth) * sin_p, torch.sin(azimuth) * sin_p, torch.cos(polar)], -1).float()

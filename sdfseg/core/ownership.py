@@ -1,0 +1,99 @@
+"""Surface ownership grid: which instance owns the scene surface in each voxel.
+
+A method may end a run with an :class:`OwnershipGrid` (ClusteringSDF: the multi-view vote of
+:mod:`sdfseg.methods.clustering.ownership`). It edits the channel SDFs (:meth:`OwnershipGrid.apply`):
+at points of a voxel owned by instance ``t`` (background: the background channels) the lowest channel
+of ``t`` takes the scene SDF (the min over channels) and every other column is pushed above it, so the
+scene surface is unchanged and only who owns it changes. Rendering (instance and semantic maps) and
+mesh export both follow the edited field (:func:`follow_ownership`), so maps and meshes agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import SdfsegError
+from ..io import save_npz_atomic
+
+MARGIN = 0.05
+"""How far above the scene SDF the non-owning columns are pushed (>> the ownership temperature)."""
+
+
+def voxel_index(x, radius: float, resolution: int):
+    """Integer voxel coordinates ``[..., 3]`` of points ``x`` in a ``resolution^3`` grid over
+    ``[-radius, radius]^3`` (numpy arrays or torch tensors; out-of-grid points get out-of-range values)."""
+    v = (x + radius) / (2 * radius) * resolution
+    if isinstance(v, torch.Tensor):
+        return torch.floor(v).long()
+    return np.floor(v).astype(np.int64)
+
+
+def flat_voxel(v, resolution: int):
+    """Flat index of voxel coordinates ``v [..., 3]`` (x-major, as :attr:`OwnershipGrid.target`)."""
+    return (v[..., 0] * resolution + v[..., 1]) * resolution + v[..., 2]
+
+
+@dataclass
+class OwnershipGrid:
+    """Voxel grid over ``[-radius, radius]^3``: ``target [G^3]`` is -1 (no say), 0 (background)
+    or the instance id (= representative channel) that owns the voxel's surface."""
+
+    target: torch.Tensor
+    resolution: int
+    radius: float
+    max_gap: float = float("inf")
+    """Geometry gate: a point is re-assigned only where the owner's own SDF is within this of the
+    scene SDF (the owner already models a surface there; a dilated 2D label does not paint it
+    onto the floor next to it)."""
+
+    def lookup(self, x: torch.Tensor) -> torch.Tensor:
+        """Owner ``[P]`` of the voxels of points ``x [P, 3]`` (-1 outside the grid or without votes)."""
+        g = self.resolution
+        v = voxel_index(x.detach(), self.radius, g)
+        inside = ((v >= 0) & (v < g)).all(dim=-1)
+        t = self.target.to(x.device)[flat_voxel(v.clamp(0, g - 1), g)]
+        return torch.where(inside, t, torch.full_like(t, -1))
+
+    def apply(self, x: torch.Tensor, sdf: torch.Tensor, instance: torch.Tensor) -> torch.Tensor:
+        """Edited channel SDFs ``[P, K]``: where the voxel of ``x`` has an owner whose surface lies within
+        :attr:`max_gap` of the scene surface there, the owner's lowest channel equals the scene SDF and
+        the others lie at least :data:`MARGIN` above it. ``instance [K]`` is each channel's instance id
+        (0 = background channel)."""
+        t = self.lookup(x)
+        edit = t >= 0
+        if not bool(edit.any()):
+            return sdf
+        s_min = sdf.min(dim=-1).values
+        mine = torch.where(instance.to(sdf.device)[None, :] == t[:, None], sdf, torch.full_like(sdf, float("inf")))
+        group_min, owner = mine.min(dim=-1)
+        # gate; an owner with no channel left (an instance dropped after the vote) has no say
+        edit = edit & torch.isfinite(group_min) & (group_min - s_min <= self.max_gap)
+        own = torch.nn.functional.one_hot(owner, sdf.shape[-1]).bool() & edit[:, None]
+        out = torch.where(edit[:, None] & ~own, torch.maximum(sdf, s_min[:, None] + MARGIN), sdf)
+        return torch.where(own, s_min[:, None], out)
+
+    def save(self, path: Path) -> None:
+        save_npz_atomic(path, target=self.target.cpu().numpy().astype(np.int32),
+                        resolution=np.int64(self.resolution), radius=np.float64(self.radius),
+                        max_gap=np.float64(self.max_gap))
+
+    @staticmethod
+    def load(path: Path) -> "OwnershipGrid":
+        try:
+            with np.load(path) as z:
+                return OwnershipGrid(torch.as_tensor(z["target"].astype(np.int64)), int(z["resolution"]),
+                                     float(z["radius"]), float(z["max_gap"]) if "max_gap" in z else float("inf"))
+        except (OSError, KeyError, ValueError) as e:
+            raise SdfsegError(f"{path}: not a readable ownership grid (expected target, resolution, radius): {e}")
+
+
+def follow_ownership(model, instance, grid: Optional[OwnershipGrid]) -> None:
+    """Make ``model``'s renders and meshes follow ``grid`` (None: the channels' own ownership);
+    ``instance [K]`` is each channel's instance id (0 = background channel)."""
+    instance = torch.as_tensor(instance)
+    model.channel_edit = None if grid is None else (lambda x, sdf: grid.apply(x, sdf, instance))

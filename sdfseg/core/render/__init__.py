@@ -1,0 +1,1 @@
+"""sdfseg.core.render."""

@@ -1,1 +1,0 @@
-"""sdfseg.losses."""

@@ -1,1 +1,0 @@
-"""sdfseg.render."""
