@@ -8,6 +8,7 @@ field types. ``load_config(path, overrides)`` is the single entry point.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -526,13 +527,28 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     return _merge(_read_yaml(base_path, chain + (path.resolve(),)), data)
 
 
+def bundled_config(path: str | Path) -> Path:
+    """``path`` itself when it exists; else, for a bare name or ``confs/<name>`` of one of the project's
+    configs, the copy an installed package carries (``<prefix>/share/sdfseg/confs``), so the installed
+    commands work outside the repository checkout (``sdfseg-train demo.yaml``)."""
+    p = Path(path)
+    if p.exists() or not (len(p.parts) == 1 or (len(p.parts) == 2 and p.parts[0] == "confs")):
+        return p
+    for root in (Path(sys.prefix), Path(sys.base_prefix)):
+        q = root / "share" / "sdfseg" / "confs" / p.name
+        if q.is_file():
+            return q
+    return p
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides.
 
     A config may start from another one with a top-level ``base: FILE`` (path relative to the
-    config); its own keys override the base's, section by section.
+    config); its own keys override the base's, section by section. A project config given by name
+    is found in an installed package too (:func:`bundled_config`).
     """
-    data: dict = _read_yaml(Path(path)) if path is not None else {}
+    data: dict = _read_yaml(bundled_config(path)) if path is not None else {}
     data = _merge(data, parse_overrides(overrides or []))
     cfg = _from_dict(Config, data, "")
     validate(cfg)

@@ -1,18 +1,14 @@
 """Head-only stage (sdfseg.methods.hierarchy.stage, tools/train_features.py) on a 2-iteration tiny run."""
 
-import sys
-
 import pytest
 import torch
-from _helpers import HEAD, ROOT, TINY, demo_config, tiny_scene
+from _helpers import HEAD, TINY, demo_config, tiny_scene
 
+from sdfseg.cli import train_features
 from sdfseg.errors import SdfsegError, run_cli
 from sdfseg.methods.hierarchy.run import load_feature_run, render_frame
 from sdfseg.methods.hierarchy.stage import FEATURE_PREFIX, train_feature_head
 from sdfseg.training.trainer import Trainer
-
-sys.path.insert(0, str(ROOT / "tools"))
-import train_features  # noqa: E402
 
 STAGE = [h for h in HEAD if h != "features.enabled=true"] + ["features.head_iterations=40"]
 

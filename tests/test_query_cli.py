@@ -12,13 +12,10 @@ from _helpers import TINY as BASE_TINY
 from _helpers import demo_config, tiny_scene
 
 from sdfseg.apps.query import export_segments, query_scores
+from sdfseg.cli import eval_hierarchy, query
 from sdfseg.errors import run_cli
 from sdfseg.methods.hierarchy.query import segment_points
 from sdfseg.training.trainer import Trainer
-
-sys.path.insert(0, str(ROOT / "tools"))
-import eval_hierarchy  # noqa: E402
-import query  # noqa: E402
 
 TINY = BASE_TINY + ["render.chunk=1024", "train.iterations=2"]
 

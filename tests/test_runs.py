@@ -244,6 +244,27 @@ def test_unreadable_inputs_and_outputs_are_one_line_errors(finished, scene, tmp_
     one_line_error(r, "a_file")
 
 
+def test_extract_mesh_formats_and_index(finished, tmp_path):
+    """--format ply glb, --points: objects.json lists exactly the object files, the GLB has one node per
+    object and the room; a format it cannot write is a one-line error."""
+    import trimesh
+
+    run_dir = copy_run(finished[0], tmp_path / "run")
+    out = tmp_path / "meshes"
+    tool = [sys.executable, str(ROOT / "tools" / "extract_mesh.py"), str(run_dir), "--resolution", "24", "--no-progress"]
+    r = subprocess.run(tool + ["--format", "ply", "glb", "--points", "32", "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    index = json.loads((out / "objects.json").read_text())
+    channels = json.loads((run_dir / "channels.json").read_text())["channels"]
+    assert [row["id"] for row in index["objects"]] == sorted({c["instance_id"] for c in channels if c["object"]})
+    assert sorted(p.name for p in out.glob("object_*.ply")) == sorted(row["files"]["ply"] for row in index["objects"])
+    scene = trimesh.load(out / "scene.glb")
+    assert set(scene.graph.nodes_geometry) == {row["name"] for row in index["objects"]} | {"background"}
+    one_line_error(subprocess.run(tool + ["--format", "stl"], cwd=ROOT, capture_output=True, text=True),
+                   "--format", "ply, glb, obj")
+
+
 # ---- 8. status lines ----------------------------------------------------------------------------------
 def test_no_progress_prints_status_lines_and_no_bars(finished):
     out = finished[1]

@@ -160,10 +160,9 @@ def test_writer_resumes_and_refuses_other_settings(tmp_path):
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("segment2d_tool", ROOT / "tools" / "segment2d.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from sdfseg.cli import segment2d
+
+    return segment2d
 
 
 def test_cli_classical_end_to_end(tmp_path, capsys):

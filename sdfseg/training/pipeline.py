@@ -20,6 +20,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+import trimesh
 
 from ..config import Config, check_resume_changes
 from ..core.model import BOUND_RADIUS
@@ -108,9 +109,17 @@ def grouped_sdf(fn, table: ChannelTable):
 
 
 def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_dir: Optional[Path] = None,
-                  progress: bool = True) -> dict:
-    """Write one PLY per object channel and the coloured scene meshes; score them against GT meshes when the
-    scene has them (the demo's analytic shapes, or a ``gt_meshes/`` folder such as the room scenes')."""
+                  progress: bool = True, formats: tuple[str, ...] = ("ply",), points: int = 0,
+                  colors: bool = True) -> dict:
+    """Write one mesh per object (``formats``: ply, glb (one scene, a node per object and the room),
+    obj; vertex colours from the colour field unless ``colors`` is False), ``objects.json`` (the index:
+    id, class, bounding box, centroid, volume, files), optional per-object point clouds (``points`` per
+    object) and the scene meshes coloured by object and by class; score the objects against GT meshes
+    when the scene has them (the demo's analytic shapes, or a ``gt_meshes/`` folder such as the room
+    scenes')."""
+    from ..export.scene import check_formats, drop_bounding_shell, surface_colors, write_object_exports
+
+    formats = check_formats(formats)
     out_dir = out_dir or trainer.run_dir / "meshes"
     model, dev = trainer.model, trainer.device
     model.eval()
@@ -118,29 +127,48 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
     objects = sorted({int(i) for i in table.instance[table.is_object]})
     meshes = extract_channel_meshes(fn, model.num_channels, resolution, BOUND_RADIUS, dev, channels=objects,
                                     progress=progress)
+    chunk = trainer.cfg.render.chunk
+    if colors:
+        for m in meshes.values():
+            m.visual.vertex_colors = np.c_[surface_colors(model, np.asarray(m.vertices), chunk),
+                                           np.full(len(m.vertices), 255, np.uint8)]
     norm = trainer.scene.normalization
     world = {k: to_world(m, norm) for k, m in meshes.items()}
-    for k, m in world.items():
-        save_ply(out_dir / f"object_{k:03d}.ply", m)
     whole, owner = scene_mesh(fn, min(resolution, 256), BOUND_RADIUS, dev)
-    whole = to_world(whole, norm)
     inst = table.instance[owner]
     cols = palette(len(table.instance))
-    by_obj = whole.copy()
+    by_obj = to_world(whole, norm)
     by_obj.visual.vertex_colors = np.c_[cols[inst], np.full(len(inst), 255, np.uint8)]
     save_ply(out_dir / "scene_by_object.ply", by_obj)
-    by_cls = whole.copy()
+    by_cls = to_world(whole, norm)
     ccols = palette(trainer.scene.classes.num_classes, seed=7)
     by_cls.visual.vertex_colors = np.c_[ccols[table.classes[owner]], np.full(len(inst), 255, np.uint8)]
     save_ply(out_dir / "scene_by_class.ply", by_cls)
+    bg = ~table.is_object[owner]  # the room: the faces of the scene surface no object owns
+    background = drop_bounding_shell(whole.submesh([np.flatnonzero(bg[np.asarray(whole.faces)].all(axis=1))],
+                                                   append=True)) if len(whole.faces) else trimesh.Trimesh()
+    if colors and len(background.vertices):
+        background.visual.vertex_colors = np.c_[surface_colors(model, np.asarray(background.vertices), chunk),
+                                                np.full(len(background.vertices), 255, np.uint8)]
+    background = to_world(background, norm)
+    save_ply(out_dir / "background.ply", background)
     report: dict = {"objects": {int(k): {"class": int(table.classes[k]), "faces": int(len(m.faces)),
                                          "watertight": bool(m.is_watertight)} for k, m in world.items()}}
     from ..eval.meshes import object_mesh_metrics, scene_gt_meshes
 
     gt = scene_gt_meshes(trainer.scene, min(resolution, 256))
+    scores: dict[int, dict] = {}
     if gt is not None:
         report["gt_comparison"] = object_mesh_metrics(world, gt)
+        for r in report["gt_comparison"]["objects"]:
+            if r["pred_channel"] is not None:
+                scores[int(r["pred_channel"])] = {"gt_object": int(r["gt_object"]), "fscore": float(r["fscore"])}
     write_json_atomic(out_dir / "mesh_metrics.json", report)
+    names = trainer.scene.classes
+    classes = {k: (int(table.classes[k]), names.name(int(table.classes[k]))) for k in world}
+    report["index"] = write_object_exports(out_dir, world, classes, formats, background, points,
+                                           extra={"run": trainer.run_dir.name, "resolution": int(resolution)},
+                                           row_extra=scores)
     return report
 
 
