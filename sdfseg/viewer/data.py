@@ -151,7 +151,7 @@ def load_view_data(run_dir: str | Path, with_cameras: bool = True, max_cameras: 
     data.has_features = _has_feature_head(run_dir)
     if with_cameras:
         try:
-            data.cameras = _cameras(run_dir, max_cameras)
+            data.cameras = training_cameras(run_dir, max_cameras)
         except SdfsegError as e:
             data.notes.append(f"no cameras: {e}")
     return data
@@ -164,7 +164,7 @@ def _has_feature_head(run_dir: Path) -> bool:
     return bool((cfg.get("features") or {}).get("enabled"))
 
 
-def _cameras(run_dir: Path, max_cameras: int) -> list[Camera]:
+def training_cameras(run_dir: Path, max_cameras: int = 100) -> list[Camera]:
     """Training cameras in world coordinates, with small thumbnails (at most ``max_cameras``)."""
     from ..training.rundir import read_run_config
     from ..training.trainer import load_training_scene
