@@ -189,6 +189,10 @@ class TrainConfig:
     rays: int = 1024
     label_rays: int = 512
     """Of ``rays``, how many are allocated per label in proportion to area (label-comprehensive sampling)."""
+    depth_rays: int = 0
+    """Scenes with sparse depth (a COLMAP capture's SfM points, ``depth_kind: sparse``): this many more rays
+    per step through the main frame's pixels that have a point, so the depth losses see some every step
+    (DS-NeRF). Ignored for other scenes."""
     lr: float = 5.0e-4
     grid_lr: float = 1.0e-2
     lr_final_ratio: float = 0.1

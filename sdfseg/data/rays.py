@@ -196,7 +196,8 @@ class RaySampler:
     """
 
     def __init__(self, scene: Scene, labels, semantic, confidence: Optional[np.ndarray],
-                 device: torch.device, keyframe_ratio: float = 0.1, replace_prob: float = 0.2, seed: int = 0):
+                 device: torch.device, keyframe_ratio: float = 0.1, replace_prob: float = 0.2, seed: int = 0,
+                 depth_rays: int = 0):
         self.device = device
         self.label_maps: LabelMaps = as_label_maps(labels)
         self.semantic_maps: LabelMaps = as_label_maps(semantic)
@@ -231,6 +232,10 @@ class RaySampler:
         self.keyframes = _top_frames([int((self._segments[int(f)][0] > 0).sum()) for f in self.frames], self.frames,
                                      keyframe_ratio)
         self._epoch: list[int] = []
+        # sparse depth: per frame the pixels with a depth value, for depth_rays more rays through them
+        self.depth_rays = depth_rays if scene.depth is not None else 0
+        self._depth_pixels = {int(f): np.flatnonzero(np.asarray(scene.depth[int(f)]).reshape(-1) > 0)
+                              for f in self.frames} if self.depth_rays > 0 else {}
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         """``a`` flattened over its frames and pixels (``[N * H * W, ...]``) on the device, one tensor per array
@@ -335,6 +340,9 @@ class RaySampler:
         """One iteration's rays: one main frame (label-comprehensive) + ``extra_views`` x ``extra_rays``."""
         f = self.next_frame()
         pix = [self.frame_pixels(f, n_random, n_label)]
+        if self.depth_rays > 0 and self._depth_pixels[f].size:
+            pool = self._depth_pixels[f]
+            pix[0] = np.concatenate([pix[0], pool[self.rng.integers(0, pool.size, size=self.depth_rays)]])
         frames = [np.full(pix[0].size, f)]
         views = [np.zeros(pix[0].size, dtype=np.int64)]
         if extra_views > 0:

@@ -248,6 +248,10 @@ def full_confidence(shape: tuple[int, ...]) -> np.ndarray:
     return np.full(shape, CONFIDENCE_STEPS, dtype=CONFIDENCE_DTYPE)
 
 
+METRIC_DEPTH = ("metric", "sparse")
+"""The ``depth_kind`` values in the poses' units (normalised with the scene; metric depth losses)."""
+
+
 @dataclass(frozen=True)
 class ClassInfo:
     """Semantic class metadata. Class 0 is always void."""
@@ -331,7 +335,9 @@ class Scene:
     depth: Optional[np.ndarray] = None
     """float16 ``[N, H, W]`` in scene units, 0 = invalid (:meth:`depth_float`)."""
     depth_kind: str = "metric"
-    """``"metric"`` (sensor depth, same units as poses) or ``"mono"`` (up to scale and shift)."""
+    """``"metric"`` (sensor depth, same units as poses), ``"sparse"`` (metric depth at a few pixels: SfM
+    points projected into the views; the depth losses use it, ray sampling does not) or ``"mono"`` (up to
+    scale and shift)."""
     normals: Optional[np.ndarray] = None
     """int8 ``[N, H, W, 3]`` unit normals in the camera frame, ``v / 127`` (:meth:`normals_float`)."""
     labels: dict[str, LabelSource] = field(default_factory=dict)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..config import Config
 from ..core import losses as recon
 from ..data.rays import Batch
-from ..data.scene import ClassInfo
+from ..data.scene import METRIC_DEPTH, ClassInfo
 from ..methods import Method, create_method
 
 
@@ -68,11 +68,11 @@ class Objective:
         if batch.depth is not None and w.depth > 0:
             valid = batch.depth > 0
             z = out["depth"] / batch.ray_scale
-            if self.depth_kind == "metric":
+            if self.depth_kind in METRIC_DEPTH:
                 losses["depth"] = w.depth * recon.depth_metric(z, batch.depth, valid)
             else:
                 losses["depth"] = w.depth * recon.depth_scale_shift_invariant(z, batch.depth, valid)
-        if batch.depth is not None and self.depth_kind == "metric" and (w.opacity > 0 or w.surface_sdf > 0
+        if batch.depth is not None and self.depth_kind in METRIC_DEPTH and (w.opacity > 0 or w.surface_sdf > 0
                                                                         or w.sdf_band > 0):
             self._sensor_depth(model, out, batch, losses)
         if batch.normal is not None and "normal" in out and (w.normal_l1 > 0 or w.normal_cos > 0):

@@ -15,6 +15,7 @@ Everything lands in the run directory::
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -179,6 +180,11 @@ def check_startup(trainer: Trainer) -> None:
         raise SdfsegError(f"{scene.path}: the test split is empty ({scene.layout} layout, {scene.num_frames} frames): "
                           "a run renders and evaluates its test views after training; give the scene test frames "
                           "(e.g. a 'test' list in its splits file)")
+    from ..data.normalize import inward_capture
+
+    warning = inward_capture(scene)
+    if warning:
+        print(f"warning: {scene.path}: {warning}", file=sys.stderr, flush=True)
 
 
 def run(cfg: Config, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict:

@@ -24,6 +24,7 @@ _MODULES = [
     "objectsdf",
     "panoptic_lifting",
     "transforms_json",
+    "colmap",
 ]
 
 
