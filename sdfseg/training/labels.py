@@ -25,6 +25,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..config import Config
+from ..data.formats.common import INSTANCE_ONLY_CLASSES
 from ..data.label_maps import LabelMaps
 from ..data.scene import LabelMapBuilder, LabelSource, Scene
 from ..errors import SdfsegError
@@ -83,7 +84,15 @@ def semantic_labels(scene: Scene, cfg: Config) -> tuple[LabelSource, str, LabelM
     class-agnostic source takes the layout's Mask2Former classes) and its confidences."""
     src, name = _source(scene, cfg)
     sem_src = src
-    if src.semantic is None:
+    if src.semantic is None and scene.classes == INSTANCE_ONLY_CLASSES and src.instance is not None:
+        # instance-only scenes (a COLMAP capture, a folder of images): a labelled instance is an object,
+        # the rest background
+        n = src.instance.shape[0]
+        sem = np.empty(src.instance.shape, dtype=np.uint8)
+        for i in range(n):
+            sem[i] = np.where(np.asarray(src.instance[i]) > 0, 2, 1)
+        sem_src = LabelSource(instance=src.instance, semantic=sem, confidence=src.confidence)
+    elif src.semantic is None:
         # class-agnostic sources (SAM, classical) take their classes from the layout's Mask2Former labels
         sem_src = scene.labels.get("m2f")
         if sem_src is None or sem_src.semantic is None:

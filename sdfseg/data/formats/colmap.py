@@ -26,7 +26,9 @@ normalisation comes from the cameras and these points.
 
 There are no labels and no class set: the scene is instance-only (background and object,
 :data:`~.common.INSTANCE_ONLY_CLASSES`); ``tools/segment2d.py`` writes ``<src>_instance/<frame>.png``
-and ``masks_<src>/<frame>.npz`` into the scene folder. Every 8th frame (sorted by name) is a test frame.
+and ``masks_<src>/<frame>.npz`` into the scene folder. Split: ``splits.json`` beside ``images/`` when
+present (``{"train": [names], "test": [names]}``, names without extension), else every 8th frame (sorted
+by name) is a test frame.
 """
 
 from __future__ import annotations
@@ -334,9 +336,11 @@ def read(path: Path, options) -> Scene:
         rgb[j] = C.resize_rgb(img, size)
         poses.append(c2w)
         Ks.append(K)
+    split_file = path / "splits.json"
+    split = C.read_split_json(split_file, names) if split_file.is_file() else C.holdout_split(len(images))
     names = [names[i] for i in keep]
     labels = C.read_png_sources(path, names, hw0, size)
     return Scene(path=path, frame_names=names, rgb=rgb, c2w=np.stack(poses).astype(np.float32),
                  intrinsics=np.stack(Ks).astype(np.float32), classes=C.INSTANCE_ONLY_CLASSES,
-                 split=C.remap_split(C.holdout_split(len(images)), keep, model.source), depth=depth,
+                 split=C.remap_split(split, keep, model.source), depth=depth,
                  depth_kind="sparse", labels=labels, mask_dirs=C.mask_dirs(path))
