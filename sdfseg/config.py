@@ -79,6 +79,11 @@ class ModelConfig:
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     color_hidden_dim: int = 256
     color_layers: int = 2
+    appearance_dim: int = 0
+    """Per-frame appearance embedding (NeRF-W, nerfstudio) of this size, fed to the colour head with the
+    geometry feature: for captures whose exposure or white balance changes from frame to frame (phones). Views
+    that were not trained (test frames, novel poses, vertex colours) use the mean of the training frames'
+    codes. 0 = off."""
     color_use_normal: bool = True
     opacity: str = "density"
     """Object opacity O: density (reference, ObjectSDF++ eq.) | ownership (detached render weights split
@@ -632,8 +637,8 @@ def _validate_ranges(cfg: Config) -> None:
                     "train.max_bad_steps": t.max_bad_steps, "train.replace_prob": t.replace_prob,
                     "train.distinction_start": t.distinction_start, "model.n_hidden_layers": m.n_hidden_layers,
                     "model.n_frequencies": m.n_frequencies, "model.color_layers": m.color_layers,
-                    "model.semantic_grid_levels": m.semantic_grid_levels,
-                    "sampler.n_importance": s.n_importance, "sampler.n_rounds": s.n_rounds,
+                    "model.semantic_grid_levels": m.semantic_grid_levels, "model.appearance_dim": m.appearance_dim,
+                    "train.depth_rays": t.depth_rays, "sampler.n_importance": s.n_importance, "sampler.n_rounds": s.n_rounds,
                     "sampler.n_depth_uniform": s.n_depth_uniform, "render.merge_share": r.merge_share}
     non_negative.update({f"loss.{k}": v for k, v in dataclasses.asdict(cfg.loss).items()})
     for key, val in non_negative.items():

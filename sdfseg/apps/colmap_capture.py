@@ -63,9 +63,10 @@ def _observations(scene, points: np.ndarray, tol: float = 0.02) -> list[np.ndarr
 
 def write_capture(scene_dir: str | Path, out: str | Path, seed: int = 0, points_per_frame: int = 150,
                   pose_noise_deg: float = 0.2, pose_noise: float = 0.002, point_noise: float = 0.003,
-                  outlier_share: float = 0.05, label_source: str = "m2f") -> dict:
+                  outlier_share: float = 0.05, label_source: str = "m2f", exposure: float = 0.0) -> dict:
     """Write ``out/colmap`` and ``out/sensor`` from the scene at ``scene_dir`` (see the module doc); returns
-    the similarity transform used (``x_capture = s R x + t``) and counts."""
+    the similarity transform used (``x_capture = s R x + t``) and counts. ``exposure > 0``: every frame's
+    colours are multiplied by a gain ``exp(N(0, exposure))`` (a phone's auto-exposure), in both captures."""
     rng = np.random.default_rng(seed)
     out = Path(out)
     scene = load_scene(scene_dir, "auto", ReadOptions())
@@ -74,6 +75,10 @@ def write_capture(scene_dir: str | Path, out: str | Path, seed: int = 0, points_
     if label_source not in scene.labels:
         raise SdfsegError(f"{scene_dir}: no label source '{label_source}' (has {', '.join(scene.labels) or 'none'})")
     names = scene.frame_names
+    gains = np.exp(np.random.default_rng(seed + 1).normal(0.0, exposure, len(names))) if exposure > 0 \
+        else np.ones(len(names))
+    images = [np.clip(scene.rgb[i].astype(np.float32) * gains[i], 0, 255).round().astype(np.uint8)
+              for i in range(len(names))]
     lo, hi = scene.c2w[:, :3, 3].min(0), scene.c2w[:, :3, 3].max(0)
     size = float(np.linalg.norm(hi - lo)) or 1.0
     s = float(np.exp(rng.uniform(np.log(0.3), np.log(3.0))))
@@ -111,7 +116,7 @@ def write_capture(scene_dir: str | Path, out: str | Path, seed: int = 0, points_
         tvec = (-r_wc @ centre).tolist()
         imgs.append(f"{i + 1} {q[3]!r} {q[0]!r} {q[1]!r} {q[2]!r} {tvec[0]!r} {tvec[1]!r} {tvec[2]!r} {i + 1} "
                     f"{name}.png\n\n")
-        save_image_atomic(col / "images" / f"{name}.png", scene.rgb[i])
+        save_image_atomic(col / "images" / f"{name}.png", images[i])
     write_text_atomic(col / "sparse" / "0" / "cameras.txt", "# synthetic capture\n" + "".join(cams))
     write_text_atomic(col / "sparse" / "0" / "images.txt", "".join(imgs))
     write_text_atomic(col / "sparse" / "0" / "points3D.txt", "".join(
@@ -124,7 +129,7 @@ def write_capture(scene_dir: str | Path, out: str | Path, seed: int = 0, points_
     frames = []
     for i, name in enumerate(names):
         K = scene.intrinsics[i].astype(np.float64)
-        save_image_atomic(sen / "images" / f"{name}.png", scene.rgb[i])
+        save_image_atomic(sen / "images" / f"{name}.png", images[i])
         mm = np.clip(np.asarray(scene.depth[i], np.float64) * 1000.0, 0, 65535).round().astype(np.uint16)
         save_label_png(sen / "depth" / f"{name}.png", mm)
         frames.append({"file_path": f"images/{name}.png", "depth_file_path": f"depth/{name}.png",
@@ -138,7 +143,8 @@ def write_capture(scene_dir: str | Path, out: str | Path, seed: int = 0, points_
         for i, name in enumerate(names):
             save_label_png(folder / "m2f_instance" / f"{name}.png", np.asarray(labels.instance[i]))
     info = {"source": str(scene_dir), "scale": s, "rotation": R.tolist(), "translation": t.tolist(),
-            "points": int(len(pts)), "outliers": n_out, "frames": len(names), "seed": seed}
+            "points": int(len(pts)), "outliers": n_out, "frames": len(names), "seed": seed,
+            "exposure_gains": gains.tolist()}
     write_json_atomic(out / "capture.json", info)
     return info
 

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     mk.add_argument("--pose-noise-deg", type=float, default=0.2, help="rotation noise of the poses (degrees)")
     mk.add_argument("--pose-noise", type=float, default=0.002, help="position noise, x the scene size")
     mk.add_argument("--outliers", type=float, default=0.05, help="share of outlier points")
+    mk.add_argument("--exposure", type=float, default=0.0,
+                    help="per-frame exposure changes: colours times exp(N(0, EXPOSURE)) (0 = off)")
     sc = sub.add_parser("score", help="score a run of a capture against the source scene's GT")
     sc.add_argument("run", type=Path)
     sc.add_argument("scene", type=Path)
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "make":
         info = write_capture(args.scene, args.out, args.seed, pose_noise_deg=args.pose_noise_deg,
-                             pose_noise=args.pose_noise, outlier_share=args.outliers)
+                             pose_noise=args.pose_noise, outlier_share=args.outliers, exposure=args.exposure)
         print(f"wrote {args.out}/colmap ({info['frames']} frames, {info['points']} points + {info['outliers']} "
               f"outliers, scale {info['scale']:.3f}) and {args.out}/sensor")
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -48,7 +48,8 @@ class SceneModel(nn.Module):
     """
 
     def __init__(self, cfg: Config, num_channels: int, num_classes: int = 0, sample_grid: bool = False,
-                 room_channels: Optional[int] = None, heads: Optional[dict[str, nn.Module]] = None):
+                 room_channels: Optional[int] = None, heads: Optional[dict[str, nn.Module]] = None,
+                 num_frames: int = 0, train_frames: Optional[Sequence[int]] = None):
         super().__init__()
         m = cfg.model
         self.cfg = cfg
@@ -59,8 +60,17 @@ class SceneModel(nn.Module):
             sphere_radius=cfg.data.sphere_radius, object_radius=m.object_radius, inside_out=True,
             room_channels=(num_channels if cfg.train.mode == "semantic" else 1) if room_channels is None
             else room_channels)
-        self.color = ColorField(feature_dim=m.feature_dim, hidden_dim=m.color_hidden_dim, n_layers=m.color_layers,
-                                weight_norm=m.weight_norm)
+        self.appearance: Optional[nn.Embedding] = None
+        if m.appearance_dim > 0:
+            if num_frames < 1:
+                raise ValueError("SceneModel: model.appearance_dim > 0 needs the scene's number of frames")
+            self.appearance = nn.Embedding(num_frames, m.appearance_dim)
+            nn.init.normal_(self.appearance.weight, std=0.01)
+            frames = torch.as_tensor(list(range(num_frames)) if train_frames is None else list(train_frames),
+                                     dtype=torch.long)
+            self.register_buffer("appearance_frames", frames, persistent=False)
+        self.color = ColorField(feature_dim=m.feature_dim + m.appearance_dim, hidden_dim=m.color_hidden_dim,
+                                n_layers=m.color_layers, weight_norm=m.weight_norm)
         self.density = LaplaceDensity(beta_init=m.beta_init)
         self.semantic = None
         self.semantic_grid: Optional[HashGridEncoding] = None
@@ -226,6 +236,19 @@ class SceneModel(nn.Module):
             sdf = self.channel_edit(x, sdf)
         return sdf, feat
 
+    def color_features(self, feat: torch.Tensor, frame: Optional[torch.Tensor] = None,
+                       per_ray: int = 1) -> torch.Tensor:
+        """The colour head's feature input: the geometry feature ``[P, F]``, with the appearance code of each
+        point's frame appended when the model has one (``frame [P / per_ray]`` frame ids, one per ray of
+        ``per_ray`` consecutive points; None: the mean code of the training frames)."""
+        if self.appearance is None:
+            return feat
+        if frame is None:
+            code = self.appearance(self.appearance_frames).mean(dim=0, keepdim=True).expand(feat.shape[0], -1)
+        else:
+            code = self.appearance(frame.long()).repeat_interleave(per_ray, dim=0)
+        return torch.cat([feat, code], dim=-1)
+
     def scene_sdf(self, x: torch.Tensor) -> torch.Tensor:
         """Scene SDF (min over channels) ``[P]`` at points ``[P, 3]``."""
         return self.sdf(x)[0].min(dim=-1).values
@@ -260,12 +283,13 @@ class SceneModel(nn.Module):
 
     def render(self, origins: torch.Tensor, dirs: torch.Tensor, depth_t: Optional[torch.Tensor] = None,
                need_normals: bool = True, create_graph: bool = True, samples: Optional[torch.Tensor] = None,
-               max_delta: Optional[float] = None) -> dict[str, torch.Tensor]:
+               max_delta: Optional[float] = None, frame: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """Volume-render ``R`` rays.
 
         ``samples`` ``[R, S]`` (sorted distances) replaces the sampler: the first sample starts the ray
         and the last interval runs to infinity (the surface bands of :mod:`.render.surface`);
         ``max_delta`` caps the other intervals (a gap between two bands counts as empty space).
+        ``frame [R]``: each ray's frame, for the appearance code (:meth:`color_features`; None: the mean code).
 
         Returns a dict with ``rgb [R,3]``, ``depth [R]`` (ray distance), ``normal [R,3]`` (world,
         if ``need_normals``), ``acc [R]`` (accumulated weight), ``opacity [R,K]`` (object opacities O),
@@ -288,7 +312,7 @@ class SceneModel(nn.Module):
         normals = None if grad is None else nn.functional.normalize(grad, dim=-1)
         view = dirs[:, None, :].expand(r, s, 3).reshape(-1, 3)
         cn = normals if self.cfg.model.color_use_normal else torch.zeros_like(flat)
-        rgb = self.color(flat, view, cn, feat).reshape(r, s, 3)
+        rgb = self.color(flat, view, cn, self.color_features(feat, frame, s)).reshape(r, s, 3)
         sigma_k = self.density(sdf, self.beta()).reshape(r, s, -1)
         sigma_min = self.density(s_min, self.beta()).reshape(r, s)
         dl = volume.deltas(t, far)

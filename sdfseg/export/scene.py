@@ -48,7 +48,7 @@ def surface_colors(model, points: np.ndarray, chunk: int = 32768) -> np.ndarray:
         with torch.no_grad():
             n = torch.nn.functional.normalize(g, dim=-1)
             cn = n if model.cfg.model.color_use_normal else torch.zeros_like(n)
-            rgb = model.color(x.detach(), -n, cn, feat.detach())
+            rgb = model.color(x.detach(), -n, cn, model.color_features(feat.detach()))
         out.append((rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 3), np.uint8)
 

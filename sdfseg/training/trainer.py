@@ -105,7 +105,8 @@ def num_channels_for(cfg: Config, scene: Scene) -> int:
 def build_model(cfg: Config, method: Method, scene: Scene, k: int) -> SceneModel:
     """The backbone with the method's channels, semantic head and heads (on the CPU)."""
     return SceneModel(cfg, k, method.semantic_classes(scene), sample_grid=uses_sample_grid(cfg, scene),
-                      room_channels=method.room_channels(k), heads=method.heads(scene))
+                      room_channels=method.room_channels(k), heads=method.heads(scene), num_frames=scene.num_frames,
+                      train_frames=[int(i) for i in scene.split["train"]])
 
 
 def semantic_pixel_counts(semantic, scene: Scene) -> np.ndarray:
@@ -255,7 +256,7 @@ class Trainer:
         if cfg.sampler.use_depth and batch.depth is not None and self.scene.depth_kind == "metric":
             depth_t = batch.depth * batch.ray_scale
         out = self.model.render(batch.origins, batch.dirs, depth_t,
-                                need_normals=self.objective.needs_normals(batch))
+                                need_normals=self.objective.needs_normals(batch), frame=batch.frame)
         losses = self.objective(self.model, out, batch, self.step)
         for addon in self.addons:
             losses.update(addon.losses(self.model, batch, self.step))
