@@ -139,7 +139,7 @@ def write_object_exports(out_dir: Path, objects: dict[int, trimesh.Trimesh], cla
             row["files"]["points"] = f"points_{k:03d}.ply"
         rows.append(row)
     if "glb" in formats:
-        nodes = {r["name"]: objects[r["id"]] for r in rows}
+        nodes = {r["name"]: objects[r["id"]] for r in rows if len(objects[r["id"]].faces)}  # glTF: no empty meshes
         if background is not None and len(background.faces):
             nodes["background"] = background
         write_bytes_atomic(out_dir / GLB_FILE, glb_bytes(nodes))

@@ -134,12 +134,17 @@ def load_view_data(run_dir: str | Path, with_cameras: bool = True, max_cameras: 
     mesh_dir = run_dir / "meshes"
     rows = _index_rows(mesh_dir, run_dir)
     objects: dict[str, ViewObject] = {}
+    notes = []
     for row in rows:
         f = mesh_dir / row["files"].get("ply", f"object_{row['id']:03d}.ply")
         if not f.is_file():
             raise SdfsegError(f"{f}: listed in {mesh_dir / INDEX_FILE} but missing")
         key = row.get("name") or node_name(row.get("class_name", "object"), row["id"])
-        objects[key] = ViewObject(key, row, trimesh.load(f, process=False))
+        mesh = trimesh.load(f, process=False)
+        if not isinstance(mesh, trimesh.Trimesh) or not len(mesh.faces):
+            notes.append(f"{key}: empty mesh, not shown")
+            continue
+        objects[key] = ViewObject(key, row, mesh)
     for f in sorted((run_dir / "prompts").glob("*/object.ply")):
         m = trimesh.load(f, process=False)
         if len(m.faces):
@@ -147,7 +152,7 @@ def load_view_data(run_dir: str | Path, with_cameras: bool = True, max_cameras: 
             row = object_record(m, -1, 0, "prompt")
             row["name"] = key
             objects[key] = ViewObject(key, row, m)
-    data = ViewData(run_dir, objects, _background(mesh_dir), _class_names(run_dir))
+    data = ViewData(run_dir, objects, _background(mesh_dir), _class_names(run_dir), notes=notes)
     data.has_features = _has_feature_head(run_dir)
     if with_cameras:
         try:
