@@ -91,10 +91,9 @@ def error_line(stderr: str) -> str:
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("evaluate_tool", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from sdfseg.cli import evaluate
+
+    return evaluate
 
 
 # The baseline (m2f) by hand: chair GT segment 8 px; (chair,1) 6 px -> IoU 0.75 TP; (chair,2) FP.

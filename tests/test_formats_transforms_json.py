@@ -125,8 +125,8 @@ def test_error_count_mismatch_depth(scene_dir):
 
 
 def test_error_unknown_layout(scene_dir):
-    with pytest.raises(SdfsegError, match=r"data\.layout: unknown layout 'colmap'"):
-        load_scene(scene_dir, "colmap")
+    with pytest.raises(SdfsegError, match=r"data\.layout: unknown layout 'polycam'"):
+        load_scene(scene_dir, "polycam")
 
 
 def test_npy_depth_is_scaled_like_nerfstudio(scene_dir):
