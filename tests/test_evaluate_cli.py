@@ -1,6 +1,5 @@
 """tools/evaluate.py and sdfseg.eval.report on a tiny Panoptic-Lifting-layout scene."""
 
-import importlib.util
 import json
 import pickle
 import subprocess
