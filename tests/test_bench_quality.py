@@ -4,6 +4,7 @@ resume and overwrite choices, refusal of a folder made with other settings."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from _helpers import ROOT, TINY
@@ -89,3 +90,16 @@ def test_rooms_get_at_least_twenty_channels():
     assert room_overrides(10) == ["model.num_channels=20"]
     assert room_overrides(20) == []
     assert room_overrides(50) == []
+
+
+def test_run_commands_use_absolute_paths(tmp_path, monkeypatch):
+    """The runs start in the code's folder: relative scene, run and config paths from another working folder
+    must not name other folders there (a missing scene would be generated as the demo scene)."""
+    from sdfseg.apps.quality_bench import run_command
+
+    monkeypatch.chdir(tmp_path)
+    cmd = run_command(Path("confs/x.yaml"), Path("data/bench/room0"), Path("runs/b/full/room0_s0"), 1, [])
+    sets = dict(a.split("=", 1) for a in cmd[cmd.index("--set") + 1:])
+    assert sets["data.path"] == str(tmp_path / "data" / "bench" / "room0")
+    assert sets["run.dir"] == str(tmp_path / "runs" / "b" / "full" / "room0_s0")
+    assert cmd[2] == str(tmp_path / "confs" / "x.yaml") and sets["train.seed"] == "1"

@@ -95,7 +95,10 @@ def check_settings(tier_dir: Path, settings: dict) -> None:
 
 def run_command(config: Path, scene: Path, run_dir: Path, seed: int, overrides: list[str]) -> list[str]:
     """The ``tools/train.py`` command of one run: fresh, resumed after a kill, or replacing a run that
-    died before its first checkpoint."""
+    died before its first checkpoint. Paths are absolute: the command runs in the code's folder, which
+    need not be the caller's (relative paths would name other folders there, and a missing scene folder
+    would be generated as the demo scene)."""
+    config, scene, run_dir = Path(config).resolve(), Path(scene).resolve(), Path(run_dir).resolve()
     cmd = [sys.executable, str(ROOT / "tools" / "train.py"), str(config), "--no-progress",
            "--set", f"data.path={scene}", f"run.dir={run_dir}", f"train.seed={seed}", *overrides]
     if (run_dir / "checkpoints" / "last.pt").exists():
