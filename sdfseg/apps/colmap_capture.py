@@ -45,19 +45,13 @@ def _sample_points(scene, per_frame: int, rng: np.random.Generator) -> np.ndarra
 
 def _observations(scene, points: np.ndarray, tol: float = 0.02) -> list[np.ndarray]:
     """Per point the frames that see it: in the image, in front, and the frame's depth within ``tol`` x z."""
-    h, w = scene.hw
+    from ..data.formats.colmap import project_points
+
     seen = np.zeros((len(points), scene.num_frames), dtype=bool)
     for i in range(scene.num_frames):
-        c2w = scene.c2w[i].astype(np.float64)
-        cam = (points - c2w[:3, 3]) @ c2w[:3, :3]
-        z = cam[:, 2]
-        ok = z > 1e-6
-        uv = cam[ok] / z[ok, None] @ scene.intrinsics[i].astype(np.float64).T
-        u, v = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
-        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        idx = np.flatnonzero(ok)[inside]
-        d = np.asarray(scene.depth[i], dtype=np.float64)[v[inside], u[inside]]
-        seen[idx, i] = (d > 0) & (np.abs(d - z[idx]) <= tol * z[idx])
+        idx, u, v, z = project_points(points, scene.c2w[i].astype(np.float64), scene.intrinsics[i], scene.hw)
+        d = np.asarray(scene.depth[i], dtype=np.float64)[v, u]
+        seen[idx, i] = (d > 0) & (np.abs(d - z) <= tol * z)
     return [np.flatnonzero(s) for s in seen]
 
 

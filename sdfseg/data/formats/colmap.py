@@ -214,7 +214,7 @@ def read_points_bin(f: Path) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
 
 def read_model(path: Path) -> Model:
     """The sparse model under ``path`` (a scene folder, or the model folder itself); ``.bin`` preferred."""
-    d = model_dir(path) if model_dir(path) is not None else path
+    d = model_dir(path) or path
     files = {}
     for stem in ("cameras", "images", "points3D"):
         f = next((d / f"{stem}.{ext}" for ext in ("bin", "txt") if (d / f"{stem}.{ext}").is_file()), None)
@@ -263,20 +263,25 @@ def intrinsics(cam: Camera) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
+def project_points(points: np.ndarray, c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The points of ``points [P, 3]`` (world) that land in the image ``hw`` in front of the camera: their
+    indices, pixel columns ``u`` and rows ``v`` (pixel centres at +0.5) and camera z."""
+    cam = (np.asarray(points, np.float64).reshape(-1, 3) - c2w[:3, 3]) @ c2w[:3, :3]  # R^T (x - c)
+    z = cam[:, 2]
+    front = np.flatnonzero(z > 1e-6)
+    uv = (cam[front] / z[front, None]) @ np.asarray(K, np.float64).T
+    u, v = np.floor(uv[:, 0]).astype(np.int64), np.floor(uv[:, 1]).astype(np.int64)
+    inside = (u >= 0) & (u < hw[1]) & (v >= 0) & (v < hw[0])
+    idx = front[inside]
+    return idx, u[inside], v[inside], z[idx]
+
+
 def sparse_depth(points: np.ndarray, c2w: np.ndarray, K: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """float32 ``[H, W]``: the camera z of each of ``points [P, 3]`` (world) in the pixel it projects to
-    (pixel centres at +0.5; the nearest point where several land), 0 elsewhere and behind the camera."""
-    h, w = hw
-    out = np.zeros((h, w), dtype=np.float32)
-    if not len(points):
-        return out
-    cam = (points - c2w[:3, 3]) @ c2w[:3, :3]  # world -> camera: R^T (x - c)
-    z = cam[:, 2]
-    front = z > 1e-6
-    uv = (cam[front] / z[front, None]) @ K.T
-    u, v, z = np.floor(uv[:, 0]).astype(np.int64), np.floor(uv[:, 1]).astype(np.int64), z[front]
-    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    u, v, z = u[inside], v[inside], z[inside]
+    (the nearest point where several land), 0 elsewhere and behind the camera."""
+    out = np.zeros(tuple(hw), dtype=np.float32)
+    _, u, v, z = project_points(points, c2w, K, hw)
     order = np.argsort(-z)  # far first, so the nearest point is written last
     out[v[order], u[order]] = z[order]
     return out
