@@ -100,9 +100,8 @@ class Viewer:
         if self.mode == "appearance" and o.mesh.visual.kind == "vertex":
             h = self.server.scene.add_mesh_trimesh(name, o.mesh)
         else:
-            colour = self.colors["class" if self.mode == "class" else "object"][key]
             h = self.server.scene.add_mesh_simple(name, np.asarray(o.mesh.vertices, np.float32),
-                                                  np.asarray(o.mesh.faces, np.uint32), color=colour)
+                                                  np.asarray(o.mesh.faces, np.uint32), color=self._colour(key))
         h.visible = key not in self.hidden
         self.handles[key] = h
 
@@ -123,16 +122,14 @@ class Viewer:
                 f"/cameras/{i:04d}", fov=float(2 * np.arctan2(h / 2, fy)), aspect=float(w / h), scale=0.08,
                 image=c.image, wxyz=tf.SO3.from_matrix(c.c2w[:3, :3]).wxyz, position=c.c2w[:3, 3], color=(60, 60, 60)))
 
+    def _colour(self, key: str) -> tuple[int, int, int]:
+        return HIGHLIGHT if key == self.selected else self.colors["class" if self.mode == "class" else "object"][key]
+
     def _recolour(self) -> None:
-        for key in self.data.objects:
-            if self.mode == "appearance":
-                self._add_object(key)
-            else:
-                h = self.handles[key]
-                if not hasattr(h, "color"):  # coming back from appearance
-                    self._add_object(key)
-                    h = self.handles[key]
-                h.color = HIGHLIGHT if key == self.selected else self.colors[self.mode][key]
+        """Object / class colours and the highlight; in appearance mode the vertex colours show as they are."""
+        if self.mode != "appearance":
+            for key, h in self.handles.items():
+                h.color = self._colour(key)
 
     # ---- gui ------------------------------------------------------------------------------------------
     def _build_gui(self) -> None:
@@ -163,8 +160,12 @@ class Viewer:
 
     def _set_mode(self, mode: str) -> None:
         with self.lock:
-            self.mode = mode
-            self._recolour()
+            previous, self.mode = self.mode, mode
+            if "appearance" in (previous, mode):  # another kind of mesh node: add them again
+                for key in self.data.objects:
+                    self._add_object(key)
+            else:
+                self._recolour()
 
     def _show_room(self, on: bool) -> None:
         if self.bg_handle is not None:
