@@ -23,6 +23,9 @@ from .errors import SdfsegError
 class SyntheticSpec:
     """Synthetic scene generated into ``data.path`` when it does not exist (demo)."""
 
+    path: str = "data/demo"
+    """The only folder the synthetic scene is generated into: a missing ``data.path`` elsewhere (a typo in a
+    user's path, a config based on the demo's) is an error, never a generated demo scene."""
     objects: int = 6
     views: int = 60
     height: int = 120
@@ -48,7 +51,7 @@ class DataConfig:
     it from the MonoSDF / ObjectSDF++ conf). ``auto``: objectsdf uses K as stored when its principal point
     lies inside the image and stops otherwise, asking for this key; clusteringsdf uses K as stored."""
     generate_synthetic: bool = False
-    """Generate a synthetic scene at ``path`` if the folder does not exist (the demo)."""
+    """Generate the synthetic scene if ``path`` is ``synthetic.path`` and the folder does not exist (the demo)."""
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
     sphere_radius: float = 0.9
     """Radius the scene is normalised into (the SDF's bounding sphere is 1)."""

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +123,29 @@ def test_missing_data_folder_is_one_line_error(tmp_path):
                         "--set", f"data.path={tmp_path / 'none'}"], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error: data.path") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_demo_config_generates_only_at_its_own_path(tmp_path, monkeypatch):
+    """confs/demo.yaml generates its synthetic scene at data.synthetic.path only: a missing data.path elsewhere
+    (a typo, or a config based on the demo's) is a one-line error that names it, with nothing generated."""
+    typo = tmp_path / "my_scen"
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), str(ROOT / "confs" / "demo.yaml"),
+                        "--set", f"data.path={typo}", f"run.dir={tmp_path / 'run'}"], capture_output=True, text=True)
+    assert r.returncode == 2
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: data.path") and str(typo) in err
+    assert not typo.exists() and not (tmp_path / "run" / "checkpoints").exists()
+    # at its own path (here: data.synthetic.path set to the missing folder) the scene is generated
+    import sdfseg.data.synthetic as synthetic
+
+    made = []
+    monkeypatch.setattr(synthetic, "generate_scene", lambda path, **kw: made.append(Path(path)) or tiny_scene(path))
+    from sdfseg.training.trainer import load_training_scene
+
+    own = tmp_path / "demo_here"
+    cfg = load_config(ROOT / "confs" / "demo.yaml", [f"data.path={own}", f"data.synthetic.path={own}"])
+    scene = load_training_scene(cfg)
+    assert made == [own] and scene.num_frames == 10
 
 
 def test_semantic_grid_and_class_balance(scene_dir, tmp_path):

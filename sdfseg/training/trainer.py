@@ -68,10 +68,13 @@ def resolve_config(cfg: Config, device: torch.device) -> Config:
 def load_training_scene(cfg: Config) -> Scene:
     """Read (generating the synthetic demo scene first if configured) and normalise the scene."""
     path = Path(cfg.data.path)
+    s = cfg.data.synthetic
     if not path.exists() and cfg.data.generate_synthetic:
+        if path.resolve() != Path(s.path).resolve():
+            raise SdfsegError(f"data.path: scene folder '{path}' not found (the synthetic demo scene is generated "
+                              f"only at data.synthetic.path '{s.path}', not at another missing folder)")
         from ..data.synthetic import generate_scene
 
-        s = cfg.data.synthetic
         print(f"generating synthetic scene at {path} ({s.objects} objects, {s.views} views, {s.height}x{s.width})")
         generate_scene(path, objects=s.objects, views=s.views, height=s.height, width=s.width, seed=s.seed)
     if not path.exists():
