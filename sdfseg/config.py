@@ -95,6 +95,11 @@ class ModelConfig:
     ownership_tau_final: Optional[float] = None
     """null: ownership_tau is constant. A value anneals it geometrically from ownership_tau over training:
     a warm softmax early lets a channel take a whole surface over, a cold one late gives crisp ownership."""
+    ownership_detach_owner: bool = False
+    """``opacity: ownership`` only: at each sample, the channel with the lowest SDF (the one that makes the scene
+    surface there) enters the ownership softmax detached. The segmentation losses then win a sample for a
+    channel by raising its rivals, never by pulling the scene surface: without it they lower the owner's SDF,
+    which is the scene's, and fatten objects (docs/quality.md)."""
     detach_occlusion: bool = False
     """Object opacities O use a detached scene transmittance (segmentation losses do not move surfaces)."""
     beta_init: float = 0.1
@@ -165,6 +170,11 @@ class LossWeights:
     paper). With ``O`` in [0, 1] a one-hot opacity gives ``P_max = e / (e + K - 1)``: 0.23 at K = 10 but
     0.05 at K = 50, so the clustering signal fades as K grows. null = scale with K so that a one-hot
     ``O`` gives the ``P`` it gives at K = 10 (``1 / T = 1 + ln((K - 1) / 9)``, T = 1 up to K = 10)."""
+    cluster_confidence: bool = False
+    """Weight each labelled ray of the clustering terms (its share of a cluster centre, eqs. 4 and 8-9; the
+    one-hot and fg-bg terms, eqs. 5 and 7) by the 2D labels' confidence at its pixel (at least 0.05; 1 without
+    a confidence map). The test-time-augmentation confidence is low at mask edges and on wrong segments,
+    where a dilated mask would pull an object's channel onto the surface behind it. false = the paper."""
     fgbg_sdf: float = 0.0
     """Multiplier of the SDF-space fg-bg hinge (``losses.clustering.fg_bg_sdf_loss``, weights bg / fg as
     above); 0 = reference (eq. 7 on the opacities only)."""

@@ -77,6 +77,27 @@ def test_fg_bg_loss():
     assert bg.item() == 0.0 and fg.item() == pytest.approx(0.5)
 
 
+def test_confidence_weighted_clustering_terms():
+    """loss.cluster_confidence: rays weighted by their labels' confidence in the centres, one-hot and fg-bg."""
+    P = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    y = torch.tensor([7, 7, 3])
+    wt = torch.tensor([0.75, 0.25, 0.4])
+    mu, labels, counts = C.cluster_centres(P, y, wt)
+    assert labels.tolist() == [3, 7] and counts.tolist() == [1, 2]
+    assert torch.allclose(mu, torch.tensor([[0.5, 0.5], [0.75, 0.25]]))  # (0.75 [1, 0] + 0.25 [0, 1]) / 1
+    O = torch.tensor([[0.8, 0.2], [0.1, 0.3]])
+    # per-ray squared errors averaged over K: 0.04 and 0.25; weights 3 : 1
+    assert C.onehot_loss(O, torch.tensor([True, True]), torch.tensor([0.6, 0.2])).item() == pytest.approx(
+        (0.6 * 0.04 + 0.2 * 0.25) / 0.8)
+    O = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]])
+    bg, fg = C.fg_bg_loss(O, torch.tensor([0, 3, 4]), weight=torch.tensor([0.5, 0.1, 0.3]))
+    assert bg.item() == pytest.approx(0.1) and fg.item() == pytest.approx((0.1 * 0.2 + 0.3 * 0.4) / 0.4)
+    # equal weights give the unweighted terms
+    ones = torch.ones(3)
+    assert C.fg_bg_loss(O, torch.tensor([0, 3, 4]), weight=ones)[1].item() == pytest.approx(0.3)
+    assert torch.allclose(C.cluster_centres(P, y, ones)[0], C.cluster_centres(P, y)[0])
+
+
 def test_fg_bg_sdf_loss_hand_computed():
     # ray 0 is background: sample 0 is owned by channel 0 with gap 0.1 (no loss), sample 1 by channel 2
     # (gap -0.15 -> 0.02 + 0.15); ray 1 is an object the background channel owns (gap 0.2 -> 0.22, 0 -> 0.02)

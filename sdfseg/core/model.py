@@ -143,11 +143,15 @@ class SceneModel(nn.Module):
         ``model.opacity: density`` (reference, ObjectSDF++ eq.): ``O_k = sum_i T_i alpha_{k,i}``.
         ``model.opacity: ownership``: ``O_k = sum_i w_i.detach() softmax_k(-s_{k,i} / tau)``: the scene's
         render weights (detached) split among channels by which channel is closest to owning each
-        sample, so segmentation losses decide ownership without moving or fogging the surface.
+        sample. The softmax still moves channel SDFs, the owner's too (which is the scene's SDF) unless
+        ``model.ownership_detach_owner``.
         ``model.detach_occlusion`` detaches the transmittance of the density form.
         """
         m = self.cfg.model
         if m.opacity == "ownership":
+            if m.ownership_detach_owner:  # the owner's SDF is the scene's: segmentation may not pull it
+                owner = sdf == sdf.min(dim=-1, keepdim=True).values
+                sdf = torch.where(owner, sdf.detach(), sdf)
             own = torch.softmax(-sdf / self.ownership_tau(), dim=-1)
             return (w.detach()[..., None] * own).sum(dim=1)
         return volume.object_opacity(sigma_min.detach() if m.detach_occlusion else sigma_min, sigma_k, dl)

@@ -26,11 +26,22 @@ def _zero(like: Tensor) -> Tensor:
     return like.sum() * 0.0
 
 
-def _group_mean(values: Tensor, inverse: Tensor, n_groups: int) -> tuple[Tensor, Tensor]:
-    """Mean of ``values [R, C]`` per group id ``inverse [R]`` -> ``([G, C], counts [G])`` (deterministic scatter)."""
-    sums = scatter_sum(values, inverse, n_groups)
+def _group_mean(values: Tensor, inverse: Tensor, n_groups: int, weight: Optional[Tensor] = None
+                ) -> tuple[Tensor, Tensor]:
+    """Mean of ``values [R, C]`` per group id ``inverse [R]`` -> ``([G, C], counts [G])`` (deterministic scatter);
+    with ``weight [R]`` the weighted mean (counts stay ray counts)."""
     counts = torch.bincount(inverse, minlength=n_groups)
-    return sums / counts.clamp_min(1)[:, None].to(values.dtype), counts
+    if weight is None:
+        sums = scatter_sum(values, inverse, n_groups)
+        return sums / counts.clamp_min(1)[:, None].to(values.dtype), counts
+    sums = scatter_sum(values * weight[:, None], inverse, n_groups)
+    wsum = scatter_sum(weight[:, None], inverse, n_groups)
+    return sums / wsum.clamp_min(1e-12), counts
+
+
+def _mean(x: Tensor, weight: Optional[Tensor]) -> Tensor:
+    """Mean of ``x [R]``, weighted by ``weight [R]`` when given."""
+    return x.mean() if weight is None else (x * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
 def cluster_temperature(num_channels: int, temperature: Optional[float] = 1.0) -> float:
@@ -49,14 +60,15 @@ def cluster_probabilities(O: Tensor, temperature: float = 1.0) -> Tensor:
     return torch.softmax(O / temperature if temperature != 1.0 else O, dim=-1)
 
 
-def cluster_centres(P: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def cluster_centres(P: Tensor, y: Tensor, weight: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
     """Cluster centre of every label: ``P [R, K], y [R] -> (mu [N, K], labels [N], counts [N])``.
 
     ``labels`` are the sorted unique values of ``y``; ``mu[n]`` is the mean of ``P``
-    over the rays labelled ``labels[n]``. One scatter (index_add), no loop over labels.
+    over the rays labelled ``labels[n]`` (weighted by ``weight [R]`` when given). One scatter
+    (index_add), no loop over labels.
     """
     labels, inverse = torch.unique(y, sorted=True, return_inverse=True)
-    mu, counts = _group_mean(P, inverse, labels.numel())
+    mu, counts = _group_mean(P, inverse, labels.numel(), weight)
     return mu, labels, counts
 
 
@@ -98,15 +110,17 @@ def differentiation_loss(mu: Tensor) -> Tensor:
     return -pairwise_distance_sum(mu) / (n * (n - 1))
 
 
-def onehot_loss(O: Tensor, fg_mask: Tensor) -> Tensor:
+def onehot_loss(O: Tensor, fg_mask: Tensor, weight: Optional[Tensor] = None) -> Tensor:
     """Eq. 5 as in the reference code: MSE between the raw opacities ``O [R, K]`` and
     ``onehot(argmax softmax(O))`` averaged over the ``K`` channels of the foreground
-    rays ``fg_mask [R]``; 0 without foreground rays."""
+    rays ``fg_mask [R]`` (rays weighted by ``weight [R]`` when given); 0 without foreground rays."""
     o = O[fg_mask]
     if o.shape[0] == 0:
         return _zero(O)
     target = F.one_hot(o.argmax(dim=-1), num_classes=O.shape[1]).to(o.dtype)
-    return F.mse_loss(o, target)
+    if weight is None:
+        return F.mse_loss(o, target)
+    return _mean(((o - target) ** 2).mean(dim=-1), weight[fg_mask])
 
 
 def regularisation_loss(P: Tensor, y: Tensor, bg_label: Optional[int] = 0) -> Tensor:
@@ -124,13 +138,15 @@ def regularisation_loss(P: Tensor, y: Tensor, bg_label: Optional[int] = 0) -> Te
     return per_label[keep, 0].mean()
 
 
-def fg_bg_loss(O: Tensor, y: Tensor, bg_label: int = 0) -> tuple[Tensor, Tensor]:
+def fg_bg_loss(O: Tensor, y: Tensor, bg_label: int = 0, weight: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """Eq. 7 terms ``(bg, fg)``: ``mean |O_0 - 1|`` over background rays (``y == bg_label``)
-    and ``mean |O_0|`` over the other rays (each 0 when empty). Weights 0.2 / 0.1 are the caller's."""
+    and ``mean |O_0|`` over the other rays (each 0 when empty; means weighted by ``weight [R]`` when
+    given). Weights 0.2 / 0.1 are the caller's."""
     bg = y == bg_label
     o0 = O[:, 0]
-    bg_term = (o0[bg] - 1.0).abs().mean() if bool(bg.any()) else _zero(O)
-    fg_term = o0[~bg].abs().mean() if bool((~bg).any()) else _zero(O)
+    wb, wf = (None, None) if weight is None else (weight[bg], weight[~bg])
+    bg_term = _mean((o0[bg] - 1.0).abs(), wb) if bool(bg.any()) else _zero(O)
+    fg_term = _mean(o0[~bg].abs(), wf) if bool((~bg).any()) else _zero(O)
     return bg_term, fg_term
 
 

@@ -49,12 +49,14 @@ class ClusteringMethod(Method):
         losses: dict[str, torch.Tensor] = {}
         if ym.numel() == 0:
             return losses
+        # the labels' confidence per ray (low at mask edges and on wrong segments), or equal weights
+        cw = batch.confidence[seg].clamp_min(0.05) if w.cluster_confidence else None
         P = cl.cluster_probabilities(om, temperature(self.cfg, O.shape[1]))
-        mu, labs, counts = cl.cluster_centres(P, ym)
+        mu, labs, counts = cl.cluster_centres(P, ym, cw)
         losses["diff"] = c * w.diff * cl.differentiation_loss(mu)
-        losses["onehot"] = c * w.onehot * cl.onehot_loss(om, ym != 0)
+        losses["onehot"] = c * w.onehot * cl.onehot_loss(om, ym != 0, cw)
         losses["reg"] = c * w.reg * cl.regularisation_loss(P, ym)
-        bg, fg = cl.fg_bg_loss(om, ym)
+        bg, fg = cl.fg_bg_loss(om, ym, weight=cw)
         losses["fgbg"] = c * (w.bg * bg + w.fg * fg)
         if w.fgbg_sdf > 0:
             bg, fg = cl.fg_bg_sdf_loss(out["sdf"][seg], out["weights"][seg], ym, w.fgbg_margin)
@@ -76,7 +78,8 @@ class ClusteringMethod(Method):
             fg = yv > 0
             if not fg.any():
                 continue
-            mu_v, labs_v, _ = cl.cluster_centres(cl.cluster_probabilities(O[sel][fg], T), yv[fg])
+            cw = batch.confidence[sel][fg].clamp_min(0.05) if self.cfg.loss.cluster_confidence else None
+            mu_v, labs_v, _ = cl.cluster_centres(cl.cluster_probabilities(O[sel][fg], T), yv[fg], cw)
             sem_v = label_semantics(yv[fg], batch.semantic[sel][fg], labs_v, nsem)
             keep = labs != 0
             terms.append(cl.cross_view_loss(mu[keep], sem_main[keep], mu_v, sem_v))
