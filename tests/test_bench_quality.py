@@ -16,16 +16,17 @@ from sdfseg.errors import SdfsegError
 
 
 def test_mean_and_worst_per_column():
-    rows = {"a": {"pq": 80.0, "sq": 80.0, "rq": 100.0, "miou": 70.0, "ea": 20.0, "mesh_f": None,
-                  "noisy_pq": 40.0, "noisy_miou": 60.0, "noisy_ea": 30.0},
-            "b": {"pq": 60.0, "sq": 75.0, "rq": 80.0, "miou": 74.0, "ea": 30.0, "mesh_f": 0.5,
-                  "noisy_pq": 45.0, "noisy_miou": 62.0, "noisy_ea": 25.0}}
+    rows = {"a": {"pq": 80.0, "sq": 80.0, "rq": 100.0, "miou": 70.0, "ea": 20.0, "mesh_f": None, "psnr": 21.0,
+                  "depth_20cm": 10.0, "noisy_pq": 40.0, "noisy_miou": 60.0, "noisy_ea": 30.0},
+            "b": {"pq": 60.0, "sq": 75.0, "rq": 80.0, "miou": 74.0, "ea": 30.0, "mesh_f": 0.5, "psnr": 19.0,
+                  "depth_20cm": 30.0, "noisy_pq": 45.0, "noisy_miou": 62.0, "noisy_ea": 25.0}}
     s = summarize(rows)
     assert s["mean"]["pq"] == 70.0 and s["worst"]["pq"] == 60.0 and s["worst"]["miou"] == 70.0
     assert s["mean"]["mesh_f"] == 0.5 and s["worst"]["noisy_ea"] == 25.0
+    assert s["worst"]["psnr"] == 19.0 and s["worst"]["depth_20cm"] == 30.0  # the depth error's worst is its highest
     table = format_table(rows, s)
-    assert "| **mean** | 70.0 | 77.5 | 90.0 | 72.0 | 25.0 | 0.5 | 42.5 | 61.0 | 27.5 |" in table
-    assert "| a | 80.0 | 80.0 | 100.0 | 70.0 | 20.0 | - |" in table
+    assert "| **mean** | 70.0 | 77.5 | 90.0 | 72.0 | 25.0 | 0.5 | 20.0 | 20.0 | 42.5 | 61.0 | 27.5 |" in table
+    assert "| a | 80.0 | 80.0 | 100.0 | 70.0 | 20.0 | - | 21.0 | 10.0 |" in table
 
 
 def test_per_class_iou_over_runs(tmp_path):

@@ -56,7 +56,9 @@ TIERS = {
                    "1200 iterations on the demo scene and two rooms, one seed (3 runs), for trying ideas"),
 }
 
-METHOD_KEYS = ("pq", "sq", "rq", "miou", "ea", "mesh_f")
+METHOD_KEYS = ("pq", "sq", "rq", "miou", "ea", "mesh_f", "psnr", "depth_20cm")
+LOWER_IS_BETTER = frozenset({"depth_20cm"})
+"""Columns whose worst value is the highest."""
 NOISY_KEYS = ("noisy_pq", "noisy_miou", "noisy_ea")
 
 
@@ -118,10 +120,11 @@ def row(run_dir: Path) -> dict:
     b = m.get("baseline") or {}
     mesh = run_dir / "meshes" / "mesh_metrics.json"
     mesh_f = json.loads(mesh.read_text()).get("gt_comparison", {}).get("mean_fscore") if mesh.exists() else None
+    rec = m.get("reconstruction") or {}  # runs evaluated before it existed have none
     pct = lambda v: None if v is None else 100.0 * v  # noqa: E731
     return {"pq": pct(m["pq"]), "sq": pct(m["sq"]), "rq": pct(m["rq"]), "miou": pct(m["miou"]), "ea": pct(m["ea"]),
-            "mesh_f": pct(mesh_f), "noisy_pq": pct(b.get("pq")), "noisy_miou": pct(b.get("miou")),
-            "noisy_ea": pct(b.get("ea"))}
+            "mesh_f": pct(mesh_f), "psnr": rec.get("psnr"), "depth_20cm": pct(rec.get("depth_over_20cm")),
+            "noisy_pq": pct(b.get("pq")), "noisy_miou": pct(b.get("miou")), "noisy_ea": pct(b.get("ea"))}
 
 
 def run_jobs(jobs: list[tuple[str, list[str]]], parallel: int, log_dir: Path) -> dict[str, float]:
@@ -156,12 +159,12 @@ def run_jobs(jobs: list[tuple[str, list[str]]], parallel: int, log_dir: Path) ->
 
 
 def summarize(rows: dict[str, dict]) -> dict[str, dict]:
-    """Mean and worst (lowest) of every column over ``rows``."""
+    """Mean and worst (lowest; highest for :data:`LOWER_IS_BETTER`) of every column over ``rows``."""
     out = {"mean": {}, "worst": {}}
     for k in METHOD_KEYS + NOISY_KEYS:
         vals = [r[k] for r in rows.values() if r.get(k) is not None]
         out["mean"][k] = sum(vals) / len(vals) if vals else None
-        out["worst"][k] = min(vals) if vals else None
+        out["worst"][k] = (max if k in LOWER_IS_BETTER else min)(vals) if vals else None
     return out
 
 
@@ -198,8 +201,8 @@ def format_per_class(classes: dict[str, dict]) -> str:
 
 def format_table(rows: dict[str, dict], summary: dict[str, dict]) -> str:
     f = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-    lines = ["| scene, seed | PQ^scene | SQ | RQ | mIoU | EA | mesh F@5cm | noisy PQ^scene | noisy mIoU | noisy EA |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scene, seed | PQ^scene | SQ | RQ | mIoU | EA | mesh F@5cm | test PSNR | depth err > 20 cm | "
+             "noisy PQ^scene | noisy mIoU | noisy EA |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in list(rows.items()) + [("**mean**", summary["mean"]), ("**worst**", summary["worst"])]:
         lines.append(f"| {name} | " + " | ".join(f(r[k]) for k in METHOD_KEYS + NOISY_KEYS) + " |")
     return "\n".join(lines) + "\n"

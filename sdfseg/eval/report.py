@@ -25,6 +25,7 @@ from ..io import read_label_png, write_json_atomic
 from .edges import edge_accuracy
 from .panoptic import instance_fscore, panoptic_quality
 from .semantic import Frames, as_frames, mean_iou, resize_nearest
+from .reconstruction import view_reconstruction
 from ..progress import progress_iter
 
 ASPECT_TOLERANCE = 0.02
@@ -168,11 +169,13 @@ def evaluate_prediction_dir(scene: Scene, pred_dir: str | Path, baseline: Option
     """Metrics of a prediction folder, plus the baseline row of label source ``baseline`` (None: none).
 
     Returns the :func:`evaluate_maps` record with ``baseline`` (same structure or None),
-    ``baseline_source``, ``scene`` and ``pred_dir`` added.
+    ``baseline_source``, ``scene``, ``pred_dir`` and ``reconstruction`` (test-view PSNR and depth error,
+    :func:`~sdfseg.eval.reconstruction.view_reconstruction`; None without rendered colours) added.
     """
-    split_test_indices(scene)
+    idx = split_test_indices(scene)
     sem, inst = load_prediction_dir(pred_dir, scene, progress=progress)
     result = evaluate_maps(scene, sem, inst)
+    result["reconstruction"] = view_reconstruction(scene, pred_dir, idx)
     result["baseline_source"] = baseline
     result["baseline"] = evaluate_label_source(scene, baseline) if baseline else None
     result["scene"] = str(scene.path)
@@ -199,6 +202,13 @@ def format_table(result: dict, per_class: bool = True) -> str:
         rows.append((f"baseline ({result.get('baseline_source')})", result["baseline"]))
     for label, r in rows:
         lines.append(f"{label:<22}" + "".join(f"{_pct(r.get(c)):>8}" for c in cols))
+    rec = result.get("reconstruction")
+    if rec:
+        line = f"test views: PSNR {rec['psnr']:.2f} dB"
+        if rec.get("depth_median_m") is not None:
+            line += (f"; depth error median {100 * rec['depth_median_m']:.1f} cm, > 5 cm on "
+                     f"{_pct(rec['depth_over_5cm'])}% and > 20 cm on {_pct(rec['depth_over_20cm'])}% of the pixels")
+        lines.append(line)
     if per_class and result.get("per_class"):
         lines += ["", _class_header()] + [_class_line(r) for r in result["per_class"]]
     if result.get("dropped_classes"):
