@@ -95,11 +95,13 @@ class ModelConfig:
     ownership_tau_final: Optional[float] = None
     """null: ownership_tau is constant. A value anneals it geometrically from ownership_tau over training:
     a warm softmax early lets a channel take a whole surface over, a cold one late gives crisp ownership."""
-    ownership_detach_owner: bool = False
-    """``opacity: ownership`` only: at each sample, the channel with the lowest SDF (the one that makes the scene
-    surface there) enters the ownership softmax detached. The segmentation losses then win a sample for a
-    channel by raising its rivals, never by pulling the scene surface: without it they lower the owner's SDF,
-    which is the scene's, and fatten objects (docs/quality.md)."""
+    ownership_owner_grad: str = "full"
+    """``opacity: ownership`` only: what the segmentation terms may do to the channel with the lowest SDF at a
+    sample (the owner, whose SDF is the scene's there). ``full``: anything (lowering it moves the scene surface
+    out and fattens objects, docs/quality.md); ``none``: nothing (it enters the softmax detached, so a sample is
+    won by pulling rivals down: tried, the geometry collapses); ``raise``: only raise it (a one-sided gradient),
+    so a sample changes hands by raising its owner, and a rival that crosses below becomes the owner and cannot
+    be pulled further down."""
     detach_occlusion: bool = False
     """Object opacities O use a detached scene transmittance (segmentation losses do not move surfaces)."""
     beta_init: float = 0.1
@@ -586,6 +588,7 @@ def validate(cfg: Config) -> None:
         "sampler.kind": (cfg.sampler.kind, ("hierarchical", "error_bounded")),
         "model.opacity": (cfg.model.opacity, ("density", "ownership")),
         "render.renderer": (cfg.render.renderer, ("surface", "volume")),
+        "model.ownership_owner_grad": (cfg.model.ownership_owner_grad, ("full", "none", "raise")),
         "features.loss.kind": (cfg.features.loss.kind, ("contrastive", "ultrametric")),
         "features.loss.level_reduction": (cfg.features.loss.level_reduction, ("sum", "mean")),
     }

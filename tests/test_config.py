@@ -107,15 +107,16 @@ def test_annealed_schedules_are_geometric():
         load_config(None, ["model.ownership_tau_final=0"])
 
 
-@pytest.mark.parametrize("detach", [False, True])
-def test_ownership_opacity_and_the_owner_gradient(detach):
-    """O_k = sum_i w_i softmax_k(-s_k,i / tau), by hand on one ray of two samples and two channels; with
-    model.ownership_detach_owner the channel with the lowest SDF at a sample (the scene's surface there) gets no
-    gradient from O at that sample, its rival still does, and O itself is unchanged."""
+@pytest.mark.parametrize("mode", ["full", "none", "raise"])
+def test_ownership_opacity_and_the_owner_gradient(mode):
+    """O_k = sum_i w_i softmax_k(-s_k,i / tau), by hand on one ray of two samples and two channels. The channel with
+    the lowest SDF at a sample (the scene's surface there) gets the full gradient from O (``full``), none
+    (``none``), or only its negative part, which raises it under descent (``raise``); its rival always gets its
+    full gradient, and O itself is the same in every mode."""
     from sdfseg.core.model import SceneModel
 
     cfg = load_config(None, ["model.opacity=ownership", "model.ownership_tau=0.1", "model.num_channels=2",
-                             f"model.ownership_detach_owner={str(detach).lower()}", "model.hidden_dim=8",
+                             f"model.ownership_owner_grad={mode}", "model.hidden_dim=8",
                              "model.feature_dim=4", "model.color_hidden_dim=8"])
     model = SceneModel(cfg, 2)
     sdf = torch.tensor([[[0.0, 0.1], [0.3, 0.1]]], requires_grad=True)  # [R=1, S=2, K=2]
@@ -125,10 +126,11 @@ def test_ownership_opacity_and_the_owner_gradient(detach):
     p2 = 1.0 / (1.0 + math.exp(-2.0))  # sample 2: channel 1 owns by 0.2
     assert O[0].tolist() == pytest.approx([0.25 * p1 + 0.75 * (1 - p2), 0.25 * (1 - p1) + 0.75 * p2], abs=1e-6)
     O[0, 1].backward()
-    g = sdf.grad[0]
     # d softmax_1 / d s_0 = p0 p1 / tau and d / d s_1 = -p0 p1 / tau (per sample, times its weight)
-    rival = [0.25 * p1 * (1 - p1) / 0.1, -0.75 * p2 * (1 - p2) / 0.1]
-    if detach:  # owners (sample 1: channel 0, sample 2: channel 1) get nothing
-        assert g.flatten().tolist() == pytest.approx([0.0, -rival[0], -rival[1], 0.0], abs=1e-6)
-    else:
-        assert g.flatten().tolist() == pytest.approx([rival[0], -rival[0], -rival[1], rival[1]], abs=1e-6)
+    a = 0.25 * p1 * (1 - p1) / 0.1  # sample 1
+    b = 0.75 * p2 * (1 - p2) / 0.1  # sample 2
+    # owners: sample 1 channel 0 (gradient +a: descent would lower it), sample 2 channel 1 (-b: raise it)
+    owner1, owner2 = {"full": (a, -b), "none": (0.0, 0.0), "raise": (0.0, -b)}[mode]
+    assert sdf.grad[0].flatten().tolist() == pytest.approx([owner1, -a, b, owner2], abs=1e-6)
+    with pytest.raises(SdfsegError, match="ownership_owner_grad"):
+        load_config(None, ["model.ownership_owner_grad=some"])

@@ -29,6 +29,22 @@ BOUND_RADIUS = 1.0
 """Radius of the bounding sphere rays are clipped to (scenes are normalised to ``data.sphere_radius`` < 1)."""
 
 
+class _RaiseOnly(torch.autograd.Function):
+    """Identity whose backward keeps only the gradient that raises its input under descent (``g < 0``)."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.clamp(max=0.0)
+
+
 def uses_sample_grid(cfg: Config, scene) -> bool:
     """Whether training samples rays around the surface of the model's own SDF grid: when
     ``sampler.grid_resolution > 0`` and the rays have no metric sensor depth to sample around."""
@@ -144,14 +160,15 @@ class SceneModel(nn.Module):
         ``model.opacity: ownership``: ``O_k = sum_i w_i.detach() softmax_k(-s_{k,i} / tau)``: the scene's
         render weights (detached) split among channels by which channel is closest to owning each
         sample. The softmax still moves channel SDFs, the owner's too (which is the scene's SDF) unless
-        ``model.ownership_detach_owner``.
+        ``model.ownership_owner_grad`` says otherwise.
         ``model.detach_occlusion`` detaches the transmittance of the density form.
         """
         m = self.cfg.model
         if m.opacity == "ownership":
-            if m.ownership_detach_owner:  # the owner's SDF is the scene's: segmentation may not pull it
+            if m.ownership_owner_grad != "full":  # the owner's SDF is the scene's: segmentation may not pull it out
                 owner = sdf == sdf.min(dim=-1, keepdim=True).values
-                sdf = torch.where(owner, sdf.detach(), sdf)
+                sdf = torch.where(owner, sdf.detach() if m.ownership_owner_grad == "none" else _RaiseOnly.apply(sdf),
+                                  sdf)
             own = torch.softmax(-sdf / self.ownership_tau(), dim=-1)
             return (w.detach()[..., None] * own).sum(dim=1)
         return volume.object_opacity(sigma_min.detach() if m.detach_occlusion else sigma_min, sigma_k, dl)
