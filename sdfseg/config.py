@@ -176,7 +176,8 @@ class LossWeights:
     """Weight each labelled ray of the clustering terms (its share of a cluster centre, eqs. 4 and 8-9; the
     one-hot and fg-bg terms, eqs. 5 and 7) by the 2D labels' confidence at its pixel (at least 0.05; 1 without
     a confidence map). The test-time-augmentation confidence is low at mask edges and on wrong segments,
-    where a dilated mask would pull an object's channel onto the surface behind it. false = the paper."""
+    where a dilated mask would pull an object's channel onto the surface behind it. false = the paper (the full
+    quality tier did not keep it: docs/quality.md)."""
     fgbg_sdf: float = 0.0
     """Multiplier of the SDF-space fg-bg hinge (``losses.clustering.fg_bg_sdf_loss``, weights bg / fg as
     above); 0 = reference (eq. 7 on the opacities only)."""

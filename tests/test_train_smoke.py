@@ -107,6 +107,22 @@ def test_resume_continues_from_saved_step(scene_dir, tmp_path, extra):
     assert reloaded.step == 4
 
 
+def test_clustering_options_train(scene_dir, tmp_path):
+    """loss.cluster_confidence and each model.ownership_owner_grad train steps with the clustering terms on;
+    an ownership_owner_grad changes only gradients, so its first step's one-hot term is the plain recipe's
+    (same seed)."""
+    base = ["model.opacity=ownership", "train.segmentation_start=0"]
+    plain = Trainer(_cfg(scene_dir, tmp_path / "plain", *base)).train_step()
+    for i, extra in enumerate((["loss.cluster_confidence=true"], ["model.ownership_owner_grad=raise"],
+                               ["model.ownership_owner_grad=none"])):
+        t = Trainer(_cfg(scene_dir, tmp_path / f"opt{i}", *base, *extra))
+        s = t.train_step()
+        assert np.isfinite(s["total"]) and "onehot" in s and "fgbg" in s
+        if "model.ownership_owner_grad" in extra[0]:  # forward values untouched
+            assert s["onehot"] == pytest.approx(plain["onehot"], rel=1e-6)
+        assert np.isfinite(t.train_step()["total"])
+
+
 def test_supervised_and_semantic_modes_run(scene_dir, tmp_path):
     for extra in (["train.method=supervised", "train.oracle_labels=true"], ["train.mode=semantic"]):
         t = Trainer(_cfg(scene_dir, tmp_path / extra[0].split("=")[1], *extra))

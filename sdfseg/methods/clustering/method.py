@@ -10,6 +10,8 @@ multi-view vote of the 2D masks decides which channel owns each piece of surface
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from ...data.rays import Batch
@@ -49,8 +51,7 @@ class ClusteringMethod(Method):
         losses: dict[str, torch.Tensor] = {}
         if ym.numel() == 0:
             return losses
-        # the labels' confidence per ray (low at mask edges and on wrong segments), or equal weights
-        cw = batch.confidence[seg].clamp_min(0.05) if w.cluster_confidence else None
+        cw = self.ray_weights(batch.confidence[seg])
         P = cl.cluster_probabilities(om, temperature(self.cfg, O.shape[1]))
         mu, labs, counts = cl.cluster_centres(P, ym, cw)
         losses["diff"] = c * w.diff * cl.differentiation_loss(mu)
@@ -65,6 +66,11 @@ class ClusteringMethod(Method):
             losses["cross_view"] = c * w.cross_view * self.cross_view(O, batch, seg, mu, labs)
         return losses
 
+    def ray_weights(self, confidence: torch.Tensor) -> Optional[torch.Tensor]:
+        """Weights of labelled rays in the clustering terms: the labels' confidence (low at mask edges and on
+        wrong segments, at least 0.05) with ``loss.cluster_confidence``, else None (equal weights)."""
+        return confidence.clamp_min(0.05) if self.cfg.loss.cluster_confidence else None
+
     def cross_view(self, O: torch.Tensor, batch: Batch, seg: torch.Tensor, mu: torch.Tensor, labs: torch.Tensor
                    ) -> torch.Tensor:
         """Eq. 9 between the main view's clusters (rays ``seg``) and each extra view's clusters (thing labels only)."""
@@ -78,8 +84,8 @@ class ClusteringMethod(Method):
             fg = yv > 0
             if not fg.any():
                 continue
-            cw = batch.confidence[sel][fg].clamp_min(0.05) if self.cfg.loss.cluster_confidence else None
-            mu_v, labs_v, _ = cl.cluster_centres(cl.cluster_probabilities(O[sel][fg], T), yv[fg], cw)
+            mu_v, labs_v, _ = cl.cluster_centres(cl.cluster_probabilities(O[sel][fg], T), yv[fg],
+                                                 self.ray_weights(batch.confidence[sel][fg]))
             sem_v = label_semantics(yv[fg], batch.semantic[sel][fg], labs_v, nsem)
             keep = labs != 0
             terms.append(cl.cross_view_loss(mu[keep], sem_main[keep], mu_v, sem_v))
