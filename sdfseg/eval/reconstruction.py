@@ -18,19 +18,16 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from PIL import Image
 
-from ..data.scene import Scene, decode_rgb
+from ..data.scene import Scene
 from ..errors import SdfsegError
+from ..io import read_label_png, read_rgb
 
 DEPTH_THRESHOLDS_M = (0.05, 0.20)
 
 
-def _read(path: Path, hw: tuple[int, int]) -> np.ndarray:
-    try:
-        arr = np.asarray(Image.open(path))
-    except (OSError, ValueError) as e:
-        raise SdfsegError(f"{path}: cannot read the rendered view ({e})") from None
+def _sized(arr: np.ndarray, path: Path, hw: tuple[int, int]) -> np.ndarray:
+    """``arr`` read from ``path``, checked to be the scene's size."""
     if arr.shape[:2] != hw:
         raise SdfsegError(f"{path}: size {arr.shape[1]}x{arr.shape[0]}, expected the scene's {hw[1]}x{hw[0]}")
     return arr
@@ -66,10 +63,12 @@ def view_reconstruction(scene: Scene, pred_dir: str | Path, frames: np.ndarray) 
     psnrs, pred_d, gt_d = [], [], []
     for i in frames:
         name = scene.frame_names[int(i)]
-        rgb = decode_rgb(_read(pred_dir / "rgb" / f"{name}.png", hw)[..., :3])
+        f = pred_dir / "rgb" / f"{name}.png"
+        rgb = _sized(read_rgb(f), f, hw)
         psnrs.append(psnr(rgb, scene.rgb_float(int(i))))
         if metric:
-            pred_d.append(_read(pred_dir / "depth" / f"{name}.png", hw).astype(np.float64) / 1000.0)
+            f = pred_dir / "depth" / f"{name}.png"
+            pred_d.append(_sized(read_label_png(f), f, hw).astype(np.float64) / 1000.0)  # uint16 millimetres
             gt_d.append(scene.depth_float(int(i)).astype(np.float64) * scene.normalization.scale)
     out: dict = {"psnr": float(np.mean(psnrs)) if psnrs else None, "frames": len(psnrs)}
     if metric and pred_d:
