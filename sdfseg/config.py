@@ -102,6 +102,11 @@ class ModelConfig:
     won by pulling rivals down: tried, the geometry collapses); ``raise``: only raise it (a one-sided gradient),
     so a sample changes hands by raising its owner, and a rival that crosses below becomes the owner and cannot
     be pulled further down."""
+    scene_offsets: bool = False
+    """The network outputs the scene SDF ``g`` and K channel offsets ``a_k``; channel ``k`` is
+    ``g + a_k - min_j a_j``. The scene SDF (the min) is ``g`` whatever the offsets are, and who owns a point
+    depends on the offsets alone, so the segmentation terms' ownership softmax cannot move the surface (only
+    the shared trunk links them). false: the K channels are the outputs (ObjectSDF++)."""
     detach_occlusion: bool = False
     """Object opacities O use a detached scene transmittance (segmentation losses do not move surfaces)."""
     beta_init: float = 0.1

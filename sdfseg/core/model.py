@@ -75,7 +75,7 @@ class SceneModel(nn.Module):
             encoding=dataclasses.asdict(m.encoding), n_frequencies=m.n_frequencies, weight_norm=m.weight_norm,
             sphere_radius=cfg.data.sphere_radius, object_radius=m.object_radius, inside_out=True,
             room_channels=(num_channels if cfg.train.mode == "semantic" else 1) if room_channels is None
-            else room_channels)
+            else room_channels, scene_offsets=m.scene_offsets)
         self.appearance: Optional[nn.Embedding] = None
         if m.appearance_dim > 0:
             if num_frames < 1:
@@ -165,6 +165,9 @@ class SceneModel(nn.Module):
         """
         m = self.cfg.model
         if m.opacity == "ownership":
+            if m.scene_offsets:  # the softmax is shift-invariant: drop the scene SDF's (cancelling) gradient
+                s_min = sdf.min(dim=-1, keepdim=True).values
+                sdf = sdf - s_min + s_min.detach()
             if m.ownership_owner_grad != "full":  # the owner's SDF is the scene's: segmentation may not pull it out
                 owner = sdf == sdf.min(dim=-1, keepdim=True).values
                 sdf = torch.where(owner, sdf.detach() if m.ownership_owner_grad == "none" else _RaiseOnly.apply(sdf),

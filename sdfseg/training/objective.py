@@ -110,7 +110,8 @@ class Objective:
         surf = out["points"].detach().reshape(-1, 3)
         pick = torch.randint(0, surf.shape[0], (n,), device=dev)
         pts = torch.cat([random_sphere_points(n, 1.0, dev), surf[pick]])
-        sdf, _, grad = model.sdf.sdf_and_grad(pts, mode=cfg.model.gradient, eps=cfg.model.fd_eps, create_graph=True)
+        sdf, _, grad = model.sdf.sdf_and_grad(pts, mode=cfg.model.gradient, eps=cfg.model.fd_eps, create_graph=True,
+                                              detach_rivals=True)
         losses["eikonal"] = w.eikonal * recon.eikonal(grad, sdf)
         if w.smooth > 0:
             near = surf[pick[: max(1, n // 4)]]

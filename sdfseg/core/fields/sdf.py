@@ -70,8 +70,10 @@ class MultiChannelSDF(nn.Module):
         use_grid: bool = True,
         init_mode: str = "spread",
         room_channels: int = 1,
+        scene_offsets: bool = False,
     ) -> None:
         super().__init__()
+        self.scene_offsets = bool(scene_offsets)
         self.room_channels = max(1, min(int(room_channels), int(num_channels)))
         if init_mode not in ("spread", "idr"):
             raise SdfsegError(f"sdf.init_mode: expected 'spread' or 'idr', got '{init_mode}'")
@@ -91,7 +93,8 @@ class MultiChannelSDF(nn.Module):
                 raise SdfsegError(f"sdf.encoding: unknown hash grid option ({exc})") from None
         grid_dim = self.grid.out_dim if self.grid is not None else 0
         dims = [self.frequency.out_dim + grid_dim] + [hidden_dim] * n_hidden_layers
-        dims.append(self.num_channels + self.feature_dim)
+        self.n_raw = self.num_channels + int(self.scene_offsets)
+        dims.append(self.n_raw + self.feature_dim)
         layers = []
         for i in range(len(dims) - 1):
             lin = nn.Linear(dims[i], dims[i + 1])
@@ -111,23 +114,31 @@ class MultiChannelSDF(nn.Module):
         flipped to ``sphere_radius - |x|`` when inside-out). The hidden layers make
         ``sum(h)`` proportional to ``|x|``: ``|x| * d / 4`` for "spread" (plus the
         softplus offset ``~ (d / 2) ln 2 / beta``, removed through the bias), and
-        ``|x| * sqrt(d / pi)`` in expectation for IDR."""
+        ``|x| * sqrt(d / pi)`` in expectation for IDR. With ``scene_offsets`` the scene row starts
+        as the room and the K offset rows as the channels would: the same ownership at step 0."""
         k, d_in = self.num_channels, lin.in_features
         if init_mode == "spread":
             slope, offset = 4.0 / d_in, 2.0 * math.log(2.0) / self.softplus_beta
         else:
             slope, offset = math.sqrt(math.pi) / math.sqrt(d_in), 0.0
-        with torch.no_grad():
-            nn.init.normal_(lin.weight[:k], mean=slope, std=1e-4)
-            lin.bias[:k].fill_(-object_radius - offset)
-            r = self.room_channels  # channels 0..r-1 start as the room sphere (default: channel 0 only)
-            if inside_out:  # sdf ~ sphere_radius - |x|: positive inside the room
-                nn.init.normal_(lin.weight[:r], mean=-slope, std=1e-4)
-                lin.bias[:r].fill_(sphere_radius + offset)
+
+        def sphere(rows: slice, radius: float, inside: bool) -> None:
+            if inside:  # sdf ~ radius - |x|: positive inside the room
+                nn.init.normal_(lin.weight[rows], mean=-slope, std=1e-4)
+                lin.bias[rows].fill_(radius + offset)
             else:
-                lin.bias[:r].fill_(-sphere_radius - offset)
-            nn.init.normal_(lin.weight[k:], mean=0.0, std=1.0 / math.sqrt(d_in))
-            lin.bias[k:].zero_()
+                nn.init.normal_(lin.weight[rows], mean=slope, std=1e-4)
+                lin.bias[rows].fill_(-radius - offset)
+
+        with torch.no_grad():
+            c = int(self.scene_offsets)  # the scene row comes first
+            if c:
+                sphere(slice(0, 1), sphere_radius, inside_out)
+            sphere(slice(c, c + k), object_radius, False)
+            sphere(slice(c, c + self.room_channels), sphere_radius, inside_out)  # channels 0..r-1: the room
+            n = self.n_raw
+            nn.init.normal_(lin.weight[n:], mean=0.0, std=1.0 / math.sqrt(d_in))
+            lin.bias[n:].zero_()
 
     @property
     def supports_jacobian(self) -> bool:
@@ -145,14 +156,14 @@ class MultiChannelSDF(nn.Module):
         return h, jac
 
     def _mlp(self, h: Tensor, jac: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
-        """MLP on ``h [P, D]``; carries ``jac [3, P, D]`` forward. Returns output ``[P, K + F]``
-        and the SDF-channel Jacobian ``[3, P, K]`` (None without ``jac``)."""
+        """MLP on ``h [P, D]``; carries ``jac [3, P, D]`` forward. Returns output ``[P, n_raw + F]``
+        and the Jacobian ``[3, P, n_raw]`` of the raw SDF outputs (None without ``jac``)."""
         beta = self.softplus_beta
         for i, lin in enumerate(self.layers):
             weight, bias = lin.weight, lin.bias
             if i == len(self.layers) - 1:
                 out = F.linear(h, weight, bias)
-                jac_sdf = None if jac is None else torch.matmul(jac, weight[: self.num_channels].t())
+                jac_sdf = None if jac is None else torch.matmul(jac, weight[: self.n_raw].t())
                 return out, jac_sdf
             z = F.linear(h, weight, bias)
             h = F.softplus(z, beta=beta)
@@ -160,11 +171,44 @@ class MultiChannelSDF(nn.Module):
                 jac = torch.matmul(jac, weight.t()) * torch.sigmoid(beta * z)[None]
         raise AssertionError("unreachable")
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``x [P, 3]`` -> ``(sdf [P, K], feature [P, F])``."""
+    def _channels(self, raw: Tensor, jac: Optional[Tensor] = None, detach_rivals: bool = False
+                  ) -> tuple[Tensor, Optional[Tensor]]:
+        """Channel SDFs ``[P, K]`` (and their Jacobian ``[3, P, K]``) from the raw outputs ``[P, n_raw]``.
+
+        Without ``scene_offsets`` the raw outputs are the channels. With it, raw = ``(g, a_1..a_K)`` and
+        ``s_k = g + a_k - min_j a_j``: the scene SDF ``min_k s_k`` is ``g`` itself, and which channel owns
+        a point (and by how much) is decided by the offsets alone, so a loss on who owns a point cannot
+        move the surface (the ownership softmax is shift-invariant). ``detach_rivals``: ``g`` enters
+        every channel but the lowest one detached (the per-channel SDF regularisers then shape the
+        offsets, and the scene SDF only through its own channel)."""
+        if not self.scene_offsets:
+            return raw, jac
+        g, a = raw[:, :1], raw[:, 1:]
+        a_min, idx = a.min(dim=-1, keepdim=True)
+        delta = a - a_min
+        if detach_rivals:
+            own = F.one_hot(idx[:, 0], a.shape[1]).bool()
+            sdf = torch.where(own, g, g.detach()) + delta
+        else:
+            sdf = g + delta
+        if jac is None:
+            return sdf, None
+        jg, ja = jac[..., :1], jac[..., 1:]
+        ja_min = ja.gather(-1, idx[None].expand(jac.shape[0], -1, -1))
+        if detach_rivals:
+            jg = torch.where(own[None], jg, jg.detach())
+        return sdf, jg + ja - ja_min
+
+    def _raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x [P, 3]`` -> raw SDF outputs ``[P, n_raw]`` and the feature ``[P, F]``."""
         h, _ = self._encode(x, with_jacobian=False)
         out, _ = self._mlp(h, None)
-        return out[:, : self.num_channels], out[:, self.num_channels :]
+        return out[:, : self.n_raw], out[:, self.n_raw :]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x [P, 3]`` -> ``(sdf [P, K], feature [P, F])``."""
+        raw, feat = self._raw(x)
+        return self._channels(raw)[0], feat
 
     def sdf(self, x: Tensor) -> Tensor:
         """All channels only: ``x [P, 3] -> [P, K]``."""
@@ -175,7 +219,8 @@ class MultiChannelSDF(nn.Module):
         return scene_sdf(self.forward(x)[0])
 
     def sdf_and_grad(
-        self, x: Tensor, mode: str = "analytic", eps: float = 1e-3, create_graph: bool = True
+        self, x: Tensor, mode: str = "analytic", eps: float = 1e-3, create_graph: bool = True,
+        detach_rivals: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """SDF, feature and gradients of ALL channels: ``(sdf [P, K], feature [P, F], grad [P, K, 3])``.
 
@@ -183,45 +228,52 @@ class MultiChannelSDF(nn.Module):
         network, or one replicated reverse pass with the tcnn grid).
         ``mode="finite_difference"``: central differences with step ``eps`` along
         x, y, z, evaluated in one batched forward of ``[7P, 3]`` points.
-        With ``create_graph=False`` the returned gradient is detached.
+        With ``create_graph=False`` the returned gradient is detached. ``detach_rivals``: see
+        :meth:`_channels` (no effect without ``scene_offsets``).
         """
+        dr = detach_rivals and self.scene_offsets
         if mode == "analytic":
             if self.supports_jacobian:
-                sdf, feat, grad = self._grad_jacobian(x)
+                sdf, feat, grad = self._grad_jacobian(x, dr)
             else:
-                sdf, feat, grad = self._grad_replicated(x, create_graph)
+                sdf, feat, grad = self._grad_replicated(x, create_graph, dr)
         elif mode == "finite_difference":
-            sdf, feat, grad = self._grad_finite_difference(x, eps)
+            sdf, feat, grad = self._grad_finite_difference(x, eps, dr)
         else:
             raise SdfsegError(f"sdf gradient mode: expected 'analytic' or 'finite_difference', got '{mode}'")
         return sdf, feat, (grad if create_graph else grad.detach())
 
-    def _grad_jacobian(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _grad_jacobian(self, x: Tensor, detach_rivals: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         h, jac = self._encode(x, with_jacobian=True)
-        out, jac_sdf = self._mlp(h, jac)
-        k = self.num_channels
-        return out[:, :k], out[:, k:], jac_sdf.permute(1, 2, 0)
+        out, jac_raw = self._mlp(h, jac)
+        n = self.n_raw
+        sdf, jac_sdf = self._channels(out[:, :n], jac_raw, detach_rivals)
+        return sdf, out[:, n:], jac_sdf.permute(1, 2, 0)
 
-    def _grad_replicated(self, x: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """One reverse pass over K copies of the points; copy k back-propagates channel k."""
-        k, n = self.num_channels, x.shape[0]
+    def _grad_replicated(self, x: Tensor, create_graph: bool, detach_rivals: bool = False
+                         ) -> tuple[Tensor, Tensor, Tensor]:
+        """One reverse pass over ``n_raw`` copies of the points; copy k back-propagates raw output k."""
+        k, n = self.n_raw, x.shape[0]
         with torch.enable_grad():
             xr = x.repeat(k, 1)
             if not xr.requires_grad:
                 xr.requires_grad_(True)
-            sdf_rep, feat_rep = self.forward(xr)
-            diag = sdf_rep.view(k, n, k).diagonal(dim1=0, dim2=2)  # [P, K]: copy k, channel k
+            raw_rep, feat_rep = self._raw(xr)
+            diag = raw_rep.view(k, n, k).diagonal(dim1=0, dim2=2)  # [P, k]: copy i, output i
             (g,) = torch.autograd.grad(diag.sum(), xr, create_graph=create_graph)
-        return sdf_rep[:n], feat_rep[:n], g.view(k, n, 3).permute(1, 0, 2)
+        sdf, jac = self._channels(raw_rep[:n], g.view(k, n, 3).permute(2, 1, 0), detach_rivals)
+        return sdf, feat_rep[:n], jac.permute(1, 2, 0)
 
-    def _grad_finite_difference(self, x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    def _grad_finite_difference(self, x: Tensor, eps: float, detach_rivals: bool = False
+                                ) -> tuple[Tensor, Tensor, Tensor]:
+        """Central differences of the raw outputs (the channels' gradients follow, :meth:`_channels`)."""
         n = x.shape[0]
         offsets = torch.eye(3, dtype=x.dtype, device=x.device) * eps  # [3, 3]
         shifted = torch.cat([x[None] + offsets[:, None], x[None] - offsets[:, None]], dim=0)  # [6, P, 3]
-        sdf_all, feat_all = self.forward(torch.cat([x, shifted.reshape(-1, 3)], dim=0))
-        plus, minus = sdf_all[n:].view(2, 3, n, -1).unbind(0)  # each [3, P, K]
-        grad = ((plus - minus) / (2.0 * eps)).permute(1, 2, 0)
-        return sdf_all[:n], feat_all[:n], grad
+        raw_all, feat_all = self._raw(torch.cat([x, shifted.reshape(-1, 3)], dim=0))
+        plus, minus = raw_all[n:].view(2, 3, n, -1).unbind(0)  # each [3, P, n_raw]
+        sdf, jac = self._channels(raw_all[:n], (plus - minus) / (2.0 * eps), detach_rivals)
+        return sdf, feat_all[:n], jac.permute(1, 2, 0)
 
 
 def _init_hidden_idr(lin: nn.Linear, first: bool) -> None:
