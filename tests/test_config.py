@@ -134,3 +134,24 @@ def test_ownership_opacity_and_the_owner_gradient(mode):
     assert sdf.grad[0].flatten().tolist() == pytest.approx([owner1, -a, b, owner2], abs=1e-6)
     with pytest.raises(SdfsegError, match="ownership_owner_grad"):
         load_config(None, ["model.ownership_owner_grad=some"])
+
+
+def test_scene_offsets_object_opacity_leaves_the_scene_sdf_alone():
+    """model.scene_offsets: the object opacities of rendered rays give the network's scene row (g) no gradient at
+    all, the offset rows theirs; the scene SDF (min over channels) is g, the rendered depth follows it."""
+    from sdfseg.core.model import SceneModel
+
+    cfg = load_config(None, ["model.opacity=ownership", "model.num_channels=3", "model.scene_offsets=true",
+                             "model.hidden_dim=16", "model.feature_dim=4", "model.color_hidden_dim=8",
+                             "model.color_use_normal=false"])
+    torch.manual_seed(0)
+    model = SceneModel(cfg, 3)
+    with torch.no_grad():  # offsets that vary in space: every channel owns some samples
+        model.sdf.layers[-1].parametrizations.weight.original1[1:4].normal_(0, 0.3)
+    origins = torch.zeros(16, 3)
+    dirs = torch.nn.functional.normalize(torch.randn(16, 3, generator=torch.Generator().manual_seed(1)), dim=-1)
+    out = model.render(origins, dirs, need_normals=False)
+    assert out["sdf"].argmin(dim=-1).unique().numel() >= 2  # samples of more than one owner
+    out["opacity"][:, 1].sum().backward()
+    weight = model.sdf.layers[-1].parametrizations.weight.original1
+    assert weight.grad[0].abs().max() == 0 and weight.grad[1:4].abs().max() > 0

@@ -175,3 +175,73 @@ def test_plain_linear_layers_and_no_grid(use_grid):
     with torch.no_grad():  # analytic normals need no autograd at all
         _, _, g_ng = model.sdf_and_grad(x)
     assert torch.allclose(g_ng, g)
+
+
+def test_scene_offsets_channels_hand_worked():
+    # raw outputs (g, a_1, a_2, a_3): channel k = g + a_k - min_j a_j, so min over channels = g
+    model = make_sdf(k=3, scene_offsets=True)
+    raw = torch.tensor([[0.2, 0.5, 0.1, 0.3], [-0.4, 0.0, 0.0, 2.0]])
+    sdf, _ = model._channels(raw)
+    assert torch.allclose(sdf, torch.tensor([[0.6, 0.2, 0.4], [-0.4, -0.4, 1.6]]))
+    assert torch.allclose(scene_sdf(sdf), raw[:, 0])
+
+
+def test_scene_offsets_init_scene_is_the_room_and_grads_match_autograd():
+    model = make_sdf(k=4, hidden=128, scene_offsets=True)
+    x = random_points(300, 0.15, 0.85)
+    r = x.norm(dim=-1)
+    with torch.no_grad():
+        sdf, feat = model(x)
+        raw, _ = model._raw(x)
+    assert sdf.shape == (300, 4) and feat.shape == (300, 16) and raw.shape == (300, 5)
+    assert (raw[:, 0] - (0.9 - r)).abs().max() < 0.02  # the scene starts as the room
+    assert torch.equal(scene_sdf(sdf), raw[:, 0])
+    # offsets start as the plain channels would: the room channel owns |x| > 0.5, an object one |x| < 0.5
+    owner = sdf.argmin(dim=-1)
+    assert bool(((owner == 0) == (r > 0.5))[(r - 0.5).abs() > 0.02].all())
+    model = randomise(model)
+    x = random_points(64, 0.1, 0.9)
+    sdf_a, _, g_a = model.sdf_and_grad(x, mode="analytic")
+    assert torch.allclose(g_a, per_channel_autograd(model, x), atol=1e-4, rtol=1e-4)
+    _, _, g_rep = model._grad_replicated(x, create_graph=True)
+    assert torch.allclose(g_rep, g_a, atol=1e-4, rtol=1e-4)
+    _, _, g_f = model.sdf_and_grad(x, mode="finite_difference", eps=1e-4)
+    assert (g_f - g_a).abs().mean() < 2e-2 * g_a.abs().mean()
+
+
+@pytest.mark.parametrize("mode", ["analytic", "replicated", "finite_difference"])
+def test_scene_offsets_detach_rivals_keeps_values_and_cuts_the_scene_row(mode):
+    model = randomise(make_sdf(k=3, scene_offsets=True))
+    x = random_points(48, 0.1, 0.9)
+    ref_sdf, _, ref_g = model.sdf_and_grad(x, mode="finite_difference" if mode == "finite_difference" else "analytic",
+                                           eps=1e-4)
+    if mode == "replicated":
+        sdf, _, g = model._grad_replicated(x, True, detach_rivals=True)
+    else:
+        sdf, _, g = model.sdf_and_grad(x, mode=mode, eps=1e-4, detach_rivals=True)
+    assert torch.allclose(sdf, ref_sdf) and torch.allclose(g, ref_g, atol=1e-5)  # same values
+    rival = torch.ones_like(sdf, dtype=torch.bool)
+    rival[torch.arange(48), sdf.argmin(dim=-1)] = False
+    loss = sdf[rival].sum() + ((g.norm(dim=-1) - 1) ** 2)[rival].sum()
+    weight = model.layers[-1].parametrizations.weight.original1
+    model.zero_grad()
+    loss.backward()
+    assert weight.grad[0].abs().max() == 0  # the scene row g: no gradient from rival channels
+    assert weight.grad[1:4].abs().max() > 0  # the offsets get it
+    # the owner's terms do reach the scene row
+    model.zero_grad()
+    sdf, _, g = model.sdf_and_grad(x, mode="analytic", detach_rivals=True)
+    (sdf[~rival].sum() + g.norm(dim=-1)[~rival].sum()).backward()
+    assert weight.grad[0].abs().max() > 0
+
+
+def test_scene_offsets_ownership_softmax_cannot_move_the_scene():
+    # the ownership softmax is shift-invariant in g: its loss gives the scene row no gradient
+    model = randomise(make_sdf(k=3, scene_offsets=True))
+    x = random_points(48, 0.1, 0.9)
+    sdf, _ = model(x)
+    own = torch.softmax(-sdf / 0.01, dim=-1)
+    weight = model.layers[-1].parametrizations.weight.original1
+    (own[:, 1] - 1.0).abs().sum().backward()
+    assert weight.grad[0].abs().max() < 1e-4 * weight.grad[1:4].abs().max()
+    assert weight.grad[1:4].abs().max() > 0

@@ -108,13 +108,14 @@ def test_resume_continues_from_saved_step(scene_dir, tmp_path, extra):
 
 
 def test_clustering_options_train(scene_dir, tmp_path):
-    """loss.cluster_confidence and each model.ownership_owner_grad train steps with the clustering terms on;
+    """loss.cluster_confidence, model.scene_offsets and each model.ownership_owner_grad train steps with the
+    clustering terms on;
     an ownership_owner_grad changes only gradients, so its first step's one-hot term is the plain recipe's
     (same seed)."""
     base = ["model.opacity=ownership", "train.segmentation_start=0"]
     plain = Trainer(_cfg(scene_dir, tmp_path / "plain", *base)).train_step()
     for i, extra in enumerate((["loss.cluster_confidence=true"], ["model.ownership_owner_grad=raise"],
-                               ["model.ownership_owner_grad=none"])):
+                               ["model.ownership_owner_grad=none"], ["model.scene_offsets=true"])):
         t = Trainer(_cfg(scene_dir, tmp_path / f"opt{i}", *base, *extra))
         s = t.train_step()
         assert np.isfinite(s["total"]) and "onehot" in s and "fgbg" in s
