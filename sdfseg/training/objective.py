@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..config import Config
 from ..core import losses as recon
+from ..core.fields.sdf import min_channel_grad
 from ..data.rays import Batch
 from ..data.scene import METRIC_DEPTH, ClassInfo
 from ..methods import Method, create_method
@@ -113,6 +114,8 @@ class Objective:
         sdf, _, grad = model.sdf.sdf_and_grad(pts, mode=cfg.model.gradient, eps=cfg.model.fd_eps, create_graph=True,
                                               detach_rivals=True)
         losses["eikonal"] = w.eikonal * recon.eikonal(grad, sdf)
+        if model.sdf.scene_offsets:  # the scene SDF is one output, not K regularised channels: its own full term
+            losses["eikonal"] = losses["eikonal"] + w.eikonal * recon.eikonal(min_channel_grad(sdf, grad))
         if w.smooth > 0:
             near = surf[pick[: max(1, n // 4)]]
             g0 = _scene_grad(model, near)

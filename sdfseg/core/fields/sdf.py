@@ -6,6 +6,11 @@ initialised as an inside-out sphere (positive inside the room, where the cameras
 are); channels 1..K-1 start as small spheres around the origin (positive almost
 everywhere: no object yet). Scene SDF = min over channels.
 
+``scene_offsets=True`` (``model.scene_offsets``): the MLP outputs the scene SDF ``g`` and K offsets
+``a_k`` instead, and channel ``k = g + a_k - min_j a_j``. The min over channels is ``g`` exactly, and
+the channels' differences (who owns a point) are the offsets', so a loss on ownership alone cannot
+move the scene surface.
+
 Gradients of all K channels (for normals and the eikonal loss) come from one
 forward pass that carries the Jacobian ``d h / d x`` (3 tangent directions)
 through the MLP (forward-mode, hand-written: 3 extra GEMMs per layer), instead of
