@@ -60,8 +60,10 @@ def test_two_iterations_end_to_end(scene_dir, tmp_path):
 
 def test_ownership_vote_moves_owners_not_surface(scene_dir, tmp_path):
     run = tmp_path / "run"
+    # the plain channels: after two steps with model.scene_offsets no sampled point of this tiny scene changes
+    # owner (the vote's effect with it is measured by the quality benchmark)
     trainer = Trainer(_cfg(scene_dir, run, "render.vote_grid=16", "render.vote_rays=512",
-                           "render.export_mesh=false"))
+                           "render.export_mesh=false", "model.scene_offsets=false"))
     trainer.fit(progress=False)
     finish(trainer, progress=False)
     grid = OwnershipGrid.load(run / "ownership.npz")
