@@ -107,6 +107,10 @@ class ModelConfig:
     ``g + a_k - min_j a_j``. The scene SDF (the min) is ``g`` whatever the offsets are, and who owns a point
     depends on the offsets alone, so the segmentation terms' ownership softmax cannot move the surface (only
     the shared trunk links them). false: the K channels are the outputs (ObjectSDF++)."""
+    offsets_detach_trunk: bool = False
+    """``scene_offsets`` only: the offsets read the trunk's features detached, so no loss on the channels
+    reaches the trunk and hash grid that the scene SDF is made of (the offsets are then a linear read-out
+    of the geometry's features)."""
     detach_occlusion: bool = False
     """Object opacities O use a detached scene transmittance (segmentation losses do not move surfaces)."""
     beta_init: float = 0.1

@@ -245,3 +245,21 @@ def test_scene_offsets_ownership_softmax_cannot_move_the_scene():
     (own[:, 1] - 1.0).abs().sum().backward()
     assert weight.grad[0].abs().max() < 1e-4 * weight.grad[1:4].abs().max()
     assert weight.grad[1:4].abs().max() > 0
+
+
+def test_offsets_detach_trunk_same_values_and_no_trunk_gradient():
+    torch.manual_seed(0)
+    shared = randomise(make_sdf(k=3, scene_offsets=True))
+    torch.manual_seed(0)
+    cut = randomise(make_sdf(k=3, scene_offsets=True, offsets_detach_trunk=True))
+    x = random_points(40, 0.1, 0.9)
+    s1, f1, g1 = shared.sdf_and_grad(x)
+    s2, f2, g2 = cut.sdf_and_grad(x)
+    assert torch.allclose(s1, s2) and torch.allclose(f1, f2) and torch.allclose(g1, g2, atol=1e-6)
+    # a loss on the offsets alone (g removed exactly): only the output layer's offset rows learn
+    (s2 - s2.min(dim=-1, keepdim=True).values).sum().backward()
+    assert cut.grid.table.grad is None or cut.grid.table.grad.abs().max() == 0
+    for lin in cut.layers[:-1]:
+        grad = lin.parametrizations.weight.original1.grad
+        assert grad is None or grad.abs().max() == 0
+    assert cut.layers[-1].parametrizations.weight.original1.grad[1:4].abs().max() > 0

@@ -75,7 +75,8 @@ class SceneModel(nn.Module):
             encoding=dataclasses.asdict(m.encoding), n_frequencies=m.n_frequencies, weight_norm=m.weight_norm,
             sphere_radius=cfg.data.sphere_radius, object_radius=m.object_radius, inside_out=True,
             room_channels=(num_channels if cfg.train.mode == "semantic" else 1) if room_channels is None
-            else room_channels, scene_offsets=m.scene_offsets)
+            else room_channels, scene_offsets=m.scene_offsets,
+            offsets_detach_trunk=m.offsets_detach_trunk)
         self.appearance: Optional[nn.Embedding] = None
         if m.appearance_dim > 0:
             if num_frames < 1:

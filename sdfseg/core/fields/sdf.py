@@ -76,9 +76,11 @@ class MultiChannelSDF(nn.Module):
         init_mode: str = "spread",
         room_channels: int = 1,
         scene_offsets: bool = False,
+        offsets_detach_trunk: bool = False,
     ) -> None:
         super().__init__()
         self.scene_offsets = bool(scene_offsets)
+        self.offsets_detach_trunk = self.scene_offsets and bool(offsets_detach_trunk)
         self.room_channels = max(1, min(int(room_channels), int(num_channels)))
         if init_mode not in ("spread", "idr"):
             raise SdfsegError(f"sdf.init_mode: expected 'spread' or 'idr', got '{init_mode}'")
@@ -167,6 +169,16 @@ class MultiChannelSDF(nn.Module):
         for i, lin in enumerate(self.layers):
             weight, bias = lin.weight, lin.bias
             if i == len(self.layers) - 1:
+                if self.offsets_detach_trunk:  # the offsets read the trunk's features without moving them
+                    rows = torch.zeros(weight.shape[0], 1, dtype=torch.bool, device=weight.device)
+                    rows[1: self.n_raw] = True
+                    out = torch.where(rows.t(), F.linear(h.detach(), weight, bias), F.linear(h, weight, bias))
+                    jac_sdf = None
+                    if jac is not None:
+                        w_raw = weight[: self.n_raw].t()
+                        jac_sdf = torch.where(rows[: self.n_raw].t(), torch.matmul(jac.detach(), w_raw),
+                                              torch.matmul(jac, w_raw))
+                    return out, jac_sdf
                 out = F.linear(h, weight, bias)
                 jac_sdf = None if jac is None else torch.matmul(jac, weight[: self.n_raw].t())
                 return out, jac_sdf
