@@ -605,6 +605,9 @@ def validate(cfg: Config) -> None:
     for key, (val, allowed) in choices.items():
         if val not in allowed:
             raise SdfsegError(f"config key '{key}': expected one of {', '.join(allowed)}, got '{val}'")
+    if cfg.model.offsets_detach_trunk and not cfg.model.scene_offsets:
+        raise SdfsegError("config key 'model.offsets_detach_trunk': needs model.scene_offsets: true (there are no "
+                          "offsets to detach without it)")
     from .methods import method_class, method_names
 
     if cfg.train.method not in method_names():

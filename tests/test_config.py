@@ -136,6 +136,12 @@ def test_ownership_opacity_and_the_owner_gradient(mode):
         load_config(None, ["model.ownership_owner_grad=some"])
 
 
+def test_offsets_detach_trunk_needs_scene_offsets():
+    with pytest.raises(SdfsegError, match="model.offsets_detach_trunk': needs model.scene_offsets"):
+        load_config(None, ["model.offsets_detach_trunk=true"])
+    assert load_config(None, ["model.offsets_detach_trunk=true", "model.scene_offsets=true"]).model.offsets_detach_trunk
+
+
 def test_scene_offsets_object_opacity_leaves_the_scene_sdf_alone():
     """model.scene_offsets: the object opacities of rendered rays give the network's scene row (g) no gradient at
     all, the offset rows theirs; the scene SDF (min over channels) is g, the rendered depth follows it."""
