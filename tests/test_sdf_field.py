@@ -263,3 +263,8 @@ def test_offsets_detach_trunk_same_values_and_no_trunk_gradient():
         grad = lin.parametrizations.weight.original1.grad
         assert grad is None or grad.abs().max() == 0
     assert cut.layers[-1].parametrizations.weight.original1.grad[1:4].abs().max() > 0
+    # the reverse pass of the tcnn grid cannot give the detached offsets' gradient in x: an error, not zeros
+    with pytest.raises(SdfsegError, match="offsets_detach_trunk"):
+        cut._grad_replicated(x, create_graph=True)
+    _, _, g_fd = cut.sdf_and_grad(x, mode="finite_difference", eps=1e-4)
+    assert (g_fd - g2).abs().mean() < 2e-2 * g2.abs().mean()

@@ -169,18 +169,13 @@ class MultiChannelSDF(nn.Module):
         for i, lin in enumerate(self.layers):
             weight, bias = lin.weight, lin.bias
             if i == len(self.layers) - 1:
-                if self.offsets_detach_trunk:  # the offsets read the trunk's features without moving them
-                    rows = torch.zeros(weight.shape[0], 1, dtype=torch.bool, device=weight.device)
-                    rows[1: self.n_raw] = True
-                    out = torch.where(rows.t(), F.linear(h.detach(), weight, bias), F.linear(h, weight, bias))
-                    jac_sdf = None
-                    if jac is not None:
-                        w_raw = weight[: self.n_raw].t()
-                        jac_sdf = torch.where(rows[: self.n_raw].t(), torch.matmul(jac.detach(), w_raw),
-                                              torch.matmul(jac, w_raw))
-                    return out, jac_sdf
                 out = F.linear(h, weight, bias)
                 jac_sdf = None if jac is None else torch.matmul(jac, weight[: self.n_raw].t())
+                if self.offsets_detach_trunk:  # the offset rows again, on the trunk's features detached
+                    n = self.n_raw
+                    out = torch.cat([out[:, :1], F.linear(h.detach(), weight[1:n], bias[1:n]), out[:, n:]], dim=-1)
+                    if jac_sdf is not None:
+                        jac_sdf = torch.cat([jac_sdf[..., :1], torch.matmul(jac.detach(), weight[1:n].t())], dim=-1)
                 return out, jac_sdf
             z = F.linear(h, weight, bias)
             h = F.softplus(z, beta=beta)
@@ -270,6 +265,9 @@ class MultiChannelSDF(nn.Module):
     def _grad_replicated(self, x: Tensor, create_graph: bool, detach_rivals: bool = False
                          ) -> tuple[Tensor, Tensor, Tensor]:
         """One reverse pass over ``n_raw`` copies of the points; copy k back-propagates raw output k."""
+        if self.offsets_detach_trunk:  # the detached trunk would cut the offsets' gradient in x as well
+            raise SdfsegError("model.offsets_detach_trunk: needs the hash grid's analytic Jacobian (the torch "
+                              "backend) or model.gradient: finite_difference, not the tcnn grid's reverse pass")
         k, n = self.n_raw, x.shape[0]
         with torch.enable_grad():
             xr = x.repeat(k, 1)
