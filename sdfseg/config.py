@@ -111,6 +111,12 @@ class ModelConfig:
     """``scene_offsets`` only: the offsets read the trunk's features detached, so no loss on the channels
     reaches the trunk and hash grid that the scene SDF is made of (the offsets are then a linear read-out
     of the geometry's features)."""
+    offset_grid_levels: int = 0
+    """``scene_offsets`` only: > 0 gives the offsets a network of their own (the frequency encoding, a hash
+    grid of this many levels with 2 features each and the SDF grid's table size, an MLP as wide and deep
+    as the trunk), so the losses on the channels neither reach the trunk the scene SDF is made of nor read
+    its features. 0: the offsets are rows of the trunk's output layer."""
+    offset_grid_max_resolution: int = 256
     detach_occlusion: bool = False
     """Object opacities O use a detached scene transmittance (segmentation losses do not move surfaces)."""
     beta_init: float = 0.1
@@ -608,6 +614,12 @@ def validate(cfg: Config) -> None:
     if cfg.model.offsets_detach_trunk and not cfg.model.scene_offsets:
         raise SdfsegError("config key 'model.offsets_detach_trunk': needs model.scene_offsets: true (there are no "
                           "offsets to detach without it)")
+    if cfg.model.offset_grid_levels > 0 and not cfg.model.scene_offsets:
+        raise SdfsegError("config key 'model.offset_grid_levels': needs model.scene_offsets: true (there are no "
+                          "offsets to give a network without it)")
+    if cfg.model.offset_grid_levels > 0 and cfg.model.offsets_detach_trunk:
+        raise SdfsegError("config key 'model.offset_grid_levels': not with model.offsets_detach_trunk (two ways to "
+                          "keep the offsets off the trunk: choose one)")
     from .methods import method_class, method_names
 
     if cfg.train.method not in method_names():
@@ -651,6 +663,7 @@ def _validate_ranges(cfg: Config) -> None:
                 "model.beta_final": m.beta_final, "loss.cluster_temperature": cfg.loss.cluster_temperature,
                 "model.object_radius": m.object_radius, "model.fd_eps": m.fd_eps,
                 "model.semantic_grid_max_resolution": m.semantic_grid_max_resolution,
+                "model.offset_grid_max_resolution": m.offset_grid_max_resolution,
                 "model.encoding.n_levels": m.encoding.n_levels,
                 "model.encoding.n_features_per_level": m.encoding.n_features_per_level,
                 "model.encoding.log2_hashmap_size": m.encoding.log2_hashmap_size,
@@ -666,7 +679,8 @@ def _validate_ranges(cfg: Config) -> None:
                     "train.max_bad_steps": t.max_bad_steps, "train.replace_prob": t.replace_prob,
                     "train.distinction_start": t.distinction_start, "model.n_hidden_layers": m.n_hidden_layers,
                     "model.n_frequencies": m.n_frequencies, "model.color_layers": m.color_layers,
-                    "model.semantic_grid_levels": m.semantic_grid_levels, "model.appearance_dim": m.appearance_dim,
+                    "model.semantic_grid_levels": m.semantic_grid_levels,
+                    "model.offset_grid_levels": m.offset_grid_levels, "model.appearance_dim": m.appearance_dim,
                     "train.depth_rays": t.depth_rays, "sampler.n_importance": s.n_importance, "sampler.n_rounds": s.n_rounds,
                     "sampler.n_depth_uniform": s.n_depth_uniform, "render.merge_share": r.merge_share}
     non_negative.update({f"loss.{k}": v for k, v in dataclasses.asdict(cfg.loss).items()})

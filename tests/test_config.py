@@ -142,6 +142,24 @@ def test_offsets_detach_trunk_needs_scene_offsets():
     assert load_config(None, ["model.offsets_detach_trunk=true", "model.scene_offsets=true"]).model.offsets_detach_trunk
 
 
+def test_offset_grid_levels_needs_scene_offsets_and_is_its_own_network():
+    with pytest.raises(SdfsegError, match="model.offset_grid_levels': needs model.scene_offsets"):
+        load_config(None, ["model.offset_grid_levels=4"])
+    with pytest.raises(SdfsegError, match="model.offset_grid_levels': not with model.offsets_detach_trunk"):
+        load_config(None, ["model.offset_grid_levels=4", "model.scene_offsets=true", "model.offsets_detach_trunk=true"])
+    with pytest.raises(SdfsegError, match="model.offset_grid_levels': must be >= 0"):
+        load_config(None, ["model.offset_grid_levels=-1", "model.scene_offsets=true"])
+    from sdfseg.core.model import SceneModel
+
+    cfg = load_config(None, ["model.offset_grid_levels=4", "model.scene_offsets=true", "model.num_channels=3",
+                             "model.hidden_dim=16", "model.feature_dim=4", "model.color_hidden_dim=8",
+                             "model.encoding.backend=torch"])
+    model = SceneModel(cfg, 3)
+    grids = {id(p) for p in model.grid_parameters()}  # the offsets' grid trains at the grid learning rate
+    assert id(model.sdf.offset_grid.table) in grids and id(model.sdf.grid.table) in grids
+    assert not grids & {id(p) for p in model.other_parameters()}
+
+
 def test_scene_offsets_object_opacity_leaves_the_scene_sdf_alone():
     """model.scene_offsets: the object opacities of rendered rays give the network's scene row (g) no gradient at
     all, the offset rows theirs; the scene SDF (min over channels) is g, the rendered depth follows it."""

@@ -84,8 +84,10 @@ def per_channel_autograd(model, x):
 def randomise(model):
     """Turn the init sphere field into a random, non-trivial one (grid inputs used)."""
     with torch.no_grad():
-        model.grid.table.normal_(0, 0.5)
-        for lin in model.layers:
+        for grid in (model.grid, model.offset_grid):
+            if grid is not None:
+                grid.table.normal_(0, 0.5)
+        for lin in list(model.layers) + list(model.offset_layers or []):
             v = lin.parametrizations.weight.original1
             v.add_(0.05 * torch.randn_like(v))
     return model
@@ -268,3 +270,45 @@ def test_offsets_detach_trunk_same_values_and_no_trunk_gradient():
         cut._grad_replicated(x, create_graph=True)
     _, _, g_fd = cut.sdf_and_grad(x, mode="finite_difference", eps=1e-4)
     assert (g_fd - g2).abs().mean() < 2e-2 * g2.abs().mean()
+
+
+def test_offset_network_init_gradients_and_no_trunk_gradient():
+    model = make_sdf(k=4, hidden=128, scene_offsets=True, offset_grid_levels=3, offset_grid_max_resolution=16)
+    assert model.layers[-1].out_features == 1 + 16 and model.offset_layers[-1].out_features == 4
+    assert model.offset_grid.n_levels == 3 and len(model.grid_parameters()) == 2
+    x = random_points(300, 0.15, 0.85)
+    r = x.norm(dim=-1)
+    with torch.no_grad():
+        sdf, feat = model(x)
+        raw, _ = model._raw(x)
+    assert sdf.shape == (300, 4) and feat.shape == (300, 16) and raw.shape == (300, 5)
+    assert (raw[:, 0] - (0.9 - r)).abs().max() < 0.02  # the trunk's one SDF row starts as the room
+    assert (raw[:, 1] - (0.9 - r)).abs().max() < 0.02  # offset 0 as the room channel ...
+    assert (raw[:, 2:] - (r - 0.1)[:, None]).abs().max() < 0.02  # ... the others as small spheres
+    assert torch.equal(scene_sdf(sdf), raw[:, 0])
+    model = randomise(model)
+    x = random_points(64, 0.1, 0.9)
+    sdf_a, feat_a, g_a = model.sdf_and_grad(x, mode="analytic")
+    assert torch.allclose(g_a, per_channel_autograd(model, x), atol=1e-4, rtol=1e-4)
+    _, _, g_rep = model._grad_replicated(x, create_graph=True)
+    assert torch.allclose(g_rep, g_a, atol=1e-4, rtol=1e-4)
+    _, _, g_f = model.sdf_and_grad(x, mode="finite_difference", eps=1e-4)
+    assert (g_f - g_a).abs().mean() < 2e-2 * g_a.abs().mean()
+    # a loss on who owns what (g removed exactly) and on the rivals' eikonal: nothing reaches the trunk or its grid
+    model.zero_grad()
+    sdf, _ = model(x)
+    _, _, g = model.sdf_and_grad(x, mode="analytic", detach_rivals=True)
+    rival = torch.ones_like(sdf, dtype=torch.bool)
+    rival[torch.arange(64), sdf.argmin(dim=-1)] = False
+    ((sdf - sdf.min(dim=-1, keepdim=True).values).sum() + ((g.norm(dim=-1) - 1) ** 2)[rival].sum()).backward()
+    trunk = [model.grid.table] + [lin.parametrizations.weight.original1 for lin in model.layers]
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in trunk)
+    assert model.offset_grid.table.grad.abs().max() > 0
+    assert all(lin.parametrizations.weight.original1.grad.abs().max() > 0 for lin in model.offset_layers)
+
+
+def test_offset_network_needs_scene_offsets_and_not_detach_trunk():
+    with pytest.raises(SdfsegError, match="needs scene_offsets"):
+        make_sdf(k=3, offset_grid_levels=2)
+    with pytest.raises(SdfsegError, match="choose one"):
+        make_sdf(k=3, scene_offsets=True, offsets_detach_trunk=True, offset_grid_levels=2)

@@ -76,7 +76,8 @@ class SceneModel(nn.Module):
             sphere_radius=cfg.data.sphere_radius, object_radius=m.object_radius, inside_out=True,
             room_channels=(num_channels if cfg.train.mode == "semantic" else 1) if room_channels is None
             else room_channels, scene_offsets=m.scene_offsets,
-            offsets_detach_trunk=m.offsets_detach_trunk)
+            offsets_detach_trunk=m.offsets_detach_trunk, offset_grid_levels=m.offset_grid_levels,
+            offset_grid_max_resolution=m.offset_grid_max_resolution)
         self.appearance: Optional[nn.Embedding] = None
         if m.appearance_dim > 0:
             if num_frames < 1:
@@ -132,8 +133,7 @@ class SceneModel(nn.Module):
     # ---- parameter groups -------------------------------------------------------------------
     def grid_parameters(self) -> list[nn.Parameter]:
         """Hash-grid tables (trained with the larger grid learning rate)."""
-        sdf = list(self.sdf.grid.parameters()) if self.sdf.grid is not None else []
-        return sdf + (list(self.semantic_grid.parameters()) if self.semantic_grid is not None else [])
+        return self.sdf.grid_parameters() + (list(self.semantic_grid.parameters()) if self.semantic_grid is not None else [])
 
     def feature_parameters(self) -> list[nn.Parameter]:
         """MLP parameters of the hierarchical feature head (empty when it is disabled)."""

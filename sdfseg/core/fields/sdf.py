@@ -77,10 +77,17 @@ class MultiChannelSDF(nn.Module):
         room_channels: int = 1,
         scene_offsets: bool = False,
         offsets_detach_trunk: bool = False,
+        offset_grid_levels: int = 0,
+        offset_grid_max_resolution: int = 256,
     ) -> None:
         super().__init__()
         self.scene_offsets = bool(scene_offsets)
         self.offsets_detach_trunk = self.scene_offsets and bool(offsets_detach_trunk)
+        if offset_grid_levels > 0 and not self.scene_offsets:
+            raise SdfsegError("sdf: offset_grid_levels > 0 needs scene_offsets (there are no offsets without it)")
+        if offset_grid_levels > 0 and self.offsets_detach_trunk:
+            raise SdfsegError("sdf: offset_grid_levels > 0 and offsets_detach_trunk are two ways to keep the offsets "
+                              "off the trunk: choose one")
         self.room_channels = max(1, min(int(room_channels), int(num_channels)))
         if init_mode not in ("spread", "idr"):
             raise SdfsegError(f"sdf.init_mode: expected 'spread' or 'idr', got '{init_mode}'")
@@ -98,90 +105,97 @@ class MultiChannelSDF(nn.Module):
                 self.grid = HashGridEncoding(**(encoding or {}))
             except TypeError as exc:
                 raise SdfsegError(f"sdf.encoding: unknown hash grid option ({exc})") from None
-        grid_dim = self.grid.out_dim if self.grid is not None else 0
-        dims = [self.frequency.out_dim + grid_dim] + [hidden_dim] * n_hidden_layers
         self.n_raw = self.num_channels + int(self.scene_offsets)
-        dims.append(self.n_raw + self.feature_dim)
-        layers = []
-        for i in range(len(dims) - 1):
-            lin = nn.Linear(dims[i], dims[i + 1])
-            if i == len(dims) - 2:
-                self._init_last(lin, sphere_radius, object_radius, inside_out, init_mode)
-            elif init_mode == "spread":
-                _init_hidden_spread(lin, first=(i == 0))
-            else:
-                _init_hidden_idr(lin, first=(i == 0))
-            layers.append(parametrizations.weight_norm(lin) if weight_norm else lin)
-        self.layers = nn.ModuleList(layers)
+        self.offset_grid: Optional[HashGridEncoding] = None
+        self.offset_layers: Optional[nn.ModuleList] = None
+        if offset_grid_levels > 0:  # the offsets' own network: the trunk outputs g and the feature only
+            enc = dict(encoding or {})
+            enc.update(n_levels=int(offset_grid_levels), n_features_per_level=2,
+                       max_resolution=max(int(offset_grid_max_resolution), int(enc.get("base_resolution", 16))))
+            try:
+                self.offset_grid = HashGridEncoding(**enc)
+            except TypeError as exc:
+                raise SdfsegError(f"sdf.encoding: unknown hash grid option ({exc})") from None
+        self.n_trunk = 1 if self.offset_grid is not None else self.n_raw  # SDF rows of the trunk's output
+        rows = [(slice(0, 1), sphere_radius, inside_out)] if self.scene_offsets else []  # the scene row first
+        if self.offset_grid is None:
+            rows += self._channel_rows(int(self.scene_offsets), sphere_radius, object_radius, inside_out)
+        grid_dim = self.grid.out_dim if self.grid is not None else 0
+        self.layers = _sdf_mlp([self.frequency.out_dim + grid_dim] + [hidden_dim] * n_hidden_layers
+                               + [self.n_trunk + self.feature_dim], rows, self.n_trunk, init_mode, weight_norm,
+                               self.softplus_beta)
+        if self.offset_grid is not None:
+            self.offset_layers = _sdf_mlp(
+                [self.frequency.out_dim + self.offset_grid.out_dim] + [hidden_dim] * n_hidden_layers
+                + [self.num_channels], self._channel_rows(0, sphere_radius, object_radius, inside_out),
+                self.num_channels, init_mode, weight_norm, self.softplus_beta)
 
-    def _init_last(
-        self, lin: nn.Linear, sphere_radius: float, object_radius: float, inside_out: bool, init_mode: str
-    ) -> None:
-        """Geometric init of the output layer: every SDF channel ~ ``|x| - r`` (channel 0
-        flipped to ``sphere_radius - |x|`` when inside-out). The hidden layers make
-        ``sum(h)`` proportional to ``|x|``: ``|x| * d / 4`` for "spread" (plus the
-        softplus offset ``~ (d / 2) ln 2 / beta``, removed through the bias), and
-        ``|x| * sqrt(d / pi)`` in expectation for IDR. With ``scene_offsets`` the scene row starts
-        as the room and the K offset rows as the channels would: the same ownership at step 0."""
-        k, d_in = self.num_channels, lin.in_features
-        if init_mode == "spread":
-            slope, offset = 4.0 / d_in, 2.0 * math.log(2.0) / self.softplus_beta
-        else:
-            slope, offset = math.sqrt(math.pi) / math.sqrt(d_in), 0.0
+    def _channel_rows(self, first: int, sphere_radius: float, object_radius: float, inside_out: bool
+                      ) -> list[tuple[slice, float, bool]]:
+        """Init spheres of the K channel rows from output row ``first``: all objects first, then
+        channels 0..room_channels-1 the room. With ``scene_offsets`` these rows are the offsets, which
+        start as the channels would (the same ownership at step 0) while the scene row is the room."""
+        k = self.num_channels
+        return [(slice(first, first + k), object_radius, False),
+                (slice(first, first + self.room_channels), sphere_radius, inside_out)]
 
-        def sphere(rows: slice, radius: float, inside: bool) -> None:
-            if inside:  # sdf ~ radius - |x|: positive inside the room
-                nn.init.normal_(lin.weight[rows], mean=-slope, std=1e-4)
-                lin.bias[rows].fill_(radius + offset)
-            else:
-                nn.init.normal_(lin.weight[rows], mean=slope, std=1e-4)
-                lin.bias[rows].fill_(-radius - offset)
-
-        with torch.no_grad():
-            c = int(self.scene_offsets)  # the scene row comes first
-            if c:
-                sphere(slice(0, 1), sphere_radius, inside_out)
-            sphere(slice(c, c + k), object_radius, False)
-            sphere(slice(c, c + self.room_channels), sphere_radius, inside_out)  # channels 0..r-1: the room
-            n = self.n_raw
-            nn.init.normal_(lin.weight[n:], mean=0.0, std=1.0 / math.sqrt(d_in))
-            lin.bias[n:].zero_()
+    def grid_parameters(self) -> list[nn.Parameter]:
+        """The hash grids' tables (the SDF's and the offsets' own)."""
+        grids = [g for g in (self.grid, self.offset_grid) if g is not None]
+        return [p for g in grids for p in g.parameters()]
 
     @property
     def supports_jacobian(self) -> bool:
-        return self.grid is None or self.grid.supports_jacobian
+        return all(g is None or g.supports_jacobian for g in (self.grid, self.offset_grid))
 
-    def _encode(self, x: Tensor, with_jacobian: bool) -> tuple[Tensor, Optional[Tensor]]:
-        """``x [P, 3]`` -> MLP input ``[P, D]`` and optionally its Jacobian ``[3, P, D]``."""
-        if not with_jacobian:
-            parts = [self.frequency(x)] + ([self.grid(x)] if self.grid is not None else [])
-            return torch.cat(parts, dim=-1), None
-        h, jac = self.frequency.forward_with_jacobian(x)
-        if self.grid is not None:
-            hg, jg = self.grid.forward_with_jacobian(x)
-            h, jac = torch.cat([h, hg], dim=-1), torch.cat([jac, jg], dim=-1)
-        return h, jac
+    def _encode(self, x: Tensor, with_jacobian: bool
+                ) -> tuple[tuple[Tensor, Optional[Tensor]], tuple[Optional[Tensor], Optional[Tensor]]]:
+        """``x [P, 3]`` -> the trunk's input ``[P, D]`` and the offset network's ``[P, D_o]`` (None without
+        one), each with its Jacobian ``[3, P, D]`` when ``with_jacobian`` (else None). The frequency
+        encoding is computed once and shared."""
+        if with_jacobian:
+            hf, jf = self.frequency.forward_with_jacobian(x)
+        else:
+            hf, jf = self.frequency(x), None
+
+        def beside(grid: Optional[HashGridEncoding]) -> tuple[Tensor, Optional[Tensor]]:
+            if grid is None:
+                return hf, jf
+            if not with_jacobian:
+                return torch.cat([hf, grid(x)], dim=-1), None
+            hg, jg = grid.forward_with_jacobian(x)
+            return torch.cat([hf, hg], dim=-1), torch.cat([jf, jg], dim=-1)
+
+        return beside(self.grid), (beside(self.offset_grid) if self.offset_grid is not None else (None, None))
 
     def _mlp(self, h: Tensor, jac: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
-        """MLP on ``h [P, D]``; carries ``jac [3, P, D]`` forward. Returns output ``[P, n_raw + F]``
-        and the Jacobian ``[3, P, n_raw]`` of the raw SDF outputs (None without ``jac``)."""
-        beta = self.softplus_beta
-        for i, lin in enumerate(self.layers):
-            weight, bias = lin.weight, lin.bias
-            if i == len(self.layers) - 1:
-                out = F.linear(h, weight, bias)
-                jac_sdf = None if jac is None else torch.matmul(jac, weight[: self.n_raw].t())
-                if self.offsets_detach_trunk:  # the offset rows again, on the trunk's features detached
-                    n = self.n_raw
-                    out = torch.cat([out[:, :1], F.linear(h.detach(), weight[1:n], bias[1:n]), out[:, n:]], dim=-1)
-                    if jac_sdf is not None:
-                        jac_sdf = torch.cat([jac_sdf[..., :1], torch.matmul(jac.detach(), weight[1:n].t())], dim=-1)
-                return out, jac_sdf
-            z = F.linear(h, weight, bias)
-            h = F.softplus(z, beta=beta)
-            if jac is not None:
-                jac = torch.matmul(jac, weight.t()) * torch.sigmoid(beta * z)[None]
-        raise AssertionError("unreachable")
+        """The trunk on ``h [P, D]``; carries ``jac [3, P, D]`` forward. Returns output ``[P, n_trunk + F]``
+        and the Jacobian ``[3, P, n_trunk]`` of its SDF rows (None without ``jac``)."""
+        h, jac = _hidden_layers(self.layers, h, jac, self.softplus_beta)
+        weight, bias = self.layers[-1].weight, self.layers[-1].bias
+        n = self.n_trunk
+        out = F.linear(h, weight, bias)
+        jac_sdf = None if jac is None else torch.matmul(jac, weight[:n].t())
+        if self.offsets_detach_trunk:  # the offset rows again, on the trunk's features detached
+            out = torch.cat([out[:, :1], F.linear(h.detach(), weight[1:n], bias[1:n]), out[:, n:]], dim=-1)
+            if jac_sdf is not None:
+                jac_sdf = torch.cat([jac_sdf[..., :1], torch.matmul(jac.detach(), weight[1:n].t())], dim=-1)
+        return out, jac_sdf
+
+    def _forward_raw(self, x: Tensor, with_jacobian: bool) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+        """``x [P, 3]`` -> raw SDF outputs ``[P, n_raw]``, the feature ``[P, F]`` and (``with_jacobian``)
+        the raw outputs' Jacobian ``[3, P, n_raw]``: the trunk's rows, then the offset network's."""
+        (h, jac), (ho, jo) = self._encode(x, with_jacobian)
+        out, jac_raw = self._mlp(h, jac)
+        n = self.n_trunk
+        raw, feat = out[:, :n], out[:, n:]
+        if self.offset_layers is not None:
+            ho, jo = _hidden_layers(self.offset_layers, ho, jo, self.softplus_beta)
+            weight = self.offset_layers[-1].weight
+            raw = torch.cat([raw, F.linear(ho, weight, self.offset_layers[-1].bias)], dim=-1)
+            if jac_raw is not None:
+                jac_raw = torch.cat([jac_raw, torch.matmul(jo, weight.t())], dim=-1)
+        return raw, feat, jac_raw
 
     def _channels(self, raw: Tensor, jac: Optional[Tensor] = None, detach_rivals: bool = False
                   ) -> tuple[Tensor, Optional[Tensor]]:
@@ -213,9 +227,8 @@ class MultiChannelSDF(nn.Module):
 
     def _raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x [P, 3]`` -> raw SDF outputs ``[P, n_raw]`` and the feature ``[P, F]``."""
-        h, _ = self._encode(x, with_jacobian=False)
-        out, _ = self._mlp(h, None)
-        return out[:, : self.n_raw], out[:, self.n_raw :]
+        raw, feat, _ = self._forward_raw(x, with_jacobian=False)
+        return raw, feat
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x [P, 3]`` -> ``(sdf [P, K], feature [P, F])``."""
@@ -256,11 +269,9 @@ class MultiChannelSDF(nn.Module):
         return sdf, feat, (grad if create_graph else grad.detach())
 
     def _grad_jacobian(self, x: Tensor, detach_rivals: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        h, jac = self._encode(x, with_jacobian=True)
-        out, jac_raw = self._mlp(h, jac)
-        n = self.n_raw
-        sdf, jac_sdf = self._channels(out[:, :n], jac_raw, detach_rivals)
-        return sdf, out[:, n:], jac_sdf.permute(1, 2, 0)
+        raw, feat, jac_raw = self._forward_raw(x, with_jacobian=True)
+        sdf, jac_sdf = self._channels(raw, jac_raw, detach_rivals)
+        return sdf, feat, jac_sdf.permute(1, 2, 0)
 
     def _grad_replicated(self, x: Tensor, create_graph: bool, detach_rivals: bool = False
                          ) -> tuple[Tensor, Tensor, Tensor]:
@@ -289,6 +300,48 @@ class MultiChannelSDF(nn.Module):
         plus, minus = raw_all[n:].view(2, 3, n, -1).unbind(0)  # each [3, P, n_raw]
         sdf, jac = self._channels(raw_all[:n], (plus - minus) / (2.0 * eps), detach_rivals)
         return sdf, feat_all[:n], jac.permute(1, 2, 0)
+
+
+def _sdf_mlp(dims: list[int], rows: list[tuple[slice, float, bool]], n_sdf: int, init_mode: str,
+             weight_norm: bool, softplus_beta: float) -> nn.ModuleList:
+    """Softplus MLP ``dims[0] -> ... -> dims[-1]`` with geometric init: the hidden layers make
+    ``sum(h)`` proportional to ``|x|`` (``|x| * d / 4`` for "spread", plus the softplus offset
+    ``~ (d / 2) ln 2 / beta``, removed through the bias; ``|x| * sqrt(d / pi)`` in expectation for IDR),
+    and each ``(rows, radius, inside)`` of the output layer starts as the sphere ``|x| - radius``
+    (``radius - |x|``, positive inside the room, when ``inside``); later entries overwrite earlier
+    ones. Output rows from ``n_sdf`` on are features (random init)."""
+    layers = []
+    for i in range(len(dims) - 1):
+        lin = nn.Linear(dims[i], dims[i + 1])
+        if i < len(dims) - 2:
+            (_init_hidden_spread if init_mode == "spread" else _init_hidden_idr)(lin, first=(i == 0))
+        else:
+            d_in = lin.in_features
+            if init_mode == "spread":
+                slope, offset = 4.0 / d_in, 2.0 * math.log(2.0) / softplus_beta
+            else:
+                slope, offset = math.sqrt(math.pi) / math.sqrt(d_in), 0.0
+            with torch.no_grad():
+                for sl, radius, inside in rows:
+                    nn.init.normal_(lin.weight[sl], mean=-slope if inside else slope, std=1e-4)
+                    lin.bias[sl].fill_(radius + offset if inside else -radius - offset)
+                nn.init.normal_(lin.weight[n_sdf:], mean=0.0, std=1.0 / math.sqrt(d_in))
+                lin.bias[n_sdf:].zero_()
+        layers.append(parametrizations.weight_norm(lin) if weight_norm else lin)
+    return nn.ModuleList(layers)
+
+
+def _hidden_layers(layers: nn.ModuleList, h: Tensor, jac: Optional[Tensor], beta: float
+                   ) -> tuple[Tensor, Optional[Tensor]]:
+    """All but the last layer of a softplus MLP on ``h [P, D]``, carrying ``jac [3, P, D]`` forward
+    (``d softplus(z) / dz = sigmoid(beta z)``)."""
+    for lin in list(layers)[:-1]:
+        weight = lin.weight  # once: a weight-normed layer computes it on every access
+        z = F.linear(h, weight, lin.bias)
+        h = F.softplus(z, beta=beta)
+        if jac is not None:
+            jac = torch.matmul(jac, weight.t()) * torch.sigmoid(beta * z)[None]
+    return h, jac
 
 
 def _init_hidden_idr(lin: nn.Linear, first: bool) -> None:
