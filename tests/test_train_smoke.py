@@ -63,7 +63,8 @@ def test_ownership_vote_moves_owners_not_surface(scene_dir, tmp_path):
     # the plain channels: after two steps with model.scene_offsets no sampled point of this tiny scene changes
     # owner (the vote's effect with it is measured by the quality benchmark)
     trainer = Trainer(_cfg(scene_dir, run, "render.vote_grid=16", "render.vote_rays=512",
-                           "render.export_mesh=false", "model.scene_offsets=false"))
+                           "render.export_mesh=false", "model.scene_offsets=false",
+                           "model.offset_grid_levels=0"))
     trainer.fit(progress=False)
     finish(trainer, progress=False)
     grid = OwnershipGrid.load(run / "ownership.npz")
