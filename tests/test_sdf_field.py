@@ -81,6 +81,17 @@ def per_channel_autograd(model, x):
     return torch.stack(rows, dim=1)
 
 
+def assert_gradients_agree(model, x):
+    """All channels' gradients: the analytic mode against per-channel autograd, the replicated reverse
+    pass (the tcnn grid's path) and central differences against the analytic mode."""
+    _, _, g_a = model.sdf_and_grad(x, mode="analytic")
+    assert torch.allclose(g_a, per_channel_autograd(model, x), atol=1e-4, rtol=1e-4)
+    _, _, g_rep = model._grad_replicated(x, create_graph=True)
+    assert torch.allclose(g_rep, g_a, atol=1e-4, rtol=1e-4)
+    _, _, g_f = model.sdf_and_grad(x, mode="finite_difference", eps=1e-4)
+    assert (g_f - g_a).abs().mean() < 2e-2 * g_a.abs().mean()
+
+
 def randomise(model):
     """Turn the init sphere field into a random, non-trivial one (grid inputs used)."""
     with torch.no_grad():
@@ -188,8 +199,10 @@ def test_scene_offsets_channels_hand_worked():
     assert torch.allclose(scene_sdf(sdf), raw[:, 0])
 
 
-def test_scene_offsets_init_scene_is_the_room_and_grads_match_autograd():
-    model = make_sdf(k=4, hidden=128, scene_offsets=True)
+@pytest.mark.parametrize("offset_levels", [0, 3])  # offsets from the trunk / from a network of their own
+def test_scene_offsets_init_scene_is_the_room_and_grads_match_autograd(offset_levels):
+    model = make_sdf(k=4, hidden=128, scene_offsets=True, offset_grid_levels=offset_levels,
+                     offset_grid_max_resolution=16)
     x = random_points(300, 0.15, 0.85)
     r = x.norm(dim=-1)
     with torch.no_grad():
@@ -197,18 +210,14 @@ def test_scene_offsets_init_scene_is_the_room_and_grads_match_autograd():
         raw, _ = model._raw(x)
     assert sdf.shape == (300, 4) and feat.shape == (300, 16) and raw.shape == (300, 5)
     assert (raw[:, 0] - (0.9 - r)).abs().max() < 0.02  # the scene starts as the room
+    assert (raw[:, 1] - (0.9 - r)).abs().max() < 0.02  # offset 0 as the room channel ...
+    assert (raw[:, 2:] - (r - 0.1)[:, None]).abs().max() < 0.02  # ... the others as small spheres
     assert torch.equal(scene_sdf(sdf), raw[:, 0])
     # offsets start as the plain channels would: the room channel owns |x| > 0.5, an object one |x| < 0.5
     owner = sdf.argmin(dim=-1)
     assert bool(((owner == 0) == (r > 0.5))[(r - 0.5).abs() > 0.02].all())
     model = randomise(model)
-    x = random_points(64, 0.1, 0.9)
-    sdf_a, _, g_a = model.sdf_and_grad(x, mode="analytic")
-    assert torch.allclose(g_a, per_channel_autograd(model, x), atol=1e-4, rtol=1e-4)
-    _, _, g_rep = model._grad_replicated(x, create_graph=True)
-    assert torch.allclose(g_rep, g_a, atol=1e-4, rtol=1e-4)
-    _, _, g_f = model.sdf_and_grad(x, mode="finite_difference", eps=1e-4)
-    assert (g_f - g_a).abs().mean() < 2e-2 * g_a.abs().mean()
+    assert_gradients_agree(model, random_points(64, 0.1, 0.9))
 
 
 @pytest.mark.parametrize("mode", ["analytic", "replicated", "finite_difference"])
@@ -272,28 +281,12 @@ def test_offsets_detach_trunk_same_values_and_no_trunk_gradient():
     assert (g_fd - g2).abs().mean() < 2e-2 * g2.abs().mean()
 
 
-def test_offset_network_init_gradients_and_no_trunk_gradient():
+def test_offset_network_has_its_own_grid_and_no_trunk_gradient():
     model = make_sdf(k=4, hidden=128, scene_offsets=True, offset_grid_levels=3, offset_grid_max_resolution=16)
     assert model.layers[-1].out_features == 1 + 16 and model.offset_layers[-1].out_features == 4
     assert model.offset_grid.n_levels == 3 and len(model.grid_parameters()) == 2
-    x = random_points(300, 0.15, 0.85)
-    r = x.norm(dim=-1)
-    with torch.no_grad():
-        sdf, feat = model(x)
-        raw, _ = model._raw(x)
-    assert sdf.shape == (300, 4) and feat.shape == (300, 16) and raw.shape == (300, 5)
-    assert (raw[:, 0] - (0.9 - r)).abs().max() < 0.02  # the trunk's one SDF row starts as the room
-    assert (raw[:, 1] - (0.9 - r)).abs().max() < 0.02  # offset 0 as the room channel ...
-    assert (raw[:, 2:] - (r - 0.1)[:, None]).abs().max() < 0.02  # ... the others as small spheres
-    assert torch.equal(scene_sdf(sdf), raw[:, 0])
     model = randomise(model)
     x = random_points(64, 0.1, 0.9)
-    sdf_a, feat_a, g_a = model.sdf_and_grad(x, mode="analytic")
-    assert torch.allclose(g_a, per_channel_autograd(model, x), atol=1e-4, rtol=1e-4)
-    _, _, g_rep = model._grad_replicated(x, create_graph=True)
-    assert torch.allclose(g_rep, g_a, atol=1e-4, rtol=1e-4)
-    _, _, g_f = model.sdf_and_grad(x, mode="finite_difference", eps=1e-4)
-    assert (g_f - g_a).abs().mean() < 2e-2 * g_a.abs().mean()
     # a loss on who owns what (g removed exactly) and on the rivals' eikonal: nothing reaches the trunk or its grid
     model.zero_grad()
     sdf, _ = model(x)
