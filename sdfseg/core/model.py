@@ -133,7 +133,8 @@ class SceneModel(nn.Module):
     # ---- parameter groups -------------------------------------------------------------------
     def grid_parameters(self) -> list[nn.Parameter]:
         """Hash-grid tables (trained with the larger grid learning rate)."""
-        return self.sdf.grid_parameters() + (list(self.semantic_grid.parameters()) if self.semantic_grid is not None else [])
+        semantic = list(self.semantic_grid.parameters()) if self.semantic_grid is not None else []
+        return self.sdf.grid_parameters() + semantic
 
     def feature_parameters(self) -> list[nn.Parameter]:
         """MLP parameters of the hierarchical feature head (empty when it is disabled)."""
