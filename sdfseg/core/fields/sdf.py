@@ -109,13 +109,10 @@ class MultiChannelSDF(nn.Module):
         self.offset_grid: Optional[HashGridEncoding] = None
         self.offset_layers: Optional[nn.ModuleList] = None
         if offset_grid_levels > 0:  # the offsets' own network: the trunk outputs g and the feature only
-            enc = dict(encoding or {})
+            enc = dict(encoding or {})  # options the SDF's grid has just accepted
             enc.update(n_levels=int(offset_grid_levels), n_features_per_level=2,
                        max_resolution=max(int(offset_grid_max_resolution), int(enc.get("base_resolution", 16))))
-            try:
-                self.offset_grid = HashGridEncoding(**enc)
-            except TypeError as exc:
-                raise SdfsegError(f"sdf.encoding: unknown hash grid option ({exc})") from None
+            self.offset_grid = HashGridEncoding(**enc)
         self.n_trunk = 1 if self.offset_grid is not None else self.n_raw  # SDF rows of the trunk's output
         rows = [(slice(0, 1), sphere_radius, inside_out)] if self.scene_offsets else []  # the scene row first
         if self.offset_grid is None:
@@ -172,11 +169,10 @@ class MultiChannelSDF(nn.Module):
         """The trunk on ``h [P, D]``; carries ``jac [3, P, D]`` forward. Returns output ``[P, n_trunk + F]``
         and the Jacobian ``[3, P, n_trunk]`` of its SDF rows (None without ``jac``)."""
         h, jac = _hidden_layers(self.layers, h, jac, self.softplus_beta)
-        weight, bias = self.layers[-1].weight, self.layers[-1].bias
         n = self.n_trunk
-        out = F.linear(h, weight, bias)
-        jac_sdf = None if jac is None else torch.matmul(jac, weight[:n].t())
+        out, jac_sdf, weight = _output_layer(self.layers[-1], h, jac, n)
         if self.offsets_detach_trunk:  # the offset rows again, on the trunk's features detached
+            bias = self.layers[-1].bias
             out = torch.cat([out[:, :1], F.linear(h.detach(), weight[1:n], bias[1:n]), out[:, n:]], dim=-1)
             if jac_sdf is not None:
                 jac_sdf = torch.cat([jac_sdf[..., :1], torch.matmul(jac.detach(), weight[1:n].t())], dim=-1)
@@ -191,10 +187,10 @@ class MultiChannelSDF(nn.Module):
         raw, feat = out[:, :n], out[:, n:]
         if self.offset_layers is not None:
             ho, jo = _hidden_layers(self.offset_layers, ho, jo, self.softplus_beta)
-            weight = self.offset_layers[-1].weight
-            raw = torch.cat([raw, F.linear(ho, weight, self.offset_layers[-1].bias)], dim=-1)
+            offsets, jac_offsets, _ = _output_layer(self.offset_layers[-1], ho, jo, self.num_channels)
+            raw = torch.cat([raw, offsets], dim=-1)
             if jac_raw is not None:
-                jac_raw = torch.cat([jac_raw, torch.matmul(jo, weight.t())], dim=-1)
+                jac_raw = torch.cat([jac_raw, jac_offsets], dim=-1)
         return raw, feat, jac_raw
 
     def _channels(self, raw: Tensor, jac: Optional[Tensor] = None, detach_rivals: bool = False
@@ -342,6 +338,15 @@ def _hidden_layers(layers: nn.ModuleList, h: Tensor, jac: Optional[Tensor], beta
         if jac is not None:
             jac = torch.matmul(jac, weight.t()) * torch.sigmoid(beta * z)[None]
     return h, jac
+
+
+def _output_layer(lin: nn.Module, h: Tensor, jac: Optional[Tensor], n_sdf: int
+                  ) -> tuple[Tensor, Optional[Tensor], Tensor]:
+    """The last (linear) layer on ``h [P, D]``: its output, the Jacobian ``[3, P, n_sdf]`` of its first
+    ``n_sdf`` (SDF) rows (None without ``jac``), and the weight it used (read once)."""
+    weight = lin.weight
+    out = F.linear(h, weight, lin.bias)
+    return out, (None if jac is None else torch.matmul(jac, weight[:n_sdf].t())), weight
 
 
 def _init_hidden_idr(lin: nn.Linear, first: bool) -> None:
