@@ -287,6 +287,12 @@ class RenderConfig:
     this share of its training pixels lie in 2D masks the other dominates (an object split over
     channels; see ``sdfseg.methods.clustering.channels.channel_groups``). 0 = off (every object channel is its own instance).
     Fixed-id channels (semantic mode, the ObjectSDF++ baselines) are never merged."""
+    object_mask_share: float = 0.0
+    """ClusteringSDF instance mode: how a channel becomes an object. 0 = by the class vote of all the
+    training pixels it owns (an object when that class is a thing). Above 0: an object when at least
+    this share of its labelled pixels lie in 2D instance masks, its class voted by the thing labels of
+    those pixels only. The floor or wall that a small object's channel also owns around it then no
+    longer outvotes the object (see ``sdfseg.methods.clustering.channels.assign_channel_classes``)."""
     vote_grid: int = 0
     """ClusteringSDF instance mode: voxels per side of the multi-view ownership vote that decides, after
     training, which object (or background) owns each piece of surface (``sdfseg/methods/clustering/ownership.py``;
@@ -705,6 +711,9 @@ def _validate_ranges(cfg: Config) -> None:
         raise SdfsegError(f"config key 'render.mesh_resolution': expected >= 16, got {r.mesh_resolution}")
     if r.merge_share >= 1:
         raise SdfsegError(f"config key 'render.merge_share': expected a share in [0, 1) (0 = off), got {r.merge_share}")
+    if not 0 <= r.object_mask_share <= 1:
+        raise SdfsegError(f"config key 'render.object_mask_share': expected a share in [0, 1] (0 = off), "
+                          f"got {r.object_mask_share}")
 
 
 def _validate_features(f: FeatureConfig) -> None:

@@ -95,23 +95,31 @@ def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: Clas
                            chunk: int = 2048, min_votes: int = MIN_VOTES, seed: int = 0,
                            merge_share: float = 0.0, owner: Callable[[dict], torch.Tensor] | None = None,
                            keys: tuple[str, ...] = ("opacity",), num_slots: int | None = None,
-                           background_slot: int | None = 0) -> ChannelTable:
+                           background_slot: int | None = 0, mask_share: float = 0.0) -> ChannelTable:
     """Vote a class per channel from the noisy semantic labels of training pixels the channel owns;
     with ``merge_share > 0`` object channels that are fragments of one object share its instance id
     and class (:func:`channel_groups`, from the 2D instance labels of the same rays). Other slots than
     channels (a codebook's codes): ``owner`` and ``keys`` (see :func:`_class_vote_rays`), ``num_slots``
-    rows; ``background_slot`` is the slot that is background whatever its vote (None: none is)."""
+    rows; ``background_slot`` is the slot that is background whatever its vote (None: none is).
+
+    ``mask_share > 0``: a channel is an object when at least that share of its labelled rays lie in 2D
+    instance masks, and its class is voted by the thing labels of those rays only
+    (:func:`mask_class_votes`); else by all its rays, and it is an object when the winner is a thing."""
     frames, b, owner = _class_vote_rays(model, sampler, n_rays, chunk, seed, owner, keys)
     sem = b.semantic.cpu().numpy()
     conf = b.confidence.cpu().numpy()
     k, c = model.num_channels if num_slots is None else num_slots, classes.num_classes
-    hist = np.zeros((k, c))
-    np.add.at(hist, (owner, np.clip(sem, 0, c - 1)), conf)
-    hist[:, 0] = 0.0  # void votes for nothing
     votes = np.bincount(owner[sem > 0], minlength=k)
-    cls = hist.argmax(axis=1)
-    thing = np.isin(cls, classes.thing_ids)
-    is_object = thing & (votes >= min_votes)
+    if mask_share > 0:
+        hist, share = mask_class_votes(owner, sem, conf, b.label.cpu().numpy(), k, classes)
+        cls = hist.argmax(axis=1)
+        is_object = (share >= mask_share) & (hist.max(axis=1) > 0) & (votes >= min_votes)
+    else:
+        hist = np.zeros((k, c))
+        np.add.at(hist, (owner, np.clip(sem, 0, c - 1)), conf)
+        hist[:, 0] = 0.0  # void votes for nothing
+        cls = hist.argmax(axis=1)
+        is_object = np.isin(cls, classes.thing_ids) & (votes >= min_votes)
     if background_slot is not None:
         is_object[background_slot] = False
     instance = None  # ChannelTable's default: the channel index of each object
@@ -122,6 +130,20 @@ def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: Clas
             members = instance == r
             cls[members] = int(hist[members].sum(axis=0).argmax())
     return ChannelTable(is_object=is_object, classes=np.where(is_object, cls, 0), votes=votes, instance=instance)
+
+
+def mask_class_votes(owner: np.ndarray, semantic: np.ndarray, confidence: np.ndarray, label: np.ndarray, k: int,
+                     classes: ClassInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Per slot, from the rays it owns (``owner [N]``): the confidence-weighted votes ``[k, C]`` of the rays
+    inside 2D instance masks (``label > 0``) with a thing class, and the share ``[k]`` of its labelled rays
+    (``label >= 0``, class not void) that are such rays."""
+    c = classes.num_classes
+    labelled = (label >= 0) & (semantic > 0)
+    inside = labelled & (label > 0) & np.isin(semantic, classes.thing_ids)
+    hist = np.zeros((k, c))
+    np.add.at(hist, (owner[inside], semantic[inside]), confidence[inside])
+    share = np.bincount(owner[inside], minlength=k) / np.maximum(np.bincount(owner[labelled], minlength=k), 1)
+    return hist, share
 
 
 def drop_vanished_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, n_rays: int = 16384,
