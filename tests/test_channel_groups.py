@@ -2,12 +2,14 @@
 channel table's round trip / mesh SDF."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from sdfseg.data.scene import ClassInfo
-from sdfseg.methods.clustering.channels import channel_groups, keep_owning_objects
+from sdfseg.methods.clustering import channels
+from sdfseg.methods.clustering.channels import channel_groups, keep_owning_objects, mask_class_votes
 from sdfseg.methods.outputs import ChannelTable, save_channel_table
 from sdfseg.training.pipeline import grouped_sdf, load_channel_table
 
@@ -76,3 +78,50 @@ def test_objects_left_without_surface_become_background():
     assert kept.is_object.tolist() == [False, True, True, False, False]
     assert kept.instance.tolist() == [0, 1, 1, 0, 0] and kept.classes.tolist() == [0, 5, 5, 0, 0]
     assert keep_owning_objects(table, owner, min_votes=1).is_object.tolist() == table.is_object.tolist()
+
+
+# class ids: 1 wall, 2 floor (stuff), 4 table, 5 chair (things). Rays: (owner, semantic, confidence, label)
+# channel 0 (background) owns wall and floor; channel 1 a chair and the floor around it; channel 2 a
+# table piece; channel 3 the floor only, one ray of it in a mask that calls it a chair
+CLASSES = ClassInfo(num_classes=6, thing_ids=(4, 5), stuff_ids=(1, 2), names=("void", "wall", "floor", "x", "table", "chair"))
+VOTE_RAYS = ([(0, 1, 1.0, 0)] * 5 + [(0, 2, 1.0, 0)] * 5
+             + [(1, 5, 0.5, 3)] * 4 + [(1, 4, 1.0, 3)] + [(1, 2, 1.0, 0)] * 5 + [(1, 0, 1.0, 0)] * 2
+             + [(1, 5, 1.0, -1)] * 2
+             + [(2, 4, 1.0, 7)] * 2 + [(2, 1, 1.0, 0)]
+             + [(3, 2, 1.0, 0)] * 5 + [(3, 5, 0.2, 2)])
+
+
+def _vote_batch():
+    owner, sem, conf, label = (np.array(col) for col in zip(*VOTE_RAYS))
+    batch = SimpleNamespace(semantic=torch.as_tensor(sem), confidence=torch.as_tensor(conf, dtype=torch.float32),
+                            label=torch.as_tensor(label))
+    return np.zeros(owner.size, dtype=np.int64), batch, owner
+
+
+def test_mask_class_votes_hand_worked():
+    _, b, owner = _vote_batch()
+    hist, share = mask_class_votes(owner, b.semantic.numpy(), b.confidence.numpy(), b.label.numpy(), 4, CLASSES)
+    # channel 1: 10 labelled rays (void and unsupervised ones do not count), 5 of them in thing masks:
+    # chair 4 x 0.5 = 2.0, table 1.0; channel 2: 2 of 3; channel 3: 1 of 6
+    assert np.allclose(share, [0.0, 0.5, 2 / 3, 1 / 6])
+    assert np.allclose(hist[1], [0, 0, 0, 0, 1.0, 2.0]) and np.allclose(hist[2], [0, 0, 0, 0, 2.0, 0])
+    assert np.allclose(hist[3], [0, 0, 0, 0, 0, 0.2]) and not hist[0].any()
+
+
+def test_object_by_mask_share(monkeypatch):
+    monkeypatch.setattr(channels, "_class_vote_rays", lambda *a, **k: _vote_batch())
+    model = SimpleNamespace(num_channels=4)
+
+    def table(min_votes=2, **kw):
+        return channels.assign_channel_classes(model, None, CLASSES, min_votes=min_votes, **kw)
+
+    # the class vote of all its rays: channel 1 is floor (5.0 against chair 2.0 + 2.0 unsupervised), so background
+    plain = table()
+    assert plain.is_object.tolist() == [False, False, True, False] and plain.classes.tolist() == [0, 0, 4, 0]
+    # by the mask share: channel 1 is a chair (half its labelled rays in masks); channel 3 (1 in 6) is
+    # not an object at 0.25, but is at 0.15
+    by_mask = table(mask_share=0.25)
+    assert by_mask.is_object.tolist() == [False, True, True, False] and by_mask.classes.tolist() == [0, 5, 4, 0]
+    assert table(mask_share=0.15).classes.tolist() == [0, 5, 4, 5]
+    # the size rule still holds: channel 2 has 3 rays with a class
+    assert table(mask_share=0.25, min_votes=4).classes.tolist() == [0, 5, 0, 0]
