@@ -298,6 +298,11 @@ class RenderConfig:
     training, which object (or background) owns each piece of surface (``sdfseg/methods/clustering/ownership.py``;
     written to ``RUN/ownership.npz``, used by the test renders and the meshes). 0 = off (the channel
     with the largest opacity owns the pixel, as in the paper)."""
+    mesh_support: int = -1
+    """With the ownership vote (``vote_grid`` > 0): cut each object's mesh to the vote's voxels that went
+    to that object, grown by this many voxels (``sdfseg.training.pipeline.supported_sdf``): a channel's
+    zero set elsewhere (in space no view saw, or floor it owns far from the object) is not part of the
+    object. -1 = off (the channel's whole zero set)."""
     vote_rays: int = 32768
     """Training rays rendered for the ownership vote."""
     vote_object_share: float = 0.5
@@ -711,6 +716,8 @@ def _validate_ranges(cfg: Config) -> None:
         raise SdfsegError(f"config key 'render.mesh_resolution': expected >= 16, got {r.mesh_resolution}")
     if r.merge_share >= 1:
         raise SdfsegError(f"config key 'render.merge_share': expected a share in [0, 1) (0 = off), got {r.merge_share}")
+    if r.mesh_support < -1:
+        raise SdfsegError(f"config key 'render.mesh_support': expected -1 (off) or voxels >= 0, got {r.mesh_support}")
     if not 0 <= r.object_mask_share <= 1:
         raise SdfsegError(f"config key 'render.object_mask_share': expected a share in [0, 1] (0 = off), "
                           f"got {r.object_mask_share}")

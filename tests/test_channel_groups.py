@@ -5,13 +5,15 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
+from sdfseg.core.ownership import OwnershipGrid, flat_voxel
 from sdfseg.data.scene import ClassInfo
 from sdfseg.methods.clustering import channels
 from sdfseg.methods.clustering.channels import channel_groups, keep_owning_objects, mask_class_votes
 from sdfseg.methods.outputs import ChannelTable, save_channel_table
-from sdfseg.training.pipeline import grouped_sdf, load_channel_table
+from sdfseg.training.pipeline import grouped_sdf, load_channel_table, supported_sdf
 
 
 def _rays(spec):
@@ -125,3 +127,22 @@ def test_object_by_mask_share(monkeypatch):
     assert table(mask_share=0.15).classes.tolist() == [0, 5, 4, 5]
     # the size rule still holds: channel 2 has 3 rays with a class
     assert table(mask_share=0.25, min_votes=4).classes.tolist() == [0, 5, 0, 0]
+
+
+def test_object_meshes_cut_to_their_voted_voxels():
+    # 4^3 voxels over [-1, 1]^3 (0.5 wide): voxel (0, 0, 0) voted to instance 1, voxel (3, 3, 3) to
+    # background; instance 2 has no voted voxel, so its column is not cut
+    target = torch.full((64,), -1, dtype=torch.long)
+    target[flat_voxel(np.array([0, 0, 0]), 4)] = 1
+    target[flat_voxel(np.array([3, 3, 3]), 4)] = 0
+    grid = OwnershipGrid(target, 4, 1.0)
+    table = ChannelTable(is_object=np.array([False, True, True]), classes=np.array([0, 5, 4]))
+    fn = lambda p: torch.tensor([[-0.2, -0.3, -0.4]]).expand(p.shape[0], 3)  # noqa: E731
+    p = torch.tensor([[-0.9, -0.9, -0.9], [-0.4, -0.4, -0.4], [0.1, 0.1, 0.1], [0.9, 0.9, 0.9], [2.0, 0.0, 0.0]])
+    cut = supported_sdf(fn, table, grid, 0)(p)
+    # column 1 keeps -0.3 in its voxel only, and is one voxel's width (0.5) elsewhere, outside the grid too
+    assert cut[:, 1].tolist() == pytest.approx([-0.3, 0.5, 0.5, 0.5, 0.5])
+    assert torch.equal(cut[:, [0, 2]], fn(p)[:, [0, 2]])
+    # grown by one voxel: voxel (1, 1, 1) is kept, (2, 2, 2) is not
+    assert supported_sdf(fn, table, grid, 1)(p)[:, 1].tolist() == pytest.approx([-0.3, -0.3, 0.5, 0.5, 0.5])
+    assert supported_sdf(fn, table, grid, -1) is fn and supported_sdf(fn, table, None, 0) is fn

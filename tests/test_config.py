@@ -142,11 +142,13 @@ def test_offsets_detach_trunk_needs_scene_offsets():
     assert load_config(None, ["model.offsets_detach_trunk=true", "model.scene_offsets=true"]).model.offsets_detach_trunk
 
 
-def test_object_mask_share_is_a_share():
+def test_object_mask_share_and_mesh_support_ranges():
     for bad in ("-0.1", "1.5"):
         with pytest.raises(SdfsegError, match=r"render.object_mask_share': expected a share in \[0, 1\]"):
             load_config(None, [f"render.object_mask_share={bad}"])
     assert load_config(None, ["render.object_mask_share=0.25"]).render.object_mask_share == 0.25
+    with pytest.raises(SdfsegError, match=r"render.mesh_support': expected -1 \(off\) or voxels >= 0, got -2"):
+        load_config(None, ["render.mesh_support=-2"])
 
 
 def test_offset_grid_levels_needs_scene_offsets_and_is_its_own_network():

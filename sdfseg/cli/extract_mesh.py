@@ -49,10 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     with RunLock(run_dir, "tools/extract_mesh.py"):  # not while a training run writes its meshes
         trainer = load_run(run_dir)
         table = load_channel_table(run_dir)
-        use_ownership(trainer, table, load_ownership(run_dir))  # the meshes follow the rendered maps
+        grid = load_ownership(run_dir)
+        use_ownership(trainer, table, grid)  # the meshes follow the rendered maps
         rep = export_meshes(trainer, table, args.resolution, Path(args.out) if args.out else None,
                             progress=not args.no_progress, formats=formats, points=args.points,
-                            colors=not args.no_colors)
+                            colors=not args.no_colors, support=grid,
+                            support_dilation=trainer.cfg.render.mesh_support)
     print(f"wrote {len(rep['objects'])} object meshes ({', '.join(formats)}) and objects.json to "
           f"{args.out or run_dir / 'meshes'}")
     if "gt_comparison" in rep:

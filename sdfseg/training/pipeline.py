@@ -25,7 +25,7 @@ import trimesh
 
 from ..config import Config, check_resume_changes
 from ..core.model import BOUND_RADIUS
-from ..core.ownership import OwnershipGrid, follow_ownership
+from ..core.ownership import OwnershipGrid, flat_voxel, follow_ownership, voxel_index
 from ..errors import SdfsegError
 from ..export.mesh import extract_channel_meshes, palette, save_ply, scene_mesh, to_world
 from ..io import write_json_atomic
@@ -109,15 +109,54 @@ def grouped_sdf(fn, table: ChannelTable):
     return merged
 
 
+def supported_sdf(fn, table: ChannelTable, grid: Optional[OwnershipGrid], dilation: int):
+    """SDF function for per-object meshes cut to where the ownership vote saw each object: column ``r`` of
+    an object instance stays as it is inside the voxels of ``grid`` voted to ``r``, grown by ``dilation``
+    voxels, and is at least one voxel's width above 0 elsewhere, so its mesh stays closed and keeps no
+    surface the views never showed as that object (the rest of a channel's zero set: pieces in unseen
+    space, floor it owns far away). An object with no voted voxel, ``grid`` None or ``dilation`` < 0
+    leaves ``fn`` as it is."""
+    if grid is None or dilation < 0:
+        return fn
+    from scipy.ndimage import binary_dilation
+
+    g = grid.resolution
+    target = grid.target.cpu().numpy().reshape(g, g, g)
+    cube = np.ones((3, 3, 3), dtype=bool)
+    regions = {}
+    for r in np.unique(table.instance[table.is_object]):
+        voted = target == r
+        if voted.any():
+            grown = binary_dilation(voted, cube, iterations=dilation) if dilation > 0 else voted
+            regions[int(r)] = torch.as_tensor(grown.reshape(-1))
+    if not regions:
+        return fn
+    above = 2.0 * grid.radius / g
+
+    def cut(p: torch.Tensor) -> torch.Tensor:
+        s = fn(p)
+        v = voxel_index(p.detach(), grid.radius, g)
+        inside = ((v >= 0) & (v < g)).all(dim=-1)
+        flat = flat_voxel(v.clamp(0, g - 1), g).cpu()
+        out = s.clone()
+        for r, region in regions.items():
+            keep = (region[flat].to(s.device) & inside)
+            out[:, r] = torch.where(keep, s[:, r], s[:, r].clamp(min=above))
+        return out
+
+    return cut
+
+
 def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_dir: Optional[Path] = None,
                   progress: bool = True, formats: tuple[str, ...] = ("ply",), points: int = 0,
-                  colors: bool = True) -> dict:
+                  colors: bool = True, support: Optional[OwnershipGrid] = None, support_dilation: int = -1) -> dict:
     """Write one mesh per object (``formats``: ply, glb (one scene, a node per object and the room),
     obj; vertex colours from the colour field unless ``colors`` is False), ``objects.json`` (the index:
     id, class, bounding box, centroid, volume, files), optional per-object point clouds (``points`` per
     object) and the scene meshes coloured by object and by class; score the objects against GT meshes
     when the scene has them (the demo's analytic shapes, or a ``gt_meshes/`` folder such as the room
-    scenes')."""
+    scenes'). With ``support`` (the run's ownership vote) and ``support_dilation >= 0`` each object's mesh
+    is cut to the voxels voted to it (:func:`supported_sdf`); the scene meshes are not cut."""
     from ..export.scene import check_formats, drop_bounding_shell, surface_colors, write_object_exports
 
     formats = check_formats(formats)
@@ -126,8 +165,8 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
     model.eval()
     fn = grouped_sdf(trainer.method.mesh_sdf(trainer, table), table)
     objects = sorted({int(i) for i in table.instance[table.is_object]})
-    meshes = extract_channel_meshes(fn, model.num_channels, resolution, BOUND_RADIUS, dev, channels=objects,
-                                    progress=progress)
+    meshes = extract_channel_meshes(supported_sdf(fn, table, support, support_dilation), model.num_channels,
+                                    resolution, BOUND_RADIUS, dev, channels=objects, progress=progress)
     chunk = trainer.cfg.render.chunk
     if colors:
         for m in meshes.values():
@@ -232,7 +271,8 @@ def finish(trainer: Trainer, progress: bool = True) -> dict:
 
         print(format_table(metrics))
     if trainer.cfg.render.export_mesh:
-        rep = export_meshes(trainer, table, trainer.cfg.render.mesh_resolution, progress=progress)
+        rep = export_meshes(trainer, table, trainer.cfg.render.mesh_resolution, progress=progress, support=grid,
+                            support_dilation=trainer.cfg.render.mesh_support)
         if "gt_comparison" in rep:
             g = rep["gt_comparison"]
             print(f"meshes: {len(rep['objects'])} objects, mean F-score@{g['tau']} m = {g['mean_fscore']:.3f} "
