@@ -25,7 +25,7 @@ import trimesh
 
 from ..config import Config, check_resume_changes
 from ..core.model import BOUND_RADIUS
-from ..core.ownership import OwnershipGrid, flat_voxel, follow_ownership, voxel_index
+from ..core.ownership import OwnershipGrid, follow_ownership
 from ..errors import SdfsegError
 from ..export.mesh import extract_channel_meshes, palette, save_ply, scene_mesh, to_world
 from ..io import write_json_atomic
@@ -128,20 +128,17 @@ def supported_sdf(fn, table: ChannelTable, grid: Optional[OwnershipGrid], dilati
         voted = target == r
         if voted.any():
             grown = binary_dilation(voted, cube, iterations=dilation) if dilation > 0 else voted
-            regions[int(r)] = torch.as_tensor(grown.reshape(-1))
+            # a grid of its own: 1 in the object's region, 0 elsewhere (lookup: -1 outside the grid)
+            regions[int(r)] = OwnershipGrid(torch.as_tensor(grown.reshape(-1).astype(np.int64)), g, grid.radius)
     if not regions:
         return fn
     above = 2.0 * grid.radius / g
 
     def cut(p: torch.Tensor) -> torch.Tensor:
         s = fn(p)
-        v = voxel_index(p.detach(), grid.radius, g)
-        inside = ((v >= 0) & (v < g)).all(dim=-1)
-        flat = flat_voxel(v.clamp(0, g - 1), g).cpu()
         out = s.clone()
         for r, region in regions.items():
-            keep = (region[flat].to(s.device) & inside)
-            out[:, r] = torch.where(keep, s[:, r], s[:, r].clamp(min=above))
+            out[:, r] = torch.where(region.lookup(p) > 0, s[:, r], s[:, r].clamp(min=above))
         return out
 
     return cut
