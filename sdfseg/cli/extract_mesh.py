@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         use_ownership(trainer, table, grid)  # the meshes follow the rendered maps
         rep = export_meshes(trainer, table, args.resolution, Path(args.out) if args.out else None,
                             progress=not args.no_progress, formats=formats, points=args.points,
-                            colors=not args.no_colors, support=grid,
-                            support_dilation=trainer.cfg.render.mesh_support)
+                            colors=not args.no_colors, support=grid)
     print(f"wrote {len(rep['objects'])} object meshes ({', '.join(formats)}) and objects.json to "
           f"{args.out or run_dir / 'meshes'}")
     if "gt_comparison" in rep:

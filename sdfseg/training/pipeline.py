@@ -146,14 +146,14 @@ def supported_sdf(fn, table: ChannelTable, grid: Optional[OwnershipGrid], dilati
 
 def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_dir: Optional[Path] = None,
                   progress: bool = True, formats: tuple[str, ...] = ("ply",), points: int = 0,
-                  colors: bool = True, support: Optional[OwnershipGrid] = None, support_dilation: int = -1) -> dict:
+                  colors: bool = True, support: Optional[OwnershipGrid] = None) -> dict:
     """Write one mesh per object (``formats``: ply, glb (one scene, a node per object and the room),
     obj; vertex colours from the colour field unless ``colors`` is False), ``objects.json`` (the index:
     id, class, bounding box, centroid, volume, files), optional per-object point clouds (``points`` per
     object) and the scene meshes coloured by object and by class; score the objects against GT meshes
     when the scene has them (the demo's analytic shapes, or a ``gt_meshes/`` folder such as the room
-    scenes'). With ``support`` (the run's ownership vote) and ``support_dilation >= 0`` each object's mesh
-    is cut to the voxels voted to it (:func:`supported_sdf`); the scene meshes are not cut."""
+    scenes'). With ``support`` (the run's ownership vote) and ``render.mesh_support >= 0`` each object's
+    mesh is cut to the voxels voted to it (:func:`supported_sdf`); the scene meshes are not cut."""
     from ..export.scene import check_formats, drop_bounding_shell, surface_colors, write_object_exports
 
     formats = check_formats(formats)
@@ -162,8 +162,9 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
     model.eval()
     fn = grouped_sdf(trainer.method.mesh_sdf(trainer, table), table)
     objects = sorted({int(i) for i in table.instance[table.is_object]})
-    meshes = extract_channel_meshes(supported_sdf(fn, table, support, support_dilation), model.num_channels,
-                                    resolution, BOUND_RADIUS, dev, channels=objects, progress=progress)
+    cut = supported_sdf(fn, table, support, trainer.cfg.render.mesh_support)
+    meshes = extract_channel_meshes(cut, model.num_channels, resolution, BOUND_RADIUS, dev, channels=objects,
+                                    progress=progress)
     chunk = trainer.cfg.render.chunk
     if colors:
         for m in meshes.values():
@@ -268,8 +269,7 @@ def finish(trainer: Trainer, progress: bool = True) -> dict:
 
         print(format_table(metrics))
     if trainer.cfg.render.export_mesh:
-        rep = export_meshes(trainer, table, trainer.cfg.render.mesh_resolution, progress=progress, support=grid,
-                            support_dilation=trainer.cfg.render.mesh_support)
+        rep = export_meshes(trainer, table, trainer.cfg.render.mesh_resolution, progress=progress, support=grid)
         if "gt_comparison" in rep:
             g = rep["gt_comparison"]
             print(f"meshes: {len(rep['objects'])} objects, mean F-score@{g['tau']} m = {g['mean_fscore']:.3f} "

@@ -112,14 +112,14 @@ def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: Clas
     votes = np.bincount(owner[sem > 0], minlength=k)
     if mask_share > 0:
         hist, share = mask_class_votes(owner, sem, conf, b.label.cpu().numpy(), k, classes)
-        cls = hist.argmax(axis=1)
-        is_object = (share >= mask_share) & (hist.max(axis=1) > 0) & (votes >= min_votes)
+        object_like = (share >= mask_share) & (hist.max(axis=1) > 0)
     else:
         hist = np.zeros((k, c))
         np.add.at(hist, (owner, np.clip(sem, 0, c - 1)), conf)
         hist[:, 0] = 0.0  # void votes for nothing
-        cls = hist.argmax(axis=1)
-        is_object = np.isin(cls, classes.thing_ids) & (votes >= min_votes)
+        object_like = np.isin(hist.argmax(axis=1), classes.thing_ids)
+    cls = hist.argmax(axis=1)
+    is_object = object_like & (votes >= min_votes)
     if background_slot is not None:
         is_object[background_slot] = False
     instance = None  # ChannelTable's default: the channel index of each object
