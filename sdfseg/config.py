@@ -229,6 +229,10 @@ class TrainConfig:
     """Scenes with sparse depth (a COLMAP capture's SfM points, ``depth_kind: sparse``): this many more rays
     per step through the main frame's pixels that have a point, so the depth losses see some every step
     (DS-NeRF). Ignored for other scenes."""
+    edge_rays: int = 0
+    """Of the uniform rays (``rays - label_rays``), how many go through the main frame's edge pixels instead: where
+    its sensor depth jumps (more than 5% of the nearer depth) or its training label changes, either side. More
+    supervision where a silhouette lies; 0 = off (uniform, the reference)."""
     lr: float = 5.0e-4
     grid_lr: float = 1.0e-2
     lr_final_ratio: float = 0.1
@@ -692,7 +696,7 @@ def _validate_ranges(cfg: Config) -> None:
                     "model.n_frequencies": m.n_frequencies, "model.color_layers": m.color_layers,
                     "model.semantic_grid_levels": m.semantic_grid_levels,
                     "model.offset_grid_levels": m.offset_grid_levels, "model.appearance_dim": m.appearance_dim,
-                    "train.depth_rays": t.depth_rays, "sampler.n_importance": s.n_importance, "sampler.n_rounds": s.n_rounds,
+                    "train.depth_rays": t.depth_rays, "train.edge_rays": t.edge_rays, "sampler.n_importance": s.n_importance, "sampler.n_rounds": s.n_rounds,
                     "sampler.n_depth_uniform": s.n_depth_uniform, "render.merge_share": r.merge_share}
     non_negative.update({f"loss.{k}": v for k, v in dataclasses.asdict(cfg.loss).items()})
     for key, val in non_negative.items():
@@ -705,6 +709,9 @@ def _validate_ranges(cfg: Config) -> None:
             raise SdfsegError(f"config key '{key}': expected a value in (0, 1], got {val}")
     if t.label_rays > t.rays:
         raise SdfsegError(f"config key 'train.label_rays': at most train.rays ({t.rays}), got {t.label_rays}")
+    if t.edge_rays > t.rays - t.label_rays:
+        raise SdfsegError(f"config key 'train.edge_rays': at most train.rays - train.label_rays "
+                          f"({t.rays - t.label_rays}), got {t.edge_rays}")
     if m.encoding.max_resolution < m.encoding.base_resolution:
         raise SdfsegError(f"config key 'model.encoding.max_resolution': expected >= base_resolution "
                           f"({m.encoding.base_resolution}), got {m.encoding.max_resolution}")

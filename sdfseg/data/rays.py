@@ -29,6 +29,32 @@ from .scene import CONFIDENCE_DTYPE, CONFIDENCE_STEPS, NORMAL_DTYPE, Scene, labe
 REMAP_ID_RANGE = 100000
 """Randomly remapped instance ids are drawn from ``1 .. REMAP_ID_RANGE - 1`` (int32 after remapping)."""
 
+EDGE_DEPTH_JUMP = 0.05
+"""A depth edge: two neighbouring pixels with depth whose depths differ by more than this share of the nearer one."""
+
+
+def edge_pixels(depth: Optional[np.ndarray], labels: Optional[np.ndarray]) -> np.ndarray:
+    """Pixels (within-frame indices, int32) at the edges of one ``[H, W]`` frame: where the depth jumps (both
+    pixels with depth, a difference over :data:`EDGE_DEPTH_JUMP` of the nearer depth) or the label changes (both
+    labels supervised, ``>= 0``), on either side of the edge (8-neighbourhood). Either map may be None."""
+    shape = (depth if depth is not None else labels).shape
+    edge = np.zeros(shape, dtype=bool)
+    # the 4 neighbour offsets of one side; marking both pixels of a pair covers the 8-neighbourhood
+    for dv, du in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        a = (slice(0, shape[0] - dv), slice(max(0, -du), shape[1] - max(0, du)))
+        b = (slice(dv, shape[0]), slice(max(0, du), shape[1] - max(0, -du)))
+        pair = np.zeros(edge[a].shape, dtype=bool)
+        if depth is not None:
+            da, db = depth[a].astype(np.float32), depth[b].astype(np.float32)
+            ok = (da > 0) & (db > 0)
+            pair |= ok & (np.abs(da - db) > EDGE_DEPTH_JUMP * np.minimum(da, db))
+        if labels is not None:
+            la, lb = labels[a], labels[b]
+            pair |= (la >= 0) & (lb >= 0) & (la != lb)
+        edge[a] |= pair
+        edge[b] |= pair
+    return np.flatnonzero(edge.reshape(-1)).astype(np.int32)
+
 
 def pixel_rays(c2w: torch.Tensor, K: torch.Tensor, v: torch.Tensor, u: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -197,7 +223,7 @@ class RaySampler:
 
     def __init__(self, scene: Scene, labels, semantic, confidence: Optional[np.ndarray],
                  device: torch.device, keyframe_ratio: float = 0.1, replace_prob: float = 0.2, seed: int = 0,
-                 depth_rays: int = 0):
+                 depth_rays: int = 0, edge_rays: int = 0):
         self.device = device
         self.label_maps: LabelMaps = as_label_maps(labels)
         self.semantic_maps: LabelMaps = as_label_maps(semantic)
@@ -236,6 +262,10 @@ class RaySampler:
         self.depth_rays = depth_rays if scene.depth is not None else 0
         self._depth_pixels = {int(f): np.flatnonzero(np.asarray(scene.depth[int(f)]).reshape(-1) > 0)
                               for f in self.frames} if self.depth_rays > 0 else {}
+        # edges: of the uniform rays, edge_rays through the main frame's depth and label edges (found on first use)
+        self.edge_rays = edge_rays
+        self._scene_depth = scene.depth if scene.depth_kind != "sparse" else None
+        self._edges: dict[int, np.ndarray] = {}
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         """``a`` flattened over its frames and pixels (``[N * H * W, ...]``) on the device, one tensor per array
@@ -307,6 +337,13 @@ class RaySampler:
         offs = (self.rng.random(seg.size) * counts[seg]).astype(np.int64)
         return np.concatenate([rand, self.frame_order(f)[starts[seg] + offs]])
 
+    def frame_edges(self, f: int) -> np.ndarray:
+        """Edge pixels of frame ``f`` (:func:`edge_pixels` of its sensor depth and training labels), cached."""
+        if f not in self._edges:
+            depth = None if self._scene_depth is None else np.asarray(self._scene_depth[f])
+            self._edges[f] = edge_pixels(depth, self.frame_labels(f))
+        return self._edges[f]
+
     def foreground_pixels(self, f: int, n: int) -> np.ndarray:
         """``n`` pixels of frame ``f``, preferring labelled (non-zero) pixels."""
         ids, starts, counts = self._segments[f]
@@ -339,7 +376,13 @@ class RaySampler:
     def sample(self, n_random: int, n_label: int, extra_views: int = 0, extra_rays: int = 0) -> Batch:
         """One iteration's rays: one main frame (label-comprehensive) + ``extra_views`` x ``extra_rays``."""
         f = self.next_frame()
-        pix = [self.frame_pixels(f, n_random, n_label)]
+        n_edge = min(self.edge_rays, n_random)
+        if n_edge > 0 and self.frame_edges(f).size == 0:
+            n_edge = 0  # a frame without edges: all uniform
+        pix = [self.frame_pixels(f, n_random - n_edge, n_label)]
+        if n_edge > 0:
+            pool = self.frame_edges(f)
+            pix[0] = np.concatenate([pix[0], pool[self.rng.integers(0, pool.size, size=n_edge)].astype(np.int64)])
         if self.depth_rays > 0 and self._depth_pixels[f].size:
             pool = self._depth_pixels[f]
             pix[0] = np.concatenate([pix[0], pool[self.rng.integers(0, pool.size, size=self.depth_rays)]])
