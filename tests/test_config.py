@@ -188,3 +188,11 @@ def test_scene_offsets_object_opacity_leaves_the_scene_sdf_alone():
     out["opacity"][:, 1].sum().backward()
     weight = model.sdf.layers[-1].parametrizations.weight.original1
     assert weight.grad[0].abs().max() == 0 and weight.grad[1:4].abs().max() > 0
+
+
+def test_edge_rays_range():
+    with pytest.raises(SdfsegError, match=r"train.edge_rays': at most train.rays - train.label_rays \(512\), got 600"):
+        load_config(None, ["train.edge_rays=600"])
+    with pytest.raises(SdfsegError, match=r"train.edge_rays': must be >= 0, got -1"):
+        load_config(None, ["train.edge_rays=-1"])
+    assert load_config(None, ["train.edge_rays=256"]).train.edge_rays == 256

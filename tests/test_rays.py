@@ -68,3 +68,39 @@ def test_label_comprehensive_sampling_covers_every_label():
 def test_rank_ids_per_frame_orders_by_area():
     a = np.array([[[0, 5, 5, 9], [9, 9, 0, 7]]])
     assert rank_ids_per_frame(a).tolist() == [[[0, 2, 2, 1], [1, 1, 0, 3]]]
+
+
+def test_edge_pixels_hand_worked():
+    from sdfseg.data.rays import edge_pixels
+
+    # depth: a near block (1.0) in the two right columns of a 3 x 4 frame against a far wall (2.0); one pixel
+    # without depth (0) beside the wall and a 3% wobble (below the 5% jump) on the wall
+    depth = np.array([[2.0, 2.0, 1.0, 1.0],
+                      [2.06, 2.0, 1.0, 1.0],
+                      [0.0, 2.0, 1.0, 1.0]], np.float32)
+    got = edge_pixels(depth, None).reshape(-1).tolist()
+    assert got == [1, 2, 5, 6, 9, 10]  # both sides of the jump, nothing at the wobble or the missing depth
+    # labels: one label change between rows 0 and 1 of column 0; -1 (unsupervised) makes no edge
+    labels = np.array([[4, 4, 4, 4], [5, 4, 4, -1], [5, 4, 4, 4]])
+    assert edge_pixels(None, labels).tolist() == [0, 1, 4, 5, 8, 9]  # 8-neighbours of the two 5s
+    assert edge_pixels(depth, labels).tolist() == [0, 1, 2, 4, 5, 6, 8, 9, 10]
+    assert edge_pixels(None, np.full((3, 4), 2)).size == 0
+
+
+def test_edge_rays_replace_uniform_rays():
+    scene = _scene()
+    depth = np.full((4, 6, 8), 2.0, np.float32)
+    depth[:, :, 4:] = 1.0  # a depth edge between columns 3 and 4
+    scene.depth = depth
+    labels = np.zeros((4, 6, 8), dtype=np.int64)
+    s = RaySampler(scene, labels, labels, None, torch.device("cpu"), seed=0, edge_rays=30)
+    b = s.sample(40, 0)
+    assert b.origins.shape[0] == 40  # the edge rays are part of the uniform ones, after them
+    # x / z = (u + 0.5 - 4) / 4: the edge pixels are columns 3 and 4 (x = -0.125, 0.125)
+    x = (b.dirs[10:, 0] / b.dirs[10:, 2]).numpy()
+    assert np.allclose(np.abs(x), 0.125) and {-0.125, 0.125} == set(np.round(x, 3).tolist())
+    flat = RaySampler(scene, labels, labels, None, torch.device("cpu"), seed=0)
+    assert flat.sample(40, 0).origins.shape[0] == 40
+    scene.depth = np.full((4, 6, 8), 2.0, np.float32)  # no edges: every ray uniform
+    assert RaySampler(scene, labels, labels, None, torch.device("cpu"), seed=0, edge_rays=30).sample(40, 0) \
+        .origins.shape[0] == 40
