@@ -312,6 +312,10 @@ class RenderConfig:
     vote_object_share: float = 0.5
     """A voxel goes to an object only when objects have more than this share of its votes (to
     background when background has at least half; in between it keeps the channels' ownership)."""
+    vote_confidence: bool = False
+    """Weigh each ray's vote by its label's confidence (the maps' TTA confidence, as the training losses
+    do): a segment the 2D segmenter got wrong in a few views, with a low confidence there, is outvoted by
+    the views that got it right. False: every ray's vote counts the same."""
     vote_kernel: int = 3
     """Each vote also counts in the ``vote_kernel^3`` neighbouring voxels (1 = its own voxel only)."""
     vote_max_gap: Optional[float] = None

@@ -167,12 +167,13 @@ def keep_owning_objects(table: ChannelTable, owner: np.ndarray, min_votes: int) 
 @torch.no_grad()
 def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, n_rays: int, resolution: int,
                    chunk: int = 2048, seed: int = 0, min_purity: float = 0.5, object_share: float = 0.5,
-                   kernel: int = 3, max_gap: float = float("inf")) -> OwnershipGrid:
+                   kernel: int = 3, max_gap: float = float("inf"), use_confidence: bool = False) -> OwnershipGrid:
     """Multi-view ownership vote of the 2D instance labels on the rendered surface (:mod:`.ownership`).
 
     Rays: half uniform over the training pixels, half over the labelled ones; the extra labelled
     rays are weighted down so every pixel has the same expected weight (the vote stays a vote of
-    pixels, with four times the samples on the objects)."""
+    pixels, with four times the samples on the objects). ``use_confidence``: each ray's weight is
+    also multiplied by its label's confidence."""
     rng = np.random.default_rng(seed + 1)
     hw = sampler.h * sampler.w
     n_cells = len(sampler.frames) * hw  # cells: the training frames' pixels, frame after frame
@@ -195,6 +196,8 @@ def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, 
     weight = np.concatenate([np.ones(n_uni), np.full(n_lab, total / n_cells * n_uni / max(n_lab, 1))])
     frames = sampler.frames[cells // hw]
     b = sampler.gather(frames, cells % hw, np.zeros(cells.size, dtype=np.int64))
+    if use_confidence:
+        weight = weight * b.confidence.cpu().numpy()
     out = render_rays_chunked(model, b.origins, b.dirs, chunk, ("opacity", "depth", "acc"))
     owner = out["opacity"].argmax(dim=-1).cpu().numpy()
     points = (b.origins + out["depth"][:, None] * b.dirs).cpu().numpy()
