@@ -146,3 +146,39 @@ def test_object_meshes_cut_to_their_voted_voxels():
     # grown by one voxel: voxel (1, 1, 1) is kept, (2, 2, 2) is not
     assert supported_sdf(fn, table, grid, 1)(p)[:, 1].tolist() == pytest.approx([-0.3, -0.3, 0.5, 0.5, 0.5])
     assert supported_sdf(fn, table, grid, -1) is fn and supported_sdf(fn, table, None, 0) is fn
+
+
+def test_vote_weighed_by_confidence(monkeypatch):
+    # one surface voxel seen by seven training pixels: two in a chair mask (confidence 0.9) owned by channel 1,
+    # five labelled background by views that missed the chair (confidence 0.2)
+    labels = torch.tensor([1, 1, 0, 0, 0, 0, 0])
+    conf = torch.tensor([0.9, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2])
+
+    class Sampler:
+        frames, h, w = np.array([0]), 1, 7
+
+        def frame_labels(self, f):
+            return labels.numpy()
+
+        def gather(self, frames, pix, view):  # every ray starts at the origin; dirs[:, 0] is its owning channel
+            p = torch.as_tensor(pix)
+            dirs = torch.zeros(p.numel(), 3)
+            dirs[:, 0] = (labels[p] > 0).float()
+            return SimpleNamespace(origins=torch.zeros(p.numel(), 3), dirs=dirs, label=labels[p], confidence=conf[p])
+
+    def render(model, o, d, chunk, keys):  # surface at depth 0: every vote lands in the origin's voxel
+        n = o.shape[0]
+        return {"opacity": torch.nn.functional.one_hot(d[:, 0].long(), 2).float(), "depth": torch.zeros(n),
+                "acc": torch.ones(n)}
+
+    monkeypatch.setattr(channels, "render_rays_chunked", render)
+    table = ChannelTable(is_object=np.array([False, True]), classes=np.array([0, 5]), instance=np.array([0, 1]))
+
+    def owner(**kw):
+        grid = channels.ownership_vote(None, Sampler(), table, 4000, 8, kernel=1, **kw)
+        return int(grid.lookup(torch.zeros(1, 3))[0])
+
+    # a labelled pixel's vote counts twice (its uniform rays and the labelled half's): chair 2 x 2 against
+    # background 5, the voxel goes to background
+    assert owner() == 0
+    assert owner(use_confidence=True) == 1  # weighed by confidence: chair 4 x 0.9 = 3.6 against 5 x 0.2 = 1.0

@@ -170,9 +170,9 @@ def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, 
                    kernel: int = 3, max_gap: float = float("inf"), use_confidence: bool = False) -> OwnershipGrid:
     """Multi-view ownership vote of the 2D instance labels on the rendered surface (:mod:`.ownership`).
 
-    Rays: half uniform over the training pixels, half over the labelled ones; the extra labelled
-    rays are weighted down so every pixel has the same expected weight (the vote stays a vote of
-    pixels, with four times the samples on the objects). ``use_confidence``: each ray's weight is
+    Rays: half uniform over the training pixels, half over the labelled ones; the labelled half is
+    weighted down to the uniform half's expected weight per pixel, so a labelled pixel's vote counts
+    twice an unlabelled one's (its uniform rays and its labelled rays). ``use_confidence``: each ray's weight is
     also multiplied by its label's confidence."""
     rng = np.random.default_rng(seed + 1)
     hw = sampler.h * sampler.w
