@@ -5,8 +5,10 @@ with the background channel (the cold ownership softmax gives it no gradient bac
 small second channel keeps a few views' worth of an object. The 2D masks still know
 better when their evidence is pooled over views *in 3D*:
 
-1. Sample training rays (half uniform, half on labelled pixels, re-weighted to the
-   uniform density), render them and take the surface point ``o + depth * d``.
+1. Sample training rays (half uniform, half on labelled pixels, the labelled half re-weighted
+   to the uniform density, so a labelled pixel counts twice), render them and take the surface
+   point ``o + depth * d``. With ``render.vote_confidence`` a ray's weight is also its label's
+   confidence.
 2. Each 2D mask (frame, label) is mapped to the object instance owning most of its
    object-owned rays (its *dominant* instance, as in channel merging); masks whose
    dominant holds less than ``min_purity`` of those rays (an under-segmented mask over
