@@ -51,3 +51,17 @@ def test_view_reconstruction_of_a_written_folder(tmp_path):
     Image.fromarray(np.zeros((3, 3), np.uint16)).save(pred / "depth" / f"{scene.frame_names[int(frames[0])]}.png")
     with pytest.raises(SdfsegError, match="size 3x3"):
         view_reconstruction(scene, pred, frames)
+
+
+def test_mesh_matching_keeps_every_valid_pair():
+    from sdfseg.eval.meshes import match_pairs
+
+    # Chamfer costs of two GT objects (rows) against two predicted meshes (cols), from a demo run: only
+    # GT 1 - pred 0 (0.16) is under the 0.25 m limit. A plain lowest-total assignment picks (0, 0) + (1, 1)
+    # (3.54 + 0.83 = 4.37 < 4.28 + 0.16 = 4.44) and loses it.
+    cost = np.array([[3.54, 4.28], [0.16, 0.83]])
+    assert match_pairs(cost, 0.25) == [(1, 0)]
+    # as many pairs as possible first, then the lowest total: (0, 1) + (1, 0) = 0.4 against (0, 0) alone
+    assert sorted(match_pairs(np.array([[0.1, 0.2], [0.2, 0.9]]), 0.25)) == [(0, 1), (1, 0)]
+    assert match_pairs(np.array([[0.1, 0.2], [0.3, 0.9]]), 0.25) == [(0, 0)]
+    assert match_pairs(np.zeros((0, 3)), 0.25) == []

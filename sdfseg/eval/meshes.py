@@ -71,6 +71,17 @@ def chamfer_fscore(pred: np.ndarray, gt: np.ndarray, tau: float) -> dict[str, fl
             "chamfer": float(0.5 * (d_pred.mean() + d_gt.mean())), "precision": prec, "recall": rec, "fscore": f}
 
 
+def match_pairs(cost: np.ndarray, match_max: float) -> list[tuple[int, int]]:
+    """One-to-one pairs ``(row, col)`` of ``cost [G, P]`` below ``match_max``: as many as possible, then the
+    lowest total cost among them. Pairs at or above ``match_max`` cost the same large amount in the
+    assignment, so a pair that cannot count never displaces one that can."""
+    if cost.size == 0:
+        return []
+    ok = np.isfinite(cost) & (cost < match_max)
+    rows, cols = linear_sum_assignment(np.where(ok, cost, 1e9))
+    return [(int(i), int(j)) for i, j in zip(rows, cols) if ok[i, j]]
+
+
 def object_mesh_metrics(pred: dict[int, trimesh.Trimesh], gt: dict[int, trimesh.Trimesh], tau: float = 0.05,
                         n_samples: int = 20000, match_max: float = 0.25, seed: int = 0) -> dict:
     """Match predicted to GT objects and score each GT object. Returns per-object rows and means."""
@@ -82,10 +93,7 @@ def object_mesh_metrics(pred: dict[int, trimesh.Trimesh], gt: dict[int, trimesh.
         for j, p in enumerate(p_ids):
             cost[i, j] = chamfer_fscore(p_pts[p], g_pts[g], tau)["chamfer"]
     rows = []
-    matched = {}
-    if len(p_ids) and len(g_ids):
-        gi, pj = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e9))
-        matched = {g_ids[i]: p_ids[j] for i, j in zip(gi, pj) if cost[i, j] < match_max}
+    matched = {g_ids[i]: p_ids[j] for i, j in match_pairs(cost, match_max)}
     for g in g_ids:
         if g in matched:
             m = chamfer_fscore(p_pts[matched[g]], g_pts[g], tau)
