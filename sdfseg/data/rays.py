@@ -376,13 +376,11 @@ class RaySampler:
     def sample(self, n_random: int, n_label: int, extra_views: int = 0, extra_rays: int = 0) -> Batch:
         """One iteration's rays: one main frame (label-comprehensive) + ``extra_views`` x ``extra_rays``."""
         f = self.next_frame()
-        n_edge = min(self.edge_rays, n_random)
-        if n_edge > 0 and self.frame_edges(f).size == 0:
-            n_edge = 0  # a frame without edges: all uniform
+        edges = self.frame_edges(f) if self.edge_rays > 0 else None
+        n_edge = min(self.edge_rays, n_random) if edges is not None and edges.size else 0  # no edges: all uniform
         pix = [self.frame_pixels(f, n_random - n_edge, n_label)]
         if n_edge > 0:
-            pool = self.frame_edges(f)
-            pix[0] = np.concatenate([pix[0], pool[self.rng.integers(0, pool.size, size=n_edge)].astype(np.int64)])
+            pix[0] = np.concatenate([pix[0], edges[self.rng.integers(0, edges.size, size=n_edge)].astype(np.int64)])
         if self.depth_rays > 0 and self._depth_pixels[f].size:
             pool = self._depth_pixels[f]
             pix[0] = np.concatenate([pix[0], pool[self.rng.integers(0, pool.size, size=self.depth_rays)]])
