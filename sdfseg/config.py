@@ -318,6 +318,14 @@ class RenderConfig:
     the views that got it right. False: every ray's vote counts the same."""
     vote_kernel: int = 3
     """Each vote also counts in the ``vote_kernel^3`` neighbouring voxels (1 = its own voxel only)."""
+    split_grid: int = 0
+    """ClusteringSDF with the ownership vote: voxels per side of the split step's grid
+    (``sdfseg/methods/clustering/split.py``): an object instance whose surface is several pieces far
+    apart that the 2D masks keep apart (two identical chairs trained into one channel) becomes several
+    instances, each new one in a spare channel. 0 = off."""
+    split_link: float = 0.25
+    """Split step: two pieces stay one object when their rays share 2D masks by more than this share of
+    the smaller piece's rays (``sdfseg.methods.clustering.split.mask_links``)."""
     vote_max_gap: Optional[float] = None
     """Geometry gate of the vote (normalised units): a vote, and then the re-assignment of a point,
     counts only where the voted instance's own SDF lies within this of the scene SDF (the object
@@ -658,6 +666,12 @@ def validate(cfg: Config) -> None:
     if r.vote_grid < 0 or r.vote_rays <= 0:
         raise SdfsegError(f"config keys 'render.vote_grid' (>= 0, 0 = off), 'render.vote_rays' (> 0): "
                           f"got {r.vote_grid}, {r.vote_rays}")
+    if r.split_grid < 0 or not 0.0 <= r.split_link <= 1.0:
+        raise SdfsegError(f"config keys 'render.split_grid' (>= 0, 0 = off), 'render.split_link' (a share in [0, 1]): "
+                          f"got {r.split_grid}, {r.split_link}")
+    if r.split_grid > 0 and r.vote_grid <= 0:
+        raise SdfsegError(f"config key 'render.split_grid' is {r.split_grid}: the split step follows the ownership "
+                          "vote; set 'render.vote_grid' > 0 too, or split_grid to 0")
     if r.vote_kernel < 1 or r.vote_kernel % 2 == 0:
         raise SdfsegError(f"config key 'render.vote_kernel': expected an odd number >= 1, got {r.vote_kernel}")
     if r.vote_max_gap is not None and r.vote_max_gap < 0:

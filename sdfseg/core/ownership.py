@@ -6,6 +6,10 @@ at points of a voxel owned by instance ``t`` (background: the background channel
 of ``t`` takes the scene SDF (the min over channels) and every other column is pushed above it, so the
 scene surface is unchanged and only who owns it changes. Rendering (instance and semantic maps) and
 mesh export both follow the edited field (:func:`follow_ownership`), so maps and meshes agree.
+
+A grid may also carry a :class:`ChannelSplit` (ClusteringSDF's split step): regions where one object's
+channels hand their surface to a spare channel before the vote's edit, so two objects trained into
+one channel become two instances without moving any surface.
 """
 
 from __future__ import annotations
@@ -39,6 +43,59 @@ def flat_voxel(v, resolution: int):
 
 
 @dataclass
+class ChannelSplit:
+    """Regions of space where an object instance's channels hand their surface to a spare channel.
+
+    ``region [G^3]`` is -1 or the spare channel that takes over in that voxel; ``source [K]`` is, per
+    spare channel, the instance id whose channels it takes over from (-1 for the other channels).
+    """
+
+    region: torch.Tensor
+    resolution: int
+    radius: float
+    source: torch.Tensor
+
+    def apply(self, x: torch.Tensor, sdf: torch.Tensor, instance: torch.Tensor) -> torch.Tensor:
+        """Edited channel SDFs ``[P, K]``: in the region of spare channel ``c`` (source instance ``r``),
+        column ``c`` is the union (min) of ``r``'s channels and those lie at least :data:`MARGIN` above
+        it and above one voxel's width (no zero set of their own there); outside its region column ``c``
+        is at least :data:`MARGIN` above the other columns and one voxel's width above 0. The scene SDF
+        (min over columns) is unchanged wherever the spare channel did not hold it before.
+        ``instance [K]``: each channel's instance id, the spare channels' own included."""
+        g = self.resolution
+        v = voxel_index(x.detach(), self.radius, g)
+        inside = ((v >= 0) & (v < g)).all(dim=-1)
+        dest = torch.where(inside, self.region.to(x.device)[flat_voxel(v.clamp(0, g - 1), g)],
+                           torch.full_like(v[:, 0], -1))
+        source = self.source.to(sdf.device)
+        spare = source >= 0
+        instance = instance.to(sdf.device)
+        above = 2.0 * self.radius / g
+        others = torch.where(spare[None, :], torch.full_like(sdf, float("inf")), sdf).min(dim=-1).values
+        out = sdf.clone()
+        for c in torch.nonzero(spare).flatten().tolist():
+            members = (instance == source[c]) & ~spare
+            here = dest == c
+            union = sdf[:, members].min(dim=-1).values if bool(members.any()) else torch.full_like(others, float("inf"))
+            out[:, c] = torch.where(here, union, torch.maximum(sdf[:, c], torch.clamp(others + MARGIN, min=above)))
+            pushed = torch.maximum(sdf[:, members], torch.clamp(union + MARGIN, min=above)[:, None])
+            out[:, members] = torch.where(here[:, None], pushed, sdf[:, members])
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"split_region": self.region.cpu().numpy().astype(np.int32),
+                "split_resolution": np.int64(self.resolution), "split_radius": np.float64(self.radius),
+                "split_source": self.source.cpu().numpy().astype(np.int64)}
+
+    @staticmethod
+    def from_arrays(z) -> Optional["ChannelSplit"]:
+        if "split_region" not in z:
+            return None
+        return ChannelSplit(torch.as_tensor(z["split_region"].astype(np.int64)), int(z["split_resolution"]),
+                            float(z["split_radius"]), torch.as_tensor(z["split_source"].astype(np.int64)))
+
+
+@dataclass
 class OwnershipGrid:
     """Voxel grid over ``[-radius, radius]^3``: ``target [G^3]`` is -1 (no say), 0 (background)
     or the instance id (= representative channel) that owns the voxel's surface."""
@@ -50,6 +107,8 @@ class OwnershipGrid:
     """Geometry gate: a point is re-assigned only where the owner's own SDF is within this of the
     scene SDF (the owner already models a surface there; a dilated 2D label does not paint it
     onto the floor next to it)."""
+    split: Optional[ChannelSplit] = None
+    """Applied before the vote's edit (:class:`ChannelSplit`); None: no object is split."""
 
     def lookup(self, x: torch.Tensor) -> torch.Tensor:
         """Owner ``[P]`` of the voxels of points ``x [P, 3]`` (-1 outside the grid or without votes)."""
@@ -64,6 +123,8 @@ class OwnershipGrid:
         :attr:`max_gap` of the scene surface there, the owner's lowest channel equals the scene SDF and
         the others lie at least :data:`MARGIN` above it. ``instance [K]`` is each channel's instance id
         (0 = background channel)."""
+        if self.split is not None:
+            sdf = self.split.apply(x, sdf, instance)
         t = self.lookup(x)
         edit = t >= 0
         if not bool(edit.any()):
@@ -78,18 +139,21 @@ class OwnershipGrid:
         return torch.where(own, s_min[:, None], out)
 
     def save(self, path: Path) -> None:
+        extra = self.split.arrays() if self.split is not None else {}
         save_npz_atomic(path, target=self.target.cpu().numpy().astype(np.int32),
                         resolution=np.int64(self.resolution), radius=np.float64(self.radius),
-                        max_gap=np.float64(self.max_gap))
+                        max_gap=np.float64(self.max_gap), **extra)
 
     @staticmethod
     def load(path: Path) -> "OwnershipGrid":
         try:
             with np.load(path) as z:
                 return OwnershipGrid(torch.as_tensor(z["target"].astype(np.int64)), int(z["resolution"]),
-                                     float(z["radius"]), float(z["max_gap"]) if "max_gap" in z else float("inf"))
+                                     float(z["radius"]), float(z["max_gap"]) if "max_gap" in z else float("inf"),
+                                     ChannelSplit.from_arrays(z))
         except (OSError, KeyError, ValueError) as e:
-            raise SdfsegError(f"{path}: not a readable ownership grid (expected target, resolution, radius): {e}")
+            raise SdfsegError(f"{path}: not a readable ownership grid (expected target, resolution, radius; "
+                              f"split_region, split_resolution, split_radius, split_source together): {e}")
 
 
 def follow_ownership(model, instance, grid: Optional[OwnershipGrid]) -> None:

@@ -165,16 +165,12 @@ def keep_owning_objects(table: ChannelTable, owner: np.ndarray, min_votes: int) 
 
 
 @torch.no_grad()
-def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, n_rays: int, resolution: int,
-                   chunk: int = 2048, seed: int = 0, min_purity: float = 0.5, object_share: float = 0.5,
-                   kernel: int = 3, max_gap: float = float("inf"), use_confidence: bool = False) -> OwnershipGrid:
-    """Multi-view ownership vote of the 2D instance labels on the rendered surface (:mod:`.ownership`).
-
-    Rays: half uniform over the training pixels, half over the labelled ones; the labelled half is
-    weighted down to the uniform half's expected weight per pixel, so a labelled pixel's vote counts
-    twice an unlabelled one's (its uniform rays and its labelled rays). ``use_confidence``: each ray's weight is
-    also multiplied by its label's confidence."""
-    rng = np.random.default_rng(seed + 1)
+def surface_rays(model: SceneModel, sampler: RaySampler, n_rays: int, chunk: int, seed: int):
+    """Training rays rendered for the ownership vote and the split step: half uniform over the training
+    pixels, half over the labelled ones (label > 0). Returns ``(frames [N], batch, weight [N], owning
+    channel [N], surface point [N, 3], hit [N])``: the labelled half is weighted down to the uniform
+    half's expected weight per pixel; ``hit``: the ray's accumulated weight is at least 0.5."""
+    rng = np.random.default_rng(seed)
     hw = sampler.h * sampler.w
     n_cells = len(sampler.frames) * hw  # cells: the training frames' pixels, frame after frame
     per_frame = np.array([int((sampler.frame_labels(f) > 0).sum()) for f in sampler.frames], dtype=np.int64)
@@ -196,13 +192,27 @@ def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, 
     weight = np.concatenate([np.ones(n_uni), np.full(n_lab, total / n_cells * n_uni / max(n_lab, 1))])
     frames = sampler.frames[cells // hw]
     b = sampler.gather(frames, cells % hw, np.zeros(cells.size, dtype=np.int64))
-    if use_confidence:
-        weight = weight * b.confidence.cpu().numpy()
     out = render_rays_chunked(model, b.origins, b.dirs, chunk, ("opacity", "depth", "acc"))
     owner = out["opacity"].argmax(dim=-1).cpu().numpy()
     points = (b.origins + out["depth"][:, None] * b.dirs).cpu().numpy()
+    return frames, b, weight, owner, points, out["acc"].cpu().numpy() >= 0.5
+
+
+@torch.no_grad()
+def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, n_rays: int, resolution: int,
+                   chunk: int = 2048, seed: int = 0, min_purity: float = 0.5, object_share: float = 0.5,
+                   kernel: int = 3, max_gap: float = float("inf"), use_confidence: bool = False) -> OwnershipGrid:
+    """Multi-view ownership vote of the 2D instance labels on the rendered surface (:mod:`.ownership`).
+
+    Rays: half uniform over the training pixels, half over the labelled ones; the labelled half is
+    weighted down to the uniform half's expected weight per pixel, so a labelled pixel's vote counts
+    twice an unlabelled one's (its uniform rays and its labelled rays). ``use_confidence``: each ray's weight is
+    also multiplied by its label's confidence."""
+    frames, b, weight, owner, points, hit = surface_rays(model, sampler, n_rays, chunk, seed + 1)
+    if use_confidence:
+        weight = weight * b.confidence.cpu().numpy()
     vote = mask_votes(table.instance[owner], mask_segments(frames, b.label), min_purity)
-    vote[out["acc"].cpu().numpy() < 0.5] = -1  # rays that hit no surface say nothing
+    vote[~hit] = -1  # rays that hit no surface say nothing
     if np.isfinite(max_gap):
         vote[owner_gap(model, points, table.instance, vote, chunk) > max_gap] = -1
     return vote_grid(points, vote, weight, resolution, BOUND_RADIUS, kernel=kernel, object_share=object_share,

@@ -101,8 +101,8 @@ class ClusteringMethod(Method):
                                       mask_share=cfg.render.object_mask_share)
 
     def ownership(self, trainer, table):
-        """The multi-view ownership vote (``render.vote_grid`` > 0; else None), and the table with the
-        objects it leaves without surface made background."""
+        """The multi-view ownership vote (``render.vote_grid`` > 0; else None), then the split step
+        (``render.split_grid`` > 0), and the table with the objects left without surface made background."""
         from ...core.ownership import follow_ownership
         from .channels import drop_vanished_objects, ownership_vote
 
@@ -114,5 +114,14 @@ class ClusteringMethod(Method):
                               use_confidence=r.vote_confidence,
                               max_gap=float("inf") if r.vote_max_gap is None else r.vote_max_gap)
         follow_ownership(trainer.model, table.instance, grid)
+        if r.split_grid > 0:
+            from .split import split_objects
+
+            table, grid, cut = split_objects(trainer.model, trainer.sampler, table, grid, r.split_grid, r.vote_rays,
+                                             chunk=r.chunk, seed=self.cfg.train.seed, link=r.split_link)
+            for c in cut:
+                print(f"split step: object {c.instance} -> objects {c.groups} ({'/'.join(map(str, c.rays))} rays, "
+                      f"largest mask link between them {c.max_link:.2f})")
+            follow_ownership(trainer.model, table.instance, grid)
         table = drop_vanished_objects(trainer.model, trainer.sampler, table, chunk=r.chunk, seed=self.cfg.train.seed)
         return grid, table

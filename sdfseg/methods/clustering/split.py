@@ -1,0 +1,200 @@
+"""Split step: one object channel that holds two objects the 2D masks keep apart.
+
+ClusteringSDF's channels are free clusters of the 2D masks. Identical objects side by side (the chairs
+around a table) can end up in one channel: the clustering terms only ask masks *of one view* to fall in
+different channels, and two chairs rarely share a view's mask. The channel's surface is then two pieces
+far apart, and the instance map shows one object where there are two. After the ownership vote
+(:func:`split_objects`):
+
+1. Training rays (half uniform, half on labelled pixels) are rendered; each ray's surface point belongs to
+   the instance that owns it after the vote.
+2. Per object instance, its points on labelled pixels are put in a ``resolution^3`` voxel grid, grown by
+   one voxel, and cut into connected components. A component with fewer than ``min_share`` of the
+   instance's rays (or :data:`MIN_RAYS`) is too small to be an object of its own.
+3. The 2D masks say which components are one object: components ``a`` and ``b`` are *linked* when
+   ``sum_s min(n_sa, n_sb)`` over the masks ``s`` (``n_sa``: rays of component ``a`` in mask ``s``) is more
+   than ``link`` of the smaller component's rays in masks. Pieces of one object are seen in the same masks;
+   two objects are seen in different ones (a mask merging two touching objects in a few views links them
+   only weakly).
+4. Linked components form groups. The group with the most rays keeps the instance; each other group
+   gets a spare channel (a background channel that owns none of the rays) and becomes an instance of the
+   same class, taking the part of space within ``reach`` voxels of its points that lies nearer to them
+   than to the other groups' points (:class:`~sdfseg.core.ownership.ChannelSplit`). The vote's voxels in
+   that part that went to the old instance go to the new one.
+
+Nothing moves the surface: the split only renames who owns it, and maps and meshes follow (the
+:class:`~sdfseg.core.ownership.OwnershipGrid` carries the split).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ...core.model import BOUND_RADIUS, SceneModel
+from ...core.ownership import ChannelSplit, OwnershipGrid, flat_voxel, voxel_index
+from ...data.rays import RaySampler
+from ..outputs import ChannelTable
+from .channels import mask_segments, surface_rays
+
+MIN_RAYS = 40
+"""A component (group) must hold at least this many labelled rays to become an object of its own."""
+
+
+@dataclass
+class SplitReport:
+    """One instance cut into several: its id, the instance id of each group (the first keeps ``instance``),
+    each group's labelled rays, and the largest link between two of its groups (0 when none)."""
+
+    instance: int
+    groups: list[int]
+    rays: list[int]
+    max_link: float
+
+
+def point_components(vox: np.ndarray, resolution: int) -> np.ndarray:
+    """Connected component ``[N]`` (0, 1, ...) of voxels ``vox [N, 3]`` in a ``resolution^3`` grid: voxels
+    are neighbours when their one-voxel grown neighbourhoods touch (26-connected after growing)."""
+    from scipy.ndimage import binary_dilation, label
+
+    occ = np.zeros((resolution,) * 3, dtype=bool)
+    occ[vox[:, 0], vox[:, 1], vox[:, 2]] = True
+    grown = binary_dilation(occ, np.ones((3, 3, 3), dtype=bool))
+    comp, _ = label(grown, np.ones((3, 3, 3), dtype=bool))
+    _, ids = np.unique(comp[vox[:, 0], vox[:, 1], vox[:, 2]], return_inverse=True)
+    return ids.reshape(-1)
+
+
+def mask_links(component: np.ndarray, segment: np.ndarray, n_components: int) -> np.ndarray:
+    """``[n, n]``: how much the 2D masks link each pair of components. ``component [N]`` and ``segment [N]``
+    (mask id, >= 0) per ray; the link of ``a`` and ``b`` is ``sum_s min(n_sa, n_sb)`` divided by the
+    smaller of the two components' ray counts (1: every ray of the smaller one shares its masks with
+    as many rays of the other; 0: no mask holds both). The diagonal is 0."""
+    n = n_components
+    if component.size == 0:
+        return np.zeros((n, n))
+    _, seg = np.unique(segment, return_inverse=True)
+    counts = np.zeros((seg.max() + 1, n))
+    np.add.at(counts, (seg, component), 1.0)
+    shared = np.minimum(counts[:, :, None], counts[:, None, :]).sum(axis=0)
+    size = counts.sum(axis=0)
+    link = shared / np.maximum(np.minimum(size[:, None], size[None, :]), 1.0)
+    np.fill_diagonal(link, 0.0)
+    return link
+
+
+def link_groups(link: np.ndarray, threshold: float) -> np.ndarray:
+    """Group ``[n]`` of each component: components linked above ``threshold``, directly or through
+    others, share a group (numbered 0, 1, ... by their first component)."""
+    n = link.shape[0]
+    group = np.arange(n)
+    for a, b in zip(*np.nonzero(np.triu(link > threshold, 1))):
+        ga, gb = group[a], group[b]
+        group[group == max(ga, gb)] = min(ga, gb)
+    return np.unique(group, return_inverse=True)[1].reshape(-1)
+
+
+def group_regions(vox: np.ndarray, group: np.ndarray, resolution: int, reach: float) -> np.ndarray:
+    """``[G^3]`` nearest group of each voxel (-1 beyond ``reach`` voxels of every point): the voxels
+    ``vox [N, 3]`` of the points, ``group [N]`` (>= 0) each point's group."""
+    from scipy.ndimage import distance_transform_edt
+
+    g = resolution
+    seed = np.full((g,) * 3, -1, dtype=np.int64)
+    seed[vox[:, 0], vox[:, 1], vox[:, 2]] = group
+    dist, idx = distance_transform_edt(seed < 0, return_indices=True)
+    nearest = seed[idx[0], idx[1], idx[2]]
+    return np.where(dist <= reach, nearest, -1).reshape(-1)
+
+
+def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, resolution: int,
+                radius: float, link: float, min_share: float, min_rays: int = MIN_RAYS
+                ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float]]:
+    """Which instances to cut, from rays on labelled pixels: ``instance [N]`` (> 0) owning each ray, its
+    surface point ``[N, 3]`` and 2D mask id ``segment [N]``. Returns per instance to cut
+    ``(instance id, kept [N] bool (its rays in big enough components), group [N] (of those rays, 0 =
+    the biggest group), rays per group, largest link between groups)``."""
+    plans = []
+    vox_all = np.clip(voxel_index(points, radius, resolution), 0, resolution - 1)
+    for r in np.unique(instance):
+        mine = np.flatnonzero(instance == r)
+        if mine.size < 2 * min_rays:
+            continue
+        vox = vox_all[mine]
+        comp = point_components(vox, resolution)
+        size = np.bincount(comp)
+        big = np.flatnonzero(size >= max(min_rays, min_share * mine.size))
+        if big.size < 2:
+            continue
+        keep = np.isin(comp, big)
+        comp_big = np.searchsorted(big, comp[keep])
+        links = mask_links(comp_big, segment[mine[keep]], big.size)
+        group = link_groups(links, link)
+        if group.max() == 0:
+            continue
+        rays = np.bincount(group[comp_big])
+        order = np.argsort(-rays, kind="stable")  # group 0: the most rays
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        group = rank[group]
+        between = links[group[:, None] != group[None, :]]
+        kept = np.zeros(instance.size, dtype=bool)
+        kept[mine[keep]] = True
+        ray_group = np.full(instance.size, -1)
+        ray_group[mine[keep]] = group[comp_big]
+        plans.append((int(r), kept, ray_group, rays[order], float(between.max(initial=0.0))))
+    return plans
+
+
+@torch.no_grad()
+def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, grid: OwnershipGrid,
+                  resolution: int, n_rays: int, chunk: int = 2048, seed: int = 0, link: float = 0.25,
+                  min_share: float = 0.1, reach: float = 8.0) -> tuple[ChannelTable, OwnershipGrid, list[SplitReport]]:
+    """The split step (module docstring) on a model that follows ``grid``: the new table (each new
+    instance a spare channel of its source's class), the grid carrying the split, and what was cut.
+    Without spare channels (or nothing to cut) the table and grid come back as they were."""
+    frames, b, _, owner, points, hit = surface_rays(model, sampler, n_rays, chunk, seed + 2)
+    inst = table.instance[owner]
+    label = b.label.cpu().numpy()
+    use = hit & (inst > 0) & (label > 0)
+    plans = plan_splits(inst[use], points[use], mask_segments(frames[use], b.label[torch.as_tensor(use)]), resolution,
+                        BOUND_RADIUS, link, min_share)
+    owned = np.bincount(owner[hit], minlength=len(table.is_object))
+    spares = [int(c) for c in np.flatnonzero(~table.is_object & (owned == 0))]
+    if not plans or not spares:
+        return table, grid, []
+    is_object, classes = table.is_object.copy(), table.classes.copy()
+    instance, votes = table.instance.copy(), np.asarray(table.votes).copy()
+    region = torch.full((resolution ** 3,), -1, dtype=torch.long)
+    source = torch.full((len(is_object),), -1, dtype=torch.long)
+    vox_use = np.clip(voxel_index(points[use], BOUND_RADIUS, resolution), 0, resolution - 1)
+    reports = []
+    for r, kept, ray_group, rays, max_link in plans:
+        near = group_regions(vox_use[kept], ray_group[kept], resolution, reach)
+        ids = [r]
+        for g in range(1, rays.size):
+            if not spares:
+                break
+            c = spares.pop(0)
+            region[torch.as_tensor((near == g) & (region.numpy() < 0))] = c  # first come: regions do not overlap
+            source[c] = r
+            is_object[c], classes[c], instance[c] = True, classes[r], c
+            if votes.size:
+                votes[c] = int(rays[g])
+            ids.append(c)
+        reports.append(SplitReport(r, ids, [int(n) for n in rays[:len(ids)]], max_link))
+    split = ChannelSplit(region, resolution, BOUND_RADIUS, source)
+    # the vote's voxels inside a new instance's region that went to its source go to it
+    g = grid.resolution
+    centres = (np.stack(np.meshgrid(*[np.arange(g)] * 3, indexing="ij"), axis=-1).reshape(-1, 3) + 0.5) * (
+        2 * grid.radius / g) - grid.radius
+    cv = np.clip(voxel_index(centres, BOUND_RADIUS, resolution), 0, resolution - 1)
+    dest = region.numpy()[flat_voxel(cv, resolution)]
+    target = grid.target.clone()
+    moved = (dest >= 0) & (target.numpy() == source.numpy()[np.maximum(dest, 0)])
+    target[torch.as_tensor(moved)] = torch.as_tensor(dest[moved])
+    new_table = ChannelTable(is_object=is_object, classes=np.where(is_object, classes, 0), votes=votes,
+                             instance=instance)
+    return new_table, OwnershipGrid(target, g, grid.radius, grid.max_gap, split), reports

@@ -1,0 +1,158 @@
+"""Split step: hand-worked mask links, groups, regions, the channel hand-over and the whole step on a fake model."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from sdfseg.config import load_config
+from sdfseg.core.ownership import MARGIN, ChannelSplit, OwnershipGrid, flat_voxel
+from sdfseg.errors import SdfsegError
+from sdfseg.methods.clustering import channels
+from sdfseg.methods.clustering.split import group_regions, link_groups, mask_links, plan_splits, split_objects
+from sdfseg.methods.outputs import ChannelTable
+
+
+def test_mask_links_hand_worked():
+    # components 0 (2 rays), 1 (3 rays), 2 (1 ray); mask 0 holds 2 rays of component 0 and 1 of component 1
+    comp = np.array([0, 0, 1, 1, 1, 2])
+    seg = np.array([0, 0, 0, 7, 7, 9])
+    link = mask_links(comp, seg, 3)
+    # shared(0, 1) = min(2, 1) = 1 over the smaller component's 2 rays; nothing else shares a mask
+    assert link.tolist() == [[0.0, 0.5, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    assert link_groups(link, 0.25).tolist() == [0, 0, 1]
+    assert link_groups(link, 0.5).tolist() == [0, 1, 2]  # the link must be above the threshold
+    # chains join: 0-1 and 1-2 linked, 0-2 not
+    chain = np.array([[0, 0.9, 0], [0.9, 0, 0.9], [0, 0.9, 0]])
+    assert link_groups(chain, 0.5).tolist() == [0, 0, 0]
+
+
+def test_group_regions_nearest_group_within_reach():
+    vox = np.array([[1, 1, 1], [6, 6, 6]])
+    near = group_regions(vox, np.array([0, 1]), 8, reach=2.0).reshape(8, 8, 8)
+    assert near[2, 2, 2] == 0 and near[1, 1, 3] == 0 and near[5, 5, 5] == 1
+    assert near[4, 4, 4] == -1  # sqrt(12) from the nearest point: beyond reach
+    assert near[1, 1, 4] == -1  # 3 voxels away
+
+
+def _blobs(masks_b):
+    rng = np.random.default_rng(0)
+    a = rng.normal([-0.5, 0.0, 0.0], 0.03, (300, 3))
+    b = rng.normal([0.5, 0.0, 0.0], 0.03, (200, 3))
+    crumb = rng.normal([0.0, 0.6, 0.0], 0.01, (30, 3))  # 30 rays: below 10% of the instance
+    seg = np.r_[rng.integers(0, 10, 300), masks_b, rng.integers(0, 10, 30)]
+    return np.r_[a, b, crumb], seg
+
+
+def test_plan_splits_cuts_pieces_the_masks_keep_apart():
+    rng = np.random.default_rng(1)
+    pts, seg = _blobs(rng.integers(10, 20, 200))  # piece B seen in masks of its own
+    inst = np.full(len(pts), 3)
+    (r, kept, group, rays, link), = plan_splits(inst, pts, seg, 64, 1.0, link=0.25, min_share=0.1)
+    assert r == 3 and rays.tolist() == [300, 200] and link == 0.0
+    assert (group[:300] == 0).all() and (group[300:500] == 1).all()
+    assert not kept[500:].any() and (group[500:] == -1).all()  # the crumb is too small to be an object
+    # the same masks over both pieces: one object seen in two pieces, nothing to cut
+    pts, seg = _blobs(rng.integers(0, 10, 200))
+    assert plan_splits(inst, pts, seg, 64, 1.0, link=0.25, min_share=0.1) == []
+    # one instance per piece already: nothing to cut either
+    assert plan_splits(np.r_[np.full(300, 3), np.full(230, 4)], pts, seg, 64, 1.0, 0.25, 0.1) == []
+
+
+def test_channel_split_hands_surface_to_the_spare_channel():
+    # 4^3 voxels over [-1, 1]^3 (0.5 wide): voxel (0, 0, 0) goes from instance 1 to spare channel 2
+    region = torch.full((64,), -1, dtype=torch.long)
+    region[flat_voxel(np.array([0, 0, 0]), 4)] = 2
+    split = ChannelSplit(region, 4, 1.0, torch.tensor([-1, -1, 1]))
+    inst = torch.tensor([0, 1, 2])
+    x = torch.tensor([[-0.9, -0.9, -0.9], [-0.9, -0.9, -0.9], [0.9, 0.9, 0.9], [0.9, 0.9, 0.9]])
+    sdf = torch.tensor([[0.3, 0.1, 0.7],     # in the region: channel 2 takes instance 1's column
+                        [0.3, -0.2, 0.7],    # ... inside the object: channel 1 is pushed to one voxel (0.5)
+                        [0.3, 0.1, 0.7],     # outside: channel 2 at least 0.5 (one voxel) and MARGIN above
+                        [0.3, 0.2, -0.1]])   # a spare that held surface loses it (0.2 is the scene SDF now)
+    out = split.apply(x, sdf, inst)
+    expected = torch.tensor([[0.3, 0.5, 0.1], [0.3, 0.5, -0.2], [0.3, 0.1, 0.7], [0.3, 0.2, 0.5]])
+    assert torch.allclose(out, expected)
+    assert torch.equal(out[:3].min(dim=1).values, sdf[:3].min(dim=1).values)
+    # far from any surface the margin decides: others at 0.8 push the spare to 0.8 + MARGIN
+    far = split.apply(torch.tensor([[0.9, 0.9, 0.9]]), torch.tensor([[0.8, 0.9, 0.1]]), inst)
+    assert far[0, 2].item() == pytest.approx(0.8 + MARGIN)
+    # a grid carrying the split applies it first; save / load keeps it
+    grid = OwnershipGrid(torch.full((8,), -1, dtype=torch.long), 2, 1.0, split=split)
+    assert torch.allclose(grid.apply(x, sdf, inst), expected)
+
+
+def test_grid_with_split_round_trip(tmp_path):
+    split = ChannelSplit(torch.tensor([-1, 3] * 4), 2, 1.0, torch.tensor([-1, -1, -1, 1]))
+    OwnershipGrid(torch.zeros(8, dtype=torch.long), 2, 1.0, 0.03, split).save(tmp_path / "o.npz")
+    back = OwnershipGrid.load(tmp_path / "o.npz")
+    assert torch.equal(back.split.region, split.region) and torch.equal(back.split.source, split.source)
+    assert back.split.resolution == 2 and back.max_gap == 0.03
+    OwnershipGrid(torch.zeros(8, dtype=torch.long), 2, 1.0).save(tmp_path / "plain.npz")
+    assert OwnershipGrid.load(tmp_path / "plain.npz").split is None
+
+
+def _fake_scene(monkeypatch, n_a=120, n_b=80):
+    """One training frame, 1 x 240 pixels: pixels 0..n_a-1 are mask 1 (a chair at x = -0.5), the next n_b
+    mask 2 (a chair at x = +0.5), the rest background (the floor at y = -0.6); channel 1 owns both chairs."""
+    labels = torch.zeros(240, dtype=torch.long)
+    labels[:n_a], labels[n_a:n_a + n_b] = 1, 2
+    rng = np.random.default_rng(0)
+    spot = torch.tensor(np.where((labels == 1).numpy()[:, None], [-0.5, 0.0, 0.0],
+                                 np.where((labels == 2).numpy()[:, None], [0.5, 0.0, 0.0], [0.0, -0.6, 0.0]))
+                        + rng.normal(0, 0.02, (240, 3)), dtype=torch.float32)
+
+    class Sampler:
+        frames, h, w = np.array([0]), 1, 240
+
+        def frame_labels(self, f):
+            return labels.numpy()
+
+        def gather(self, frames, pix, view):  # rays from the origin; depth 1 puts the surface at dirs
+            p = torch.as_tensor(pix)
+            return SimpleNamespace(origins=torch.zeros(p.numel(), 3), dirs=spot[p], label=labels[p],
+                                   confidence=torch.ones(p.numel()))
+
+    def render(model, o, d, chunk, keys):
+        n = o.shape[0]
+        owner = (d[:, 1] > -0.3).long()  # the chairs: channel 1; the floor: channel 0
+        return {"opacity": torch.nn.functional.one_hot(owner, 3).float(), "depth": torch.ones(n), "acc": torch.ones(n)}
+
+    monkeypatch.setattr(channels, "render_rays_chunked", render)
+    return Sampler()
+
+
+def test_split_objects_gives_the_second_chair_a_spare_channel(monkeypatch):
+    sampler = _fake_scene(monkeypatch)
+    table = ChannelTable(is_object=np.array([False, True, False]), classes=np.array([0, 5, 0]),
+                         votes=np.array([50, 200, 0]))
+    target = torch.full((8 ** 3,), -1, dtype=torch.long)
+    target[flat_voxel(np.array([6, 4, 4]), 8)] = 1  # the vote gave chair B's voxel (x = +0.5) to instance 1
+    grid = OwnershipGrid(target, 8, 1.0, 0.03)
+    new, split_grid, (report,) = split_objects(None, sampler, table, grid, 16, 2000)
+    assert new.is_object.tolist() == [False, True, True] and new.classes.tolist() == [0, 5, 5]
+    assert new.instance.tolist() == [0, 1, 2]
+    assert report.instance == 1 and report.groups == [1, 2] and report.rays[0] > report.rays[1] > 0
+    assert split_grid.split.source.tolist() == [-1, -1, 1] and split_grid.max_gap == 0.03
+    assert int(split_grid.target[flat_voxel(np.array([6, 4, 4]), 8)]) == 2  # the vote's voxel follows
+    # at chair B the spare channel holds the surface; at chair A channel 1 keeps it
+    x = torch.tensor([[0.5, 0.0, 0.0], [-0.5, 0.0, 0.0]])
+    sdf = torch.tensor([[0.2, 0.0, 0.9], [0.2, 0.0, 0.9]])
+    out = split_grid.split.apply(x, sdf, torch.as_tensor(new.instance))
+    assert out[0].argmin().item() == 2 and out[1].argmin().item() == 1
+    # no spare channel (channel 2 owns the floor now): nothing is cut
+    full = ChannelTable(is_object=np.array([False, True]), classes=np.array([0, 5]), votes=np.array([50, 200]))
+    monkeypatch.setattr(channels, "render_rays_chunked", lambda model, o, d, chunk, keys: {
+        "opacity": torch.nn.functional.one_hot((d[:, 1] > -0.3).long(), 2).float(),
+        "depth": torch.ones(o.shape[0]), "acc": torch.ones(o.shape[0])})
+    same, same_grid, cut = split_objects(None, sampler, full, grid, 16, 2000)
+    assert same is full and same_grid is grid and cut == []
+
+
+def test_split_config_checks():
+    with pytest.raises(SdfsegError, match="render.split_grid"):
+        load_config(None, ["render.split_grid=64"])  # needs the ownership vote
+    with pytest.raises(SdfsegError, match="render.split_link"):
+        load_config(None, ["render.vote_grid=64", "render.split_grid=64", "render.split_link=1.5"])
+    assert load_config(None, ["render.vote_grid=64", "render.split_grid=128"]).render.split_grid == 128
