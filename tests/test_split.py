@@ -10,7 +10,8 @@ from sdfseg.config import load_config
 from sdfseg.core.ownership import MARGIN, ChannelSplit, OwnershipGrid, flat_voxel
 from sdfseg.errors import SdfsegError
 from sdfseg.methods.clustering import channels
-from sdfseg.methods.clustering.split import group_regions, link_groups, mask_links, plan_splits, split_objects
+from sdfseg.methods.clustering.split import (group_class, group_home, group_regions, link_groups, mask_links, plan_splits,
+                                             split_objects)
 from sdfseg.methods.outputs import ChannelTable
 
 
@@ -34,6 +35,26 @@ def test_group_regions_nearest_group_within_reach():
     assert near[2, 2, 2] == 0 and near[1, 1, 3] == 0 and near[5, 5, 5] == 1
     assert near[4, 4, 4] == -1  # sqrt(12) from the nearest point: beyond reach
     assert near[1, 1, 4] == -1  # 3 voxels away
+
+
+def test_group_home_by_the_masks_dominant_owner():
+    inst = np.array([3, 3, 3, 3, 7, 7, 7])
+    seg = np.array([0, 0, 1, 1, 1, 1, 1])
+    # rays 2, 3 (cut off instance 3) lie in mask 1, where instance 7 has 3 rays against their 2: a piece of 7
+    assert group_home(inst, seg, np.array([0, 0, 1, 1, 0, 0, 0], bool)) == 7
+    # rays 0, 1 have mask 0 to themselves: an object of their own
+    assert group_home(inst, seg, np.array([1, 1, 0, 0, 0, 0, 0], bool)) == 0
+    # a group in a mask its source dominates belongs to the source (the caller then keeps it there)
+    assert group_home(np.full(5, 3), np.array([0, 0, 0, 1, 1]), np.array([1, 0, 0, 0, 0], bool)) == 3
+    # half of the group in 7's masks is not more than half: its own
+    assert group_home(np.array([3, 3, 7, 7, 7]), np.array([0, 1, 1, 1, 1]), np.array([1, 1, 0, 0, 0], bool)) == 0
+
+
+def test_group_class_votes_things_by_confidence():
+    sem = np.array([5, 5, 9, 2, 2])
+    conf = np.array([0.3, 0.3, 0.9, 1.0, 1.0])
+    assert group_class(sem, conf, [5, 9], fallback=4) == 9  # 0.9 against 0.6; class 2 is stuff
+    assert group_class(np.array([2, 2]), np.ones(2), [5, 9], fallback=4) == 4
 
 
 def _blobs(masks_b):
@@ -112,7 +133,7 @@ def _fake_scene(monkeypatch, n_a=120, n_b=80):
         def gather(self, frames, pix, view):  # rays from the origin; depth 1 puts the surface at dirs
             p = torch.as_tensor(pix)
             return SimpleNamespace(origins=torch.zeros(p.numel(), 3), dirs=spot[p], label=labels[p],
-                                   confidence=torch.ones(p.numel()))
+                                   semantic=torch.where(labels[p] > 0, 6, 1), confidence=torch.ones(p.numel()))
 
     def render(model, o, d, chunk, keys):
         n = o.shape[0]
@@ -132,6 +153,8 @@ def test_split_objects_gives_the_second_chair_a_spare_channel(monkeypatch):
     grid = OwnershipGrid(target, 8, 1.0, 0.03)
     new, split_grid, (report,) = split_objects(None, sampler, table, grid, 16, 2000)
     assert new.is_object.tolist() == [False, True, True] and new.classes.tolist() == [0, 5, 5]
+    # the new object's class voted by its own rays' labels (class 6) when the thing classes are given
+    assert split_objects(None, sampler, table, grid, 16, 2000, thing_ids=[5, 6])[0].classes.tolist() == [0, 5, 6]
     assert new.instance.tolist() == [0, 1, 2]
     assert report.instance == 1 and report.groups == [1, 2] and report.rays[0] > report.rays[1] > 0
     assert split_grid.split.source.tolist() == [-1, -1, 1] and split_grid.max_gap == 0.03

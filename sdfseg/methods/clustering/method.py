@@ -118,9 +118,10 @@ class ClusteringMethod(Method):
             from .split import split_objects
 
             table, grid, cut = split_objects(trainer.model, trainer.sampler, table, grid, r.split_grid, r.vote_rays,
-                                             chunk=r.chunk, seed=self.cfg.train.seed, link=r.split_link)
+                                             chunk=r.chunk, seed=self.cfg.train.seed, link=r.split_link,
+                                             thing_ids=self.classes.thing_ids)
             for c in cut:
-                print(f"split step: object {c.instance} -> objects {c.groups} ({'/'.join(map(str, c.rays))} rays, "
+                print(f"split step: object {c.instance} -> {c.groups} ({'/'.join(map(str, c.rays))} rays, "
                       f"largest mask link between them {c.max_link:.2f})")
             follow_ownership(trainer.model, table.instance, grid)
         table = drop_vanished_objects(trainer.model, trainer.sampler, table, chunk=r.chunk, seed=self.cfg.train.seed)

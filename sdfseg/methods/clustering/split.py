@@ -45,8 +45,9 @@ MIN_RAYS = 40
 
 @dataclass
 class SplitReport:
-    """One instance cut into several: its id, the instance id of each group (the first keeps ``instance``),
-    each group's labelled rays, and the largest link between two of its groups (0 when none)."""
+    """One instance cut into several: its id, the instance each group went to (the first keeps ``instance``;
+    a group may join another existing instance), each group's labelled rays, and the largest mask link
+    between two of its groups (0 when none)."""
 
     instance: int
     groups: list[int]
@@ -148,23 +149,54 @@ def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, r
     return plans
 
 
+def group_home(instance: np.ndarray, segment: np.ndarray, members: np.ndarray) -> int:
+    """Where the rays ``members [N] bool`` (a group cut off an instance) belong by their 2D masks: 0 (an
+    object of their own) unless more than half of them lie in masks dominated by one other instance, whose
+    id is returned. ``instance [N]`` owns each ray (> 0), ``segment [N]`` is its mask; a mask is
+    dominated by the owner of most of its rays, the group counting as an owner of its own."""
+    own = np.where(members, instance.max(initial=0) + 1, instance)
+    _, seg = np.unique(segment, return_inverse=True)
+    _, owner = np.unique(own, return_inverse=True)
+    counts = np.zeros((seg.max(initial=-1) + 1, owner.max(initial=-1) + 1))
+    np.add.at(counts, (seg, owner), 1.0)
+    dominant = np.unique(own)[counts.argmax(axis=1)][seg[members]]
+    ids, n = np.unique(dominant, return_counts=True)
+    best = int(ids[n.argmax()]) if ids.size else 0
+    return best if best != instance.max(initial=0) + 1 and n.max(initial=0) > 0.5 * members.sum() else 0
+
+
+def group_class(semantic: np.ndarray, confidence: np.ndarray, thing_ids, fallback: int) -> int:
+    """The thing class with the largest summed confidence among a group's rays (``semantic [N]``, ``confidence
+    [N]``); ``fallback`` when none of them has a thing class."""
+    thing = np.isin(semantic, np.asarray(thing_ids))
+    if not thing.any():
+        return fallback
+    votes = np.bincount(semantic[thing], weights=confidence[thing])
+    return int(votes.argmax())
+
+
 @torch.no_grad()
 def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, grid: OwnershipGrid,
                   resolution: int, n_rays: int, chunk: int = 2048, seed: int = 0, link: float = 0.25,
-                  min_share: float = 0.1, reach: float = 8.0) -> tuple[ChannelTable, OwnershipGrid, list[SplitReport]]:
-    """The split step (module docstring) on a model that follows ``grid``: the new table (each new
-    instance a spare channel of its source's class), the grid carrying the split, and what was cut.
-    Without spare channels (or nothing to cut) the table and grid come back as they were."""
+                  min_share: float = 0.1, reach: float = 8.0, thing_ids=None
+                  ) -> tuple[ChannelTable, OwnershipGrid, list[SplitReport]]:
+    """The split step (module docstring) on a model that follows ``grid``: the new table, the grid carrying
+    the split, and what was cut. A group cut off goes to a spare channel; that channel joins the instance
+    whose masks hold most of the group's rays (:func:`group_home`; a piece of another object the vote left
+    with this one), else it is an object of its own, of the class its rays vote for among ``thing_ids``
+    (:func:`group_class`; None: its source's class). Without spare channels (or nothing to cut) the table
+    and grid come back as they were."""
     frames, b, _, owner, points, hit = surface_rays(model, sampler, n_rays, chunk, seed + 2)
     inst = table.instance[owner]
     label = b.label.cpu().numpy()
     use = hit & (inst > 0) & (label > 0)
-    plans = plan_splits(inst[use], points[use], mask_segments(frames[use], b.label[torch.as_tensor(use)]), resolution,
-                        BOUND_RADIUS, link, min_share)
+    inst_u, seg_u = inst[use], mask_segments(frames[use], b.label[torch.as_tensor(use)])
+    plans = plan_splits(inst_u, points[use], seg_u, resolution, BOUND_RADIUS, link, min_share)
     owned = np.bincount(owner[hit], minlength=len(table.is_object))
     spares = [int(c) for c in np.flatnonzero(~table.is_object & (owned == 0))]
     if not plans or not spares:
         return table, grid, []
+    sem_u, conf_u = b.semantic.cpu().numpy()[use], b.confidence.cpu().numpy()[use]
     is_object, classes = table.is_object.copy(), table.classes.copy()
     instance, votes = table.instance.copy(), np.asarray(table.votes).copy()
     region = torch.full((resolution ** 3,), -1, dtype=torch.long)
@@ -173,20 +205,30 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     reports = []
     for r, kept, ray_group, rays, max_link in plans:
         near = group_regions(vox_use[kept], ray_group[kept], resolution, reach)
-        ids = [r]
+        ids, counts = [r], [int(rays[0])]
         for g in range(1, rays.size):
-            if not spares:
-                break
+            home = group_home(inst_u, seg_u, ray_group == g)
+            if home == r or not spares:
+                continue  # its masks say it is part of this object after all / no channel left
             c = spares.pop(0)
             region[torch.as_tensor((near == g) & (region.numpy() < 0))] = c  # first come: regions do not overlap
             source[c] = r
-            is_object[c], classes[c], instance[c] = True, classes[r], c
+            if home:
+                is_object[c], classes[c], instance[c] = True, classes[home], home
+            else:
+                cls = classes[r] if thing_ids is None else group_class(sem_u[ray_group == g], conf_u[ray_group == g],
+                                                                       thing_ids, int(classes[r]))
+                is_object[c], classes[c], instance[c] = True, cls, c
             if votes.size:
                 votes[c] = int(rays[g])
-            ids.append(c)
-        reports.append(SplitReport(r, ids, [int(n) for n in rays[:len(ids)]], max_link))
+            ids.append(int(instance[c]))
+            counts.append(int(rays[g]))
+        if len(ids) > 1:
+            reports.append(SplitReport(r, ids, counts, max_link))
+    if not reports:
+        return table, grid, []
     split = ChannelSplit(region, resolution, BOUND_RADIUS, source)
-    # the vote's voxels inside a new instance's region that went to its source go to it
+    # the vote's voxels inside a region that went to the region's source go to the region's instance
     g = grid.resolution
     centres = (np.stack(np.meshgrid(*[np.arange(g)] * 3, indexing="ij"), axis=-1).reshape(-1, 3) + 0.5) * (
         2 * grid.radius / g) - grid.radius
@@ -194,7 +236,7 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     dest = region.numpy()[flat_voxel(cv, resolution)]
     target = grid.target.clone()
     moved = (dest >= 0) & (target.numpy() == source.numpy()[np.maximum(dest, 0)])
-    target[torch.as_tensor(moved)] = torch.as_tensor(dest[moved])
+    target[torch.as_tensor(moved)] = torch.as_tensor(instance[dest[moved]])
     new_table = ChannelTable(is_object=is_object, classes=np.where(is_object, classes, 0), votes=votes,
                              instance=instance)
     return new_table, OwnershipGrid(target, g, grid.radius, grid.max_gap, split), reports
