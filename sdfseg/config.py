@@ -284,6 +284,13 @@ class RenderConfig:
     fine: the network is evaluated densely only near surfaces)."""
     surface_samples: int = 8
     """Network samples per ray in the surface renderer's band."""
+    labels: str = "volume"
+    """Where the rendered instance and semantic maps read a pixel's labels: ``volume`` (the volume-rendered
+    object opacities and class logits, as in the paper) | ``surface`` (the channel lowest, and the
+    semantic head's logits, at the ray's first sample inside the scene surface; rays that meet no
+    surface keep the volume-rendered ones). A ray that passes close to an object's edge without meeting
+    it gathers some of its opacity; ``surface`` gives it to what the ray does meet, so silhouettes are
+    not drawn fatter than the surface. Methods whose slots are the SDF channels (not the codebook)."""
     export_mesh: bool = True
     mesh_resolution: int = 256
     merge_share: float = 0.0
@@ -666,6 +673,8 @@ def validate(cfg: Config) -> None:
     if r.vote_grid < 0 or r.vote_rays <= 0:
         raise SdfsegError(f"config keys 'render.vote_grid' (>= 0, 0 = off), 'render.vote_rays' (> 0): "
                           f"got {r.vote_grid}, {r.vote_rays}")
+    if r.labels not in ("volume", "surface"):
+        raise SdfsegError(f"config key 'render.labels': expected volume or surface, got {r.labels!r}")
     if r.split_grid < 0 or not 0.0 <= r.split_link <= 1.0:
         raise SdfsegError(f"config keys 'render.split_grid' (>= 0, 0 = off), 'render.split_link' (a share in [0, 1]): "
                           f"got {r.split_grid}, {r.split_link}")

@@ -115,8 +115,13 @@ class Method:
         return model.num_channels
 
     def owner(self, out: dict) -> torch.Tensor:
-        """Slot ``[R]`` (channel, code, ...) each rendered ray shows."""
-        return out["opacity"].argmax(dim=-1)
+        """Slot ``[R]`` (channel, code, ...) each rendered ray shows: the channel of largest object opacity,
+        or, where the render has ``surface_owner`` (``render.labels: surface``), the lowest channel where
+        the ray first meets the surface."""
+        volume = out["opacity"].argmax(dim=-1)
+        if "surface_owner" in out:
+            return torch.where(out["surface_owner"] >= 0, out["surface_owner"], volume)
+        return volume
 
     def channel_table(self, trainer: "Trainer") -> "ChannelTable":
         """What each slot is (object or background, class, instance id)."""

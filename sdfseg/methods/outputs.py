@@ -63,8 +63,11 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
     dev = next(model.parameters()).device
     h, w = hw
     o, d, scale = view_rays(c2w, K, hw, dev)
+    surface = method.cfg.render.labels == "surface"
+    channels = "opacity" in method.render_keys  # slots are the SDF channels
     keys = tuple(dict.fromkeys(("rgb", "depth") + method.render_keys
-                               + (("semantic",) if model.semantic is not None else ())))
+                               + (("surface_owner",) if surface and channels else ())
+                               + (("semantic", "surface_semantic") if model.semantic is not None else ())))
     out = render_rays_chunked(model, o, d, chunk, keys, need_normals=False, stats=stats)
     z = (out["depth"] / scale).cpu().numpy().reshape(h, w)
     n_world = surface_normals(model, o + out["depth"][:, None] * d, chunk).cpu().numpy()
@@ -75,7 +78,7 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
         sem = owner.copy()
     else:
         if "semantic" in out and stuff_ids:
-            logits = out["semantic"].cpu().numpy()[:, list(stuff_ids)]
+            logits = out["surface_semantic" if surface else "semantic"].cpu().numpy()[:, list(stuff_ids)]
             stuff = np.asarray(stuff_ids)[logits.argmax(axis=1)]
         else:
             stuff = np.zeros_like(owner)
