@@ -164,6 +164,13 @@ def test_split_objects_gives_the_second_chair_a_spare_channel(monkeypatch):
     sdf = torch.tensor([[0.2, 0.0, 0.9], [0.2, 0.0, 0.9]])
     out = split_grid.split.apply(x, sdf, torch.as_tensor(new.instance))
     assert out[0].argmin().item() == 2 and out[1].argmin().item() == 1
+    # channel 0 is never a spare (instance id 0 is the background)
+    swapped = ChannelTable(is_object=np.array([False, True, False]), classes=np.array([0, 5, 0]),
+                           votes=np.array([0, 200, 50]))
+    monkeypatch.setattr(channels, "render_rays_chunked", lambda model, o, d, chunk, keys: {
+        "opacity": torch.nn.functional.one_hot(torch.where(d[:, 1] > -0.3, 1, 2), 3).float(),
+        "depth": torch.ones(o.shape[0]), "acc": torch.ones(o.shape[0])})
+    assert split_objects(None, sampler, swapped, grid, 16, 2000)[2] == []
     # no spare channel (channel 2 owns the floor now): nothing is cut
     full = ChannelTable(is_object=np.array([False, True]), classes=np.array([0, 5]), votes=np.array([50, 200]))
     monkeypatch.setattr(channels, "render_rays_chunked", lambda model, o, d, chunk, keys: {

@@ -16,11 +16,13 @@ far apart, and the instance map shows one object where there are two. After the 
    than ``link`` of the smaller component's rays in masks. Pieces of one object are seen in the same masks;
    two objects are seen in different ones (a mask merging two touching objects in a few views links them
    only weakly).
-4. Linked components form groups. The group with the most rays keeps the instance; each other group
-   gets a spare channel (a background channel that owns none of the rays) and becomes an instance of the
-   same class, taking the part of space within ``reach`` voxels of its points that lies nearer to them
-   than to the other groups' points (:class:`~sdfseg.core.ownership.ChannelSplit`). The vote's voxels in
-   that part that went to the old instance go to the new one.
+4. Linked components form groups. The group with the most rays keeps the instance. Each other group
+   gets a spare channel (a background channel, not channel 0, that owns none of the rays), which
+   takes the part of space within ``reach`` voxels of the group's points that lies nearer to them than
+   to the other groups' points (:class:`~sdfseg.core.ownership.ChannelSplit`); the vote's voxels there
+   that went to the old instance go with it. The spare channel joins the instance whose masks hold most
+   of the group's rays (a piece of another object), else it is an object of its own, of the class its
+   rays vote for.
 
 Nothing moves the surface: the split only renames who owns it, and maps and meshes follow (the
 :class:`~sdfseg.core.ownership.OwnershipGrid` carries the split).
@@ -193,7 +195,7 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     inst_u, seg_u = inst[use], mask_segments(frames[use], b.label[torch.as_tensor(use)])
     plans = plan_splits(inst_u, points[use], seg_u, resolution, BOUND_RADIUS, link, min_share)
     owned = np.bincount(owner[hit], minlength=len(table.is_object))
-    spares = [int(c) for c in np.flatnonzero(~table.is_object & (owned == 0))]
+    spares = [int(c) for c in np.flatnonzero(~table.is_object & (owned == 0)) if c > 0]  # channel 0: background
     if not plans or not spares:
         return table, grid, []
     sem_u, conf_u = b.semantic.cpu().numpy()[use], b.confidence.cpu().numpy()[use]
