@@ -17,7 +17,7 @@ far apart, and the instance map shows one object where there are two. After the 
    two objects are seen in different ones (a mask merging two touching objects in a few views links them
    only weakly).
 4. Linked components form groups. The group with the most rays keeps the instance. Each other group
-   gets a spare channel (a background channel, not channel 0, that owns none of the rays), which
+   gets a spare channel (a background channel, not channel 0, that owns almost none of the rays), which
    takes the part of space within ``reach`` voxels of the group's points that lies nearer to them than
    to the other groups' points (:class:`~sdfseg.core.ownership.ChannelSplit`); the vote's voxels there
    that went to the old instance go with it. The spare channel joins the instance whose masks hold most
@@ -43,6 +43,11 @@ from .channels import mask_segments, surface_rays
 
 MIN_RAYS = 40
 """A component (group) must hold at least this many labelled rays to become an object of its own."""
+
+SPARE_SHARE = 0.001
+"""A background channel is a spare when it owns at most this share of the rays. The few bits of surface it
+owned lose it (they go to the next-lowest channel); rooms trained at K = 20 seldom have a channel that
+owns none at all."""
 
 
 @dataclass
@@ -195,7 +200,10 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     inst_u, seg_u = inst[use], mask_segments(frames[use], b.label[torch.as_tensor(use)])
     plans = plan_splits(inst_u, points[use], seg_u, resolution, BOUND_RADIUS, link, min_share)
     owned = np.bincount(owner[hit], minlength=len(table.is_object))
-    spares = [int(c) for c in np.flatnonzero(~table.is_object & (owned == 0)) if c > 0]  # channel 0: background
+    # spare channels: background channels (not channel 0, whose id 0 is the background) that own at most
+    # SPARE_SHARE of the rays, those that own fewest first
+    free = np.flatnonzero(~table.is_object & (owned <= SPARE_SHARE * hit.sum()))
+    spares = [int(c) for c in free[np.argsort(owned[free], kind="stable")] if c > 0]
     if not plans or not spares:
         return table, grid, []
     sem_u, conf_u = b.semantic.cpu().numpy()[use], b.confidence.cpu().numpy()[use]
