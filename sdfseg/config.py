@@ -291,6 +291,11 @@ class RenderConfig:
     surface keep the volume-rendered ones). A ray that passes close to an object's edge without meeting
     it gathers some of its opacity; ``surface`` gives it to what the ray does meet, so silhouettes are
     not drawn fatter than the surface. Methods whose slots are the SDF channels (not the codebook)."""
+    semantic_veto: bool = False
+    """Instance mode with a semantic head: a pixel whose object's class scores below some stuff class in the
+    head's logits shows background (instance 0, that stuff class) (``sdfseg.methods.outputs.pixel_labels``).
+    The channels hold floor or wall around their objects where the 2D masks spill over; the head, trained
+    on the class labels of every view, knows that floor."""
     export_mesh: bool = True
     mesh_resolution: int = 256
     merge_share: float = 0.0

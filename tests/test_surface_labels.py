@@ -1,5 +1,6 @@
 """render.labels: surface: a pixel's labels from what its ray meets first, not from the opacity it gathers."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,3 +58,23 @@ def test_labels_config_check():
     assert load_config(None, ["render.labels=surface"]).render.labels == "surface"
     with pytest.raises(SdfsegError, match="render.labels"):
         load_config(None, ["render.labels=first"])
+
+
+def test_pixel_labels_and_the_semantic_veto():
+    from sdfseg.methods.outputs import ChannelTable, pixel_labels
+
+    # channels: 0 background, 1 a chair (class 5, instance 1); stuff classes 1 (wall) and 2 (floor)
+    table = ChannelTable(is_object=np.array([False, True]), classes=np.array([0, 5]))
+    owner = np.array([1, 1, 0, 1])
+    logits = np.zeros((4, 6))
+    logits[0, [2, 5]] = [1.0, 3.0]   # chair above floor: the chair
+    logits[1, [2, 5]] = [3.0, 1.0]   # floor above chair: floor, vetoed
+    logits[2, [1, 2]] = [2.0, 1.0]   # background ray: the best stuff class, wall
+    logits[3, [1, 5]] = [2.0, 2.0]   # a tie keeps the object
+    inst, sem = pixel_labels(owner, logits, table, (1, 2))
+    assert inst.tolist() == [1, 1, 0, 1] and sem.tolist() == [5, 5, 1, 5]
+    inst, sem = pixel_labels(owner, logits, table, (1, 2), veto=True)
+    assert inst.tolist() == [1, 0, 0, 1] and sem.tolist() == [5, 2, 1, 5]
+    # no semantic head: background rays get class 0, the veto has nothing to read
+    inst, sem = pixel_labels(owner, None, table, (1, 2), veto=True)
+    assert inst.tolist() == [1, 1, 0, 1] and sem.tolist() == [5, 5, 0, 5]

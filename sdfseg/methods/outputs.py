@@ -73,18 +73,33 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
     n_world = surface_normals(model, o + out["depth"][:, None] * d, chunk).cpu().numpy()
     n_cam = (n_world @ c2w[:3, :3]).reshape(h, w, 3)
     owner = method.owner(out).cpu().numpy()
-    inst = table.instance[owner]
     if method.view_mode == "semantic":
-        sem = owner.copy()
+        inst, sem = table.instance[owner], owner.copy()
     else:
-        if "semantic" in out and stuff_ids:
-            logits = out["surface_semantic" if surface else "semantic"].cpu().numpy()[:, list(stuff_ids)]
-            stuff = np.asarray(stuff_ids)[logits.argmax(axis=1)]
-        else:
-            stuff = np.zeros_like(owner)
-        sem = np.where(table.is_object[owner], table.classes[owner], stuff)
+        logits = out["surface_semantic" if surface else "semantic"].cpu().numpy() if "semantic" in out else None
+        inst, sem = pixel_labels(owner, logits, table, stuff_ids, method.cfg.render.semantic_veto)
     return {"rgb": out["rgb"].cpu().numpy().reshape(h, w, 3), "depth": z, "normal": n_cam,
             "instance": inst.reshape(h, w).astype(np.int32), "semantic": sem.reshape(h, w).astype(np.int32)}
+
+
+def pixel_labels(owner: np.ndarray, logits: np.ndarray | None, table: ChannelTable, stuff_ids: tuple[int, ...],
+                 veto: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Instance and semantic ids ``[R]`` of rendered rays in instance mode: ``owner [R]`` the slot each ray
+    shows, ``logits [R, C]`` the semantic head's (None: no head). A ray owned by an object slot shows that
+    object and its class; any other ray shows background (instance 0) and the head's best stuff class (0
+    without a head). ``veto``: a ray whose head logits put some stuff class above its object's class shows
+    background too (the head, trained on every label of every view, says the pixel is floor or wall where
+    the channel owning it also holds the floor around an object)."""
+    obj = table.is_object[owner]
+    if logits is not None and stuff_ids:
+        stuff_logits = logits[:, list(stuff_ids)]
+        stuff = np.asarray(stuff_ids)[stuff_logits.argmax(axis=1)]
+        if veto:
+            mine = logits[np.arange(owner.size), table.classes[owner]]
+            obj = obj & ~(stuff_logits.max(axis=1) > mine)
+    else:
+        stuff = np.zeros_like(owner)
+    return np.where(obj, table.instance[owner], 0), np.where(obj, table.classes[owner], stuff)
 
 
 def write_test_views(model: SceneModel, scene: Scene, out_dir: Path, table: ChannelTable, method: "Method",
