@@ -319,9 +319,9 @@ class SceneModel(nn.Module):
 
         Returns a dict with ``rgb [R,3]``, ``depth [R]`` (ray distance), ``normal [R,3]`` (world,
         if ``need_normals``), ``acc [R]`` (accumulated weight), ``opacity [R,K]`` (object opacities O),
-        ``semantic [R,C]`` (rendered logits, if the model has a semantic head), ``surface_owner [R]`` (the
-        lowest channel at the ray's first sample inside the scene surface, -1 if none is) and
-        ``surface_semantic [R,C]`` (the head's logits there; else the rendered ones), ``weights [R,S]``,
+        ``semantic [R,C]`` (rendered logits, if the model has a semantic head), not while training
+        ``surface_owner [R]`` (the lowest channel at the ray's first sample inside the scene surface, -1 if
+        none is) and ``surface_semantic [R,C]`` (the head's logits there; else the rendered ones), ``weights [R,S]``,
         ``points [R,S,3]``, ``sdf [R,S,K]``, ``grad_min [R,S,3]`` (gradient of the scene SDF, if normals).
         """
         t, far = self.sample(origins, dirs, depth_t) if samples is None else (samples, None)
@@ -360,15 +360,19 @@ class SceneModel(nn.Module):
         if grad is not None:
             out["grad_min"] = grad.reshape(r, s, 3)
             out["normal"] = volume.composite(w, normals.reshape(r, s, 3))
-        with torch.no_grad():  # what the ray meets first (for maps, not for losses)
-            inside = out["sdf"].min(dim=-1).values <= 0
-            first, met = inside.float().argmax(dim=1), inside.any(dim=1)
-            rows = torch.arange(r, device=t.device)
-            out["surface_owner"] = torch.where(met, out["sdf"][rows, first].argmin(dim=-1), -1)
+        maps = not self.training  # what the ray meets first: for maps, not for losses
+        if maps:
+            with torch.no_grad():
+                inside = out["sdf"].min(dim=-1).values <= 0
+                first, met = inside.float().argmax(dim=1), inside.any(dim=1)
+                rows = torch.arange(r, device=t.device)
+                out["surface_owner"] = torch.where(met, out["sdf"][rows, first].argmin(dim=-1), -1)
         if self.semantic is not None:
             logits = self.semantic_logits(feat, flat).reshape(r, s, -1)
             out["semantic"] = volume.composite(w, logits)
-            out["surface_semantic"] = torch.where(met[:, None], logits[rows, first].detach(), out["semantic"].detach())
+            if maps:
+                out["surface_semantic"] = torch.where(met[:, None], logits[rows, first].detach(),
+                                                      out["semantic"].detach())
         for name, head in self.heads.items():
             out[name] = volume.composite(w.detach(), head(feat, flat).reshape(r, s, -1))
         return out

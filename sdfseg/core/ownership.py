@@ -42,6 +42,15 @@ def flat_voxel(v, resolution: int):
     return (v[..., 0] * resolution + v[..., 1]) * resolution + v[..., 2]
 
 
+def voxel_lookup(values: torch.Tensor, x: torch.Tensor, radius: float, resolution: int) -> torch.Tensor:
+    """``values [G^3]`` (flat, x-major) at the voxels of points ``x [P, 3]``; -1 outside the grid."""
+    g = resolution
+    v = voxel_index(x.detach(), radius, g)
+    inside = ((v >= 0) & (v < g)).all(dim=-1)
+    t = values.to(x.device)[flat_voxel(v.clamp(0, g - 1), g)]
+    return torch.where(inside, t, torch.full_like(t, -1))
+
+
 @dataclass
 class ChannelSplit:
     """Regions of space where an object instance's channels hand their surface to a spare channel.
@@ -62,15 +71,11 @@ class ChannelSplit:
         is at least :data:`MARGIN` above the other columns and one voxel's width above 0. The scene SDF
         (min over columns) is unchanged wherever the spare channel did not hold it before.
         ``instance [K]``: each channel's instance id, the spare channels' own included."""
-        g = self.resolution
-        v = voxel_index(x.detach(), self.radius, g)
-        inside = ((v >= 0) & (v < g)).all(dim=-1)
-        dest = torch.where(inside, self.region.to(x.device)[flat_voxel(v.clamp(0, g - 1), g)],
-                           torch.full_like(v[:, 0], -1))
+        dest = voxel_lookup(self.region, x, self.radius, self.resolution)
         source = self.source.to(sdf.device)
         spare = source >= 0
         instance = instance.to(sdf.device)
-        above = 2.0 * self.radius / g
+        above = 2.0 * self.radius / self.resolution
         others = torch.where(spare[None, :], torch.full_like(sdf, float("inf")), sdf).min(dim=-1).values
         out = sdf.clone()
         for c in torch.nonzero(spare).flatten().tolist():
@@ -112,11 +117,7 @@ class OwnershipGrid:
 
     def lookup(self, x: torch.Tensor) -> torch.Tensor:
         """Owner ``[P]`` of the voxels of points ``x [P, 3]`` (-1 outside the grid or without votes)."""
-        g = self.resolution
-        v = voxel_index(x.detach(), self.radius, g)
-        inside = ((v >= 0) & (v < g)).all(dim=-1)
-        t = self.target.to(x.device)[flat_voxel(v.clamp(0, g - 1), g)]
-        return torch.where(inside, t, torch.full_like(t, -1))
+        return voxel_lookup(self.target, x, self.radius, self.resolution)
 
     def apply(self, x: torch.Tensor, sdf: torch.Tensor, instance: torch.Tensor) -> torch.Tensor:
         """Edited channel SDFs ``[P, K]``: where the voxel of ``x`` has an owner whose surface lies within

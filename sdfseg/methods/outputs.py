@@ -67,7 +67,8 @@ def render_view(model: SceneModel, c2w: np.ndarray, K: np.ndarray, hw: tuple[int
     channels = "opacity" in method.render_keys  # slots are the SDF channels
     keys = tuple(dict.fromkeys(("rgb", "depth") + method.render_keys
                                + (("surface_owner",) if surface and channels else ())
-                               + (("semantic", "surface_semantic") if model.semantic is not None else ())))
+                               + ((("semantic", "surface_semantic") if surface else ("semantic",))
+                                  if model.semantic is not None else ())))
     out = render_rays_chunked(model, o, d, chunk, keys, need_normals=False, stats=stats)
     z = (out["depth"] / scale).cpu().numpy().reshape(h, w)
     n_world = surface_normals(model, o + out["depth"][:, None] * d, chunk).cpu().numpy()

@@ -161,15 +161,16 @@ def group_home(instance: np.ndarray, segment: np.ndarray, members: np.ndarray) -
     object of their own) unless more than half of them lie in masks dominated by one other instance, whose
     id is returned. ``instance [N]`` owns each ray (> 0), ``segment [N]`` is its mask; a mask is
     dominated by the owner of most of its rays, the group counting as an owner of its own."""
-    own = np.where(members, instance.max(initial=0) + 1, instance)
+    group_id = instance.max(initial=0) + 1
+    own = np.where(members, group_id, instance)
     _, seg = np.unique(segment, return_inverse=True)
-    _, owner = np.unique(own, return_inverse=True)
-    counts = np.zeros((seg.max(initial=-1) + 1, owner.max(initial=-1) + 1))
+    owners, owner = np.unique(own, return_inverse=True)
+    counts = np.zeros((seg.max(initial=-1) + 1, owners.size))
     np.add.at(counts, (seg, owner), 1.0)
-    dominant = np.unique(own)[counts.argmax(axis=1)][seg[members]]
+    dominant = owners[counts.argmax(axis=1)][seg[members]]
     ids, n = np.unique(dominant, return_counts=True)
     best = int(ids[n.argmax()]) if ids.size else 0
-    return best if best != instance.max(initial=0) + 1 and n.max(initial=0) > 0.5 * members.sum() else 0
+    return best if best != group_id and n.max(initial=0) > 0.5 * members.sum() else 0
 
 
 def group_class(semantic: np.ndarray, confidence: np.ndarray, thing_ids, fallback: int) -> int:
