@@ -157,6 +157,12 @@ class SamplerConfig:
     sampled around as sensor depth would be (``n_depth_uniform + n_depth_near`` samples, spread
     ``max(depth_std, half a voxel)``): no SDF sampler rounds. 0 = off (the ``kind`` sampler)."""
     grid_update_every: int = 50
+    carve_samples: int = 0
+    """Rays with metric sensor depth: this many more samples per ray, around the first surface crossing
+    (or graze) of the grid of the model's own scene SDF (``grid_resolution``, refreshed every
+    ``grid_update_every`` steps) where it lies more than ``2 depth_std`` in front of the sensor depth:
+    a floater or a fattened silhouette the depth-guided samples would miss, so the depth terms see and
+    carve it. Rays without one get them stratified between the near bound and the sensor depth. 0 = off."""
 
 
 @dataclass
@@ -729,7 +735,7 @@ def _validate_ranges(cfg: Config) -> None:
                     "model.semantic_grid_levels": m.semantic_grid_levels,
                     "model.offset_grid_levels": m.offset_grid_levels, "model.appearance_dim": m.appearance_dim,
                     "train.depth_rays": t.depth_rays, "train.edge_rays": t.edge_rays, "sampler.n_importance": s.n_importance, "sampler.n_rounds": s.n_rounds,
-                    "sampler.n_depth_uniform": s.n_depth_uniform, "render.merge_share": r.merge_share}
+                    "sampler.n_depth_uniform": s.n_depth_uniform, "sampler.carve_samples": s.carve_samples, "render.merge_share": r.merge_share}
     non_negative.update({f"loss.{k}": v for k, v in dataclasses.asdict(cfg.loss).items()})
     for key, val in non_negative.items():
         if val is not None and not val >= 0:
@@ -749,6 +755,9 @@ def _validate_ranges(cfg: Config) -> None:
                           f"({m.encoding.base_resolution}), got {m.encoding.max_resolution}")
     if s.grid_resolution != 0 and s.grid_resolution < 9:
         raise SdfsegError(f"config key 'sampler.grid_resolution': expected 0 (off) or >= 9, got {s.grid_resolution}")
+    if s.carve_samples > 0 and s.grid_resolution == 0:
+        raise SdfsegError("config key 'sampler.carve_samples': needs the grid of sampler.grid_resolution "
+                          f"(> 0, got 0) to find surfaces in front of the sensor depth; got {s.carve_samples}")
     if r.grid_resolution < 16:
         raise SdfsegError(f"config key 'render.grid_resolution': expected >= 16, got {r.grid_resolution}")
     if r.mesh_resolution < 16:

@@ -126,3 +126,46 @@ def test_depth_guided_samples():
     assert torch.allclose(t[1], expect_uniform)
     # quantiles are symmetric around the depth
     assert t[0][close].mean().item() == pytest.approx(0.5, abs=1e-6)
+
+
+def test_carve_samples_hand_values():
+    # rays: a floater at 0.4 in front of depth 1.0; a surface at 0.9 (within the margin of the depth);
+    # no sensor depth; no surface found at all
+    near = torch.zeros(4)
+    depth = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    first = torch.tensor([0.4, 0.9, 0.4, -1.0])
+    t = S.carve_samples(near, depth, first, 4, spread=0.1, margin=0.2, perturb=False)
+    expect = torch.tensor([[0.325, 0.375, 0.425, 0.475],   # 0.4 +- 0.1, evenly
+                           [0.1, 0.3, 0.5, 0.7],           # stratified over [0, 1.0 - 0.2]
+                           [0.025, 0.075, 0.125, 0.175],   # no depth: [near, near + 2 spread]
+                           [0.1, 0.3, 0.5, 0.7]])
+    assert torch.allclose(t, expect, atol=1e-6)
+    # a floater just in front of the margin: its band [0.65, 0.85] is cut at depth - margin = 0.8
+    t = S.carve_samples(near[:1], depth[:1], torch.tensor([0.75]), 2, spread=0.1, margin=0.2, perturb=False)
+    assert torch.allclose(t, torch.tensor([[0.6875, 0.7625]]), atol=1e-6)
+    jitter = S.carve_samples(near, depth, first, 4, spread=0.1, margin=0.2, perturb=True)
+    assert (jitter[0] >= 0.3).all() and (jitter[0] <= 0.5).all() and (jitter[1] <= 0.8).all()
+
+
+def test_depth_rays_get_carve_samples_at_a_floater(tmp_path):
+    # the model's own grid has an object sphere at x = 0.5 (radius 0.2); the sensor says the ray along +x
+    # sees the room wall at 0.9: the sphere is a floater, and the ray gets samples around x = 0.3
+    from _helpers import DEVICE, TINY, demo_config
+    from sdfseg.core.model import SceneModel
+
+    cfg = demo_config(TINY, tmp_path / "scene", tmp_path / "run", "sampler.carve_samples=4",
+                      "sampler.grid_resolution=65")
+    model = SceneModel(cfg, 5, sample_grid=True).to(DEVICE).eval()
+    model.sample_grid.update(scene_sdf)
+    o = torch.zeros(2, 3, device=DEVICE)
+    d = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=DEVICE)
+    t, _ = model.sample(o, d, torch.tensor([0.9, 0.9], device=DEVICE))
+    n = cfg.sampler.n_depth_uniform + cfg.sampler.n_depth_near
+    assert t.shape == (2, n + 4)
+    spread = max(cfg.sampler.depth_std, 0.5 * model.sample_grid.voxel)
+    near_floater = ((t - 0.3).abs() <= spread + 1e-6).sum(dim=1)
+    assert int(near_floater[0]) >= 4  # the four carve samples (and maybe a uniform one)
+    # the ray along +y meets no floater: its carve samples are spread over [near, 0.9 - 2 depth_std]
+    assert int(((t[1] > 0.0) & (t[1] < 0.9 - 2 * cfg.sampler.depth_std)).sum()) >= 4
+    model.cfg.sampler.carve_samples = 0
+    assert model.sample(o, d, torch.tensor([0.9, 0.9], device=DEVICE))[0].shape == (2, n)

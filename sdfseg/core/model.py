@@ -47,9 +47,10 @@ class _RaiseOnly(torch.autograd.Function):
 
 def uses_sample_grid(cfg: Config, scene) -> bool:
     """Whether training samples rays around the surface of the model's own SDF grid: when
-    ``sampler.grid_resolution > 0`` and the rays have no metric sensor depth to sample around."""
+    ``sampler.grid_resolution > 0`` and the rays have no metric sensor depth to sample around, or
+    ``sampler.carve_samples > 0`` looks for surfaces in front of the sensor depth."""
     has_depth = cfg.sampler.use_depth and scene.depth is not None and scene.depth_kind == "metric"
-    return cfg.sampler.grid_resolution > 0 and not has_depth
+    return cfg.sampler.grid_resolution > 0 and (not has_depth or cfg.sampler.carve_samples > 0)
 
 
 class SceneModel(nn.Module):
@@ -302,6 +303,13 @@ class SceneModel(nn.Module):
                 valid = depth_t > 0
                 t = samplers.depth_guided_samples(near, far, depth_t, valid, s.n_depth_uniform, s.n_depth_near,
                                                   s.depth_std, perturb=self.training)
+                if s.carve_samples > 0 and g is not None and bool(g.valid):
+                    t_hit, hit, t_miss = g.trace(origins, dirs, near, far)
+                    first = torch.where(t_miss >= 0, t_miss, torch.where(hit, t_hit, torch.full_like(t_hit, -1.0)))
+                    t_carve = samplers.carve_samples(near, depth_t, first, s.carve_samples,
+                                                     max(s.depth_std, 0.5 * g.voxel), 2.0 * s.depth_std,
+                                                     perturb=self.training)
+                    t = torch.sort(torch.cat([t, t_carve], dim=-1), dim=-1).values
             else:
                 self.sampler.perturb = self.training
                 t = self.sampler.sample(origins, dirs, near, far, self.scene_sdf, beta=float(self.beta()))

@@ -333,3 +333,25 @@ def depth_guided_samples(
     guided = torch.cat([base, around], dim=-1)
     t = torch.where(valid[:, None], guided, uniform)
     return torch.sort(t, dim=-1).values
+
+
+def carve_samples(near: Tensor, depth: Tensor, first: Tensor, n: int, spread: float, margin: float,
+                  perturb: bool = True) -> Tensor:
+    """``n`` extra samples per ray ``[R, n]`` in front of the sensor depth, where a surface the model
+    should not have may be: around ``first`` (ray distance of the model's first surface, -1 = none)
+    when it lies more than ``margin`` in front of ``depth`` (a floater, a fattened silhouette), spread
+    evenly over ``first +- spread``; stratified over ``[near, depth - margin]`` on the other rays with
+    depth. Rays without depth (``depth <= 0``) get them stratified over ``[near, near + 2 spread]``
+    (a few wasted samples instead of a ragged batch). Every sample lies in ``[near, depth - margin]``
+    where that interval is not empty.
+    """
+    valid = depth > 0
+    end = torch.where(valid, torch.maximum(depth - margin, near), near + 2.0 * spread)
+    floater = valid & (first >= 0) & (first < depth - margin)
+    u = (torch.arange(n, device=near.device, dtype=near.dtype)[None] + (
+        torch.rand(near.shape[0], n, device=near.device, dtype=near.dtype) if perturb
+        else torch.full((near.shape[0], n), 0.5, device=near.device, dtype=near.dtype))) / n
+    lo = torch.where(floater, torch.maximum(first - spread, near), near)
+    hi = torch.where(floater, torch.minimum(first + spread, end), end)
+    hi = torch.maximum(hi, lo)
+    return lo[:, None] + u * (hi - lo)[:, None]
