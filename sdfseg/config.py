@@ -290,6 +290,11 @@ class RenderConfig:
     fine: the network is evaluated densely only near surfaces)."""
     surface_samples: int = 8
     """Network samples per ray in the surface renderer's band."""
+    beta: Optional[float] = None
+    """Laplace scale of the density (normalised units) for everything after training (class votes,
+    ownership vote, test views); null: the trained one (``model.beta_final``). A smaller one renders the
+    same SDF sharper: a ray that passes an object's edge without meeting its surface gathers less of
+    its opacity, so silhouettes (and the rendered depth at them) are not drawn fatter than the surface."""
     labels: str = "volume"
     """Where the rendered instance and semantic maps read a pixel's labels: ``volume`` (the volume-rendered
     object opacities and class logits, as in the paper) | ``surface`` (the channel lowest, and the
@@ -758,6 +763,8 @@ def _validate_ranges(cfg: Config) -> None:
     if s.carve_samples > 0 and s.grid_resolution == 0:
         raise SdfsegError("config key 'sampler.carve_samples': needs the grid of sampler.grid_resolution "
                           f"(> 0, got 0) to find surfaces in front of the sensor depth; got {s.carve_samples}")
+    if r.beta is not None and not r.beta > 0:
+        raise SdfsegError(f"config key 'render.beta': expected a Laplace scale > 0 or null, got {r.beta}")
     if r.grid_resolution < 16:
         raise SdfsegError(f"config key 'render.grid_resolution': expected >= 16, got {r.grid_resolution}")
     if r.mesh_resolution < 16:

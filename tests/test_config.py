@@ -105,6 +105,13 @@ def test_annealed_schedules_are_geometric():
     assert constant.ownership_tau() == 0.03
     with pytest.raises(SdfsegError, match="model.ownership_tau_final': must be positive"):
         load_config(None, ["model.ownership_tau_final=0"])
+    # render.beta: the renders after training use their own Laplace scale; None gives the trained one back
+    model.use_renderer("volume", 17, 8, beta=0.0025)
+    assert float(model.beta()) == pytest.approx(0.0025)
+    model.use_renderer("volume", 17, 8)
+    assert float(model.beta()) == pytest.approx(0.001)
+    with pytest.raises(SdfsegError, match="render.beta': expected a Laplace scale > 0"):
+        load_config(None, ["render.beta=0"])
 
 
 @pytest.mark.parametrize("mode", ["full", "none", "raise"])

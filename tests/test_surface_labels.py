@@ -78,3 +78,20 @@ def test_pixel_labels_and_the_semantic_veto():
     # no semantic head: background rays get class 0, the veto has nothing to read
     inst, sem = pixel_labels(owner, None, table, (1, 2), veto=True)
     assert inst.tolist() == [1, 1, 0, 1] and sem.tolist() == [5, 5, 0, 5]
+
+
+def test_a_sharper_render_beta_gives_a_grazing_ray_to_what_it_meets():
+    # the ray 1 cm beside the ball: trained beta 0.05 gives it to the ball (above, 0.90 of its opacity);
+    # render.beta = 0.001 (the Laplace density 50x sharper: 1 cm is 10 betas) leaves the ball's halo
+    # nearly empty, and the ray shows the wall
+    model = _wall_and_ball().eval()
+    origins = torch.tensor([[-0.9, 0.0, 0.0], [-0.9, 0.21, 0.0]])
+    dirs = torch.tensor([[1.0, 0.0, 0.0]] * 2)
+    samples = torch.linspace(0.0, 1.6, 3201).expand(2, -1).contiguous()
+    model.use_renderer("volume", 17, 8, beta=0.001)
+    with torch.no_grad():
+        out = model.render(origins, dirs, need_normals=False, create_graph=False, samples=samples)
+    assert out["opacity"].argmax(dim=-1).tolist() == [1, 0]
+    assert out["opacity"][1, 1].item() < 0.01
+    assert out["depth"][0].item() == pytest.approx(0.7, abs=0.01)   # the ball's front at x = -0.2
+    assert out["depth"][1].item() == pytest.approx(1.4, abs=0.02)   # the wall at x = 0.5

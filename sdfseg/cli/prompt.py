@@ -95,7 +95,7 @@ def main(argv=None) -> int:
         raise SdfsegError(f"--iterations: expected >= 1, got {args.iterations}")
     run = open_run(args.run_dir, args.device, gt_frames="all")
     r = run.cfg.render
-    run.model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples)  # test views as the run rendered them
+    run.model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples, r.beta)  # test views as the run rendered them
     scene = run.scene
     if args.mesh_resolution < 8:
         raise SdfsegError(f"--mesh-resolution: expected >= 8, got {args.mesh_resolution}")

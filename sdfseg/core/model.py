@@ -208,6 +208,8 @@ class SceneModel(nn.Module):
     def beta(self) -> torch.Tensor:
         """Laplace scale: the learned beta, or the annealed one when ``model.beta_final`` is set
         (geometric from ``beta_init`` to ``beta_final`` over training)."""
+        if self.render_beta is not None:
+            return torch.tensor(float(self.render_beta), device=self.density.beta.device)
         m = self.cfg.model
         if m.beta_final is None:
             return self.density.beta
@@ -227,6 +229,8 @@ class SceneModel(nn.Module):
     without moving it (e.g. :meth:`.ownership.OwnershipGrid.apply`); ``None`` while training."""
 
     surface_grid: Optional["SdfGrid"] = None
+    render_beta: Optional[float] = None
+    """The density's Laplace scale after training (``render.beta``, set by :meth:`use_renderer`); None: the trained one."""
     """Inference only: a :class:`.render.surface.SdfGrid` of the scene SDF; when set, the chunked
     renderer (:mod:`.render.views`) renders surface-first (:func:`.render.surface.surface_render`)
     with :attr:`surface_samples` samples per ray. Not part of the state dict."""
@@ -243,9 +247,12 @@ class SceneModel(nn.Module):
         self.set_surface_grid(grid)
         return grid
 
-    def use_renderer(self, renderer: str, grid_resolution: int, surface_samples: int) -> None:
+    def use_renderer(self, renderer: str, grid_resolution: int, surface_samples: int,
+                     beta: Optional[float] = None) -> None:
         """Render ``surface``-first (a new scene-SDF grid of ``grid_resolution^3``, ``surface_samples``
-        network samples per ray) or with the full ``volume`` renderer from now on."""
+        network samples per ray) or with the full ``volume`` renderer from now on; ``beta``: the density's
+        Laplace scale from now on (``render.beta``; None: the trained one)."""
+        self.render_beta = beta
         self.set_surface_grid(None)
         if renderer == "surface":
             self.surface_samples = surface_samples

@@ -40,7 +40,7 @@ def use_renderer(trainer: Trainer) -> None:
     """Set up the renderer of ``render.renderer`` for everything after training: ``surface`` samples
     the scene SDF on a grid (``render.grid_resolution``) for surface-first rendering."""
     r = trainer.cfg.render
-    trainer.model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples)
+    trainer.model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples, r.beta)
 
 
 def channel_table(trainer: Trainer) -> ChannelTable:
