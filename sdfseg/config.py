@@ -291,10 +291,11 @@ class RenderConfig:
     surface_samples: int = 8
     """Network samples per ray in the surface renderer's band."""
     beta: Optional[float] = None
-    """Laplace scale of the density (normalised units) for everything after training (class votes,
-    ownership vote, test views); null: the trained one (``model.beta_final``). A smaller one renders the
-    same SDF sharper: a ray that passes an object's edge without meeting its surface gathers less of
-    its opacity, so silhouettes (and the rendered depth at them) are not drawn fatter than the surface."""
+    """Laplace scale of the density (normalised units) of the rendered maps after training (test views,
+    ``tools/prompt.py``); null: the trained one (``model.beta_final``). The class and ownership votes
+    keep the trained one. A smaller one renders the same SDF sharper: a ray that passes an object's edge
+    without meeting its surface gathers less of its opacity, so silhouettes (and the rendered depth at
+    them) are not drawn fatter than the surface."""
     labels: str = "volume"
     """Where the rendered instance and semantic maps read a pixel's labels: ``volume`` (the volume-rendered
     object opacities and class logits, as in the paper) | ``surface`` (the channel lowest, and the

@@ -40,7 +40,7 @@ def use_renderer(trainer: Trainer) -> None:
     """Set up the renderer of ``render.renderer`` for everything after training: ``surface`` samples
     the scene SDF on a grid (``render.grid_resolution``) for surface-first rendering."""
     r = trainer.cfg.render
-    trainer.model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples, r.beta)
+    trainer.model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples)
 
 
 def channel_table(trainer: Trainer) -> ChannelTable:
@@ -263,6 +263,7 @@ def finish(trainer: Trainer, progress: bool = True) -> dict:
     else:
         (trainer.run_dir / OWNERSHIP_FILE).unlink(missing_ok=True)
     save_channel_table(trainer.run_dir / "channels.json", table, trainer.scene.classes)
+    trainer.model.render_beta = trainer.cfg.render.beta  # the maps only: the votes above used the trained beta
     metrics = render_and_evaluate(trainer, table, progress)
     if metrics:
         from ..eval.report import format_table
