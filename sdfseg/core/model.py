@@ -229,11 +229,12 @@ class SceneModel(nn.Module):
     without moving it (e.g. :meth:`.ownership.OwnershipGrid.apply`); ``None`` while training."""
 
     surface_grid: Optional["SdfGrid"] = None
-    render_beta: Optional[float] = None
-    """The density's Laplace scale after training (``render.beta``, set by :meth:`use_renderer`); None: the trained one."""
     """Inference only: a :class:`.render.surface.SdfGrid` of the scene SDF; when set, the chunked
     renderer (:mod:`.render.views`) renders surface-first (:func:`.render.surface.surface_render`)
     with :attr:`surface_samples` samples per ray. Not part of the state dict."""
+    render_beta: Optional[float] = None
+    """Inference only: the density's Laplace scale of the maps rendered after training (``render.beta``;
+    set by :meth:`use_renderer`, and by the run's end once its votes are cast); None: the trained one."""
     surface_samples: int = 8
 
     @torch.no_grad()
