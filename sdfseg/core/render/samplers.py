@@ -348,10 +348,6 @@ def carve_samples(near: Tensor, depth: Tensor, first: Tensor, n: int, spread: fl
     valid = depth > 0
     end = torch.where(valid, torch.maximum(depth - margin, near), near + 2.0 * spread)
     floater = valid & (first >= 0) & (first < depth - margin)
-    u = (torch.arange(n, device=near.device, dtype=near.dtype)[None] + (
-        torch.rand(near.shape[0], n, device=near.device, dtype=near.dtype) if perturb
-        else torch.full((near.shape[0], n), 0.5, device=near.device, dtype=near.dtype))) / n
     lo = torch.where(floater, torch.maximum(first - spread, near), near)
     hi = torch.where(floater, torch.minimum(first + spread, end), end)
-    hi = torch.maximum(hi, lo)
-    return lo[:, None] + u * (hi - lo)[:, None]
+    return stratified_samples(lo, torch.maximum(hi, lo), n, perturb)
