@@ -296,6 +296,19 @@ class RenderConfig:
     keep the trained one. A smaller one renders the same SDF sharper: a ray that passes an object's edge
     without meeting its surface gathers less of its opacity, so silhouettes (and the rendered depth at
     them) are not drawn fatter than the surface."""
+    carve_margin: float = 0.0
+    """Depth carving of the maps and meshes after training (:mod:`sdfseg.core.carve`), in the units of
+    the scene's depth and poses (metres for the shipped layouts); 0 = off. Space that the training views'
+    sensor depth saw through (a point at least this much in front of the depth of the pixel it projects
+    to, in at least ``carve_share`` of the views that see it) is lifted above the surface: silhouettes
+    and the undersides of seats and table tops no view saw are not drawn fatter than the depth measured
+    them. The margin covers the sensor's noise and a pixel's footprint. The class and ownership votes
+    use the trained SDF. Scenes without dense sensor depth are not carved. A carved surface is as thin
+    as the object: use ``grid_resolution`` 257 or more with the surface renderer."""
+    carve_share: float = 0.5
+    """Depth carving: the least share of the views that see a point (through it or on their surface,
+    within ``carve_margin``) that must see through it. Below 1, a structure thinner than a pixel that
+    some views' pixel centres miss keeps the points the other views see."""
     labels: str = "volume"
     """Where the rendered instance and semantic maps read a pixel's labels: ``volume`` (the volume-rendered
     object opacities and class logits, as in the paper) | ``surface`` (the channel lowest, and the
@@ -766,6 +779,10 @@ def _validate_ranges(cfg: Config) -> None:
                           f"(> 0, got 0) to find surfaces in front of the sensor depth; got {s.carve_samples}")
     if r.beta is not None and not r.beta > 0:
         raise SdfsegError(f"config key 'render.beta': expected a Laplace scale > 0 or null, got {r.beta}")
+    if r.carve_margin < 0:
+        raise SdfsegError(f"config key 'render.carve_margin': expected a depth margin >= 0 (0 = off), got {r.carve_margin}")
+    if not 0 < r.carve_share <= 1:
+        raise SdfsegError(f"config key 'render.carve_share': expected a share in (0, 1], got {r.carve_share}")
     if r.grid_resolution < 16:
         raise SdfsegError(f"config key 'render.grid_resolution': expected >= 16, got {r.grid_resolution}")
     if r.mesh_resolution < 16:

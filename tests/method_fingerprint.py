@@ -27,7 +27,7 @@ from _helpers import HEAD, TINY, demo_config, tiny_scene  # noqa: E402
 STEPS = 6
 COMMON = TINY + ["render.chunk=512", "render.mesh_resolution=24", "train.log_every=1", "train.segmentation_start=2",
                  "model.scene_offsets=false", "model.offset_grid_levels=0",  # written with the plain channels
-                 "render.beta=null",  # ... and the maps at the trained beta
+                 "render.beta=null", "render.carve_margin=0",  # ... and the maps at the trained beta and SDF
                  f"train.iterations={STEPS}", "train.distinction_start=0.5", "train.device=cpu"]
 CASES = {
     "clustering": [],

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from sdfseg.export.scene import check_formats
 
     formats = check_formats(args.format)
+    from sdfseg.core.carve import map_carve
     from sdfseg.training.pipeline import export_meshes, load_channel_table, load_ownership, load_run, use_ownership
     from sdfseg.training.rundir import RunLock
 
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         trainer = load_run(run_dir)
         table = load_channel_table(run_dir)
         grid = load_ownership(run_dir)
-        use_ownership(trainer, table, grid)  # the meshes follow the rendered maps
+        use_ownership(trainer, table, grid)  # the meshes follow the rendered maps ...
+        trainer.model.sdf.carve = map_carve(trainer.model, trainer.scene, trainer.cfg.render)  # ... and their carve
         rep = export_meshes(trainer, table, args.resolution, Path(args.out) if args.out else None,
                             progress=not args.no_progress, formats=formats, points=args.points,
                             colors=not args.no_colors, support=grid)

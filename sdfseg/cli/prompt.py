@@ -87,6 +87,7 @@ def main(argv=None) -> int:
     from sdfseg.methods.prompt.field import (
         Prompt, PromptConfig, expand_clicks, gt_object_clicks, lift_clicks, make_prompt_segmenter, run_prompt,
     )
+    from sdfseg.core.carve import map_carve
     from sdfseg.runs import open_run
 
     if not (args.click or args.point or args.gt_objects):
@@ -95,7 +96,8 @@ def main(argv=None) -> int:
         raise SdfsegError(f"--iterations: expected >= 1, got {args.iterations}")
     run = open_run(args.run_dir, args.device, gt_frames="all")
     r = run.cfg.render
-    run.model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples, r.beta)  # test views as the run rendered them
+    # the test views' renderer, density and depth carve, as the run rendered them
+    run.model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples, r.beta, map_carve(run.model, run.scene, r))
     scene = run.scene
     if args.mesh_resolution < 8:
         raise SdfsegError(f"--mesh-resolution: expected >= 8, got {args.mesh_resolution}")

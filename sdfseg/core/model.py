@@ -249,11 +249,14 @@ class SceneModel(nn.Module):
         return grid
 
     def use_renderer(self, renderer: str, grid_resolution: int, surface_samples: int,
-                     beta: Optional[float] = None) -> None:
+                     beta: Optional[float] = None, carve: Optional[Callable] = None) -> None:
         """Render ``surface``-first (a new scene-SDF grid of ``grid_resolution^3``, ``surface_samples``
         network samples per ray) or with the full ``volume`` renderer from now on; ``beta``: the density's
-        Laplace scale from now on (``render.beta``; None: the trained one)."""
+        Laplace scale from now on (``render.beta``; None: the trained one); ``carve``: the edit of the SDF
+        from now on, maps and meshes (:class:`.carve.DepthCarve`, ``render.carve_margin``; None: the
+        trained SDF)."""
         self.render_beta = beta
+        self.sdf.carve = carve
         self.set_surface_grid(None)
         if renderer == "surface":
             self.surface_samples = surface_samples

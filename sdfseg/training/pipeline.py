@@ -24,6 +24,7 @@ import torch
 import trimesh
 
 from ..config import Config, check_resume_changes
+from ..core.carve import map_carve
 from ..core.model import BOUND_RADIUS
 from ..core.ownership import OwnershipGrid, follow_ownership
 from ..errors import SdfsegError
@@ -36,11 +37,13 @@ from .trainer import Trainer, resolve_config
 OWNERSHIP_FILE = "ownership.npz"
 
 
-def use_renderer(trainer: Trainer) -> None:
+def use_renderer(trainer: Trainer, maps: bool = False) -> None:
     """Set up the renderer of ``render.renderer`` for everything after training: ``surface`` samples
-    the scene SDF on a grid (``render.grid_resolution``) for surface-first rendering."""
-    r = trainer.cfg.render
-    trainer.model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples)
+    the scene SDF on a grid (``render.grid_resolution``) for surface-first rendering. ``maps``: as the
+    maps and meshes are made, with ``render.beta`` and ``render.carve_margin`` (the votes use neither)."""
+    r, model = trainer.cfg.render, trainer.model
+    beta, carve = (r.beta, map_carve(model, trainer.scene, r)) if maps else (None, None)
+    model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples, beta, carve)
 
 
 def channel_table(trainer: Trainer) -> ChannelTable:
@@ -263,7 +266,7 @@ def finish(trainer: Trainer, progress: bool = True) -> dict:
     else:
         (trainer.run_dir / OWNERSHIP_FILE).unlink(missing_ok=True)
     save_channel_table(trainer.run_dir / "channels.json", table, trainer.scene.classes)
-    trainer.model.render_beta = trainer.cfg.render.beta  # the maps only: the votes above used the trained beta
+    use_renderer(trainer, maps=True)  # the maps and meshes only: the votes above used the trained density and SDF
     metrics = render_and_evaluate(trainer, table, progress)
     if metrics:
         from ..eval.report import format_table

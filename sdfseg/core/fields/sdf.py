@@ -34,7 +34,7 @@ is only right on average: ~0.1 mean / 0.3 max error at this width).
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -226,10 +226,16 @@ class MultiChannelSDF(nn.Module):
         raw, feat, _ = self._forward_raw(x, with_jacobian=False)
         return raw, feat
 
+    carve: Optional[Callable[[Tensor, Tensor], Tensor]] = None
+    """Inference only: ``(x [P, 3], sdf [P, K]) -> sdf`` applied by :meth:`forward` after training, which
+    moves the surface (:class:`sdfseg.core.carve.DepthCarve`, ``render.carve_margin``); None while
+    training (:meth:`sdf_and_grad` never applies it)."""
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x [P, 3]`` -> ``(sdf [P, K], feature [P, F])``."""
         raw, feat = self._raw(x)
-        return self._channels(raw)[0], feat
+        sdf = self._channels(raw)[0]
+        return (sdf if self.carve is None else self.carve(x, sdf)), feat
 
     def sdf(self, x: Tensor) -> Tensor:
         """All channels only: ``x [P, 3] -> [P, K]``."""
