@@ -9,22 +9,11 @@ import torch
 from sdfseg.config import load_config
 from sdfseg.core.carve import DepthCarve, map_carve, scene_carve
 from sdfseg.core.model import SceneModel
+from sdfseg.data.synthetic.cameras import look_at
 from sdfseg.data.scene import Normalization
 from sdfseg.errors import SdfsegError
 
 K = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0]], dtype=np.float32)  # a 2 x 2 image
-
-
-def _look(center, target):
-    """c2w ``[4, 4]`` of a camera at ``center`` looking at ``target`` (OpenCV axes: z forward)."""
-    z = np.asarray(target, np.float64) - center
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0.0, 1.0, 0.0] if abs(z[1]) < 0.9 else [1.0, 0.0, 0.0])
-    x /= np.linalg.norm(x)
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
-    c2w[:3, 3] = center
-    return c2w.astype(np.float32)
 
 
 def test_one_view_free_surface_behind_and_unseen():
@@ -45,10 +34,11 @@ def test_one_view_free_surface_behind_and_unseen():
 
 
 def test_the_share_of_views_that_see_through_a_point():
-    # the point (0, 0, 1): view A (origin, looking +z, depth 2) sees through it; view B (at (0, 0, 3) looking
-    # back along -z, depth 2) sees it on its surface (z = 2 = the reading)
-    c2w = np.stack([np.eye(4, dtype=np.float32), _look(np.array([0.0, 0.0, 3.0]), [0.0, 0.0, 0.0])])
-    depth = np.full((2, 2, 2), 2.0)
+    # the point (0, 0, 1), 2 from view A at (-2, 0, 1) and 3 from view B at (3, 0, 1), both looking at it:
+    # A reads depth 4 (sees through it), B reads 3 (sees it on its surface)
+    target = np.array([0.0, 0.0, 1.0])
+    c2w = np.stack([look_at(np.array([-2.0, 0.0, 1.0]), target), look_at(np.array([3.0, 0.0, 1.0]), target)])
+    depth = np.stack([np.full((2, 2), 4.0), np.full((2, 2), 3.0)])
     x = torch.tensor([[0.0, 0.0, 1.0]])
     half = DepthCarve(c2w, np.stack([K, K]), depth, margin=0.1, share=0.5, lift=0.05)
     assert [c.tolist() for c in half.counts(x)] == [[1.0], [1.0]]
