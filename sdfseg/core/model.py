@@ -234,7 +234,8 @@ class SceneModel(nn.Module):
     with :attr:`surface_samples` samples per ray. Not part of the state dict."""
     render_beta: Optional[float] = None
     """Inference only: the density's Laplace scale of the maps rendered after training (``render.beta``;
-    set by :meth:`use_renderer`, and by the run's end once its votes are cast); None: the trained one."""
+    set by :meth:`use_renderer`; a run's end sets it after its votes, keeping their grid when nothing is
+    carved); None: the trained one."""
     surface_samples: int = 8
 
     @torch.no_grad()

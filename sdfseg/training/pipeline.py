@@ -42,8 +42,11 @@ def use_renderer(trainer: Trainer, maps: bool = False) -> None:
     the scene SDF on a grid (``render.grid_resolution``) for surface-first rendering. ``maps``: as the
     maps and meshes are made, with ``render.beta`` and ``render.carve_margin`` (the votes use neither)."""
     r, model = trainer.cfg.render, trainer.model
-    beta, carve = (r.beta, map_carve(model, trainer.scene, r)) if maps else (None, None)
-    model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples, beta, carve)
+    carve = map_carve(model, trainer.scene, r) if maps else None
+    if maps and carve is None and model.sdf.carve is None:  # the same SDF: the votes' grid stands
+        model.render_beta = r.beta
+        return
+    model.use_renderer(r.renderer, r.grid_resolution, r.surface_samples, r.beta if maps else None, carve)
 
 
 def channel_table(trainer: Trainer) -> ChannelTable:
