@@ -328,6 +328,10 @@ class RenderConfig:
     this share of its training pixels lie in 2D masks the other dominates (an object split over
     channels; see ``sdfseg.methods.clustering.channels.channel_groups``). 0 = off (every object channel is its own instance).
     Fixed-id channels (semantic mode, the ObjectSDF++ baselines) are never merged."""
+    merge_same_class: bool = False
+    """With ``merge_share``: two object channels are merged only when their class votes give the same class
+    (summed over the channels already merged), so a 2D mask covering two touching objects of different
+    classes (a bag on a bed) does not make them one."""
     object_mask_share: float = 0.0
     """ClusteringSDF instance mode: how a channel becomes an object. 0 = by the class vote of all the
     training pixels it owns (an object when that class is a thing). Above 0: an object when at least

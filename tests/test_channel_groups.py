@@ -43,6 +43,23 @@ def test_channel_groups_hand_worked():
         assert channel_groups(owner, segment, IS_OBJECT, share).tolist() == [0, 1, 2, 3]
 
 
+def test_channel_groups_same_class_only():
+    owner, segment = _rays(SPEC)
+    votes = np.zeros((4, 6))
+    votes[1, 5], votes[2, 5], votes[3, 4] = 10.0, 4.0, 6.0  # channels 1, 2 chair; 3 table
+    # share 0.25 merged the table into the chairs above; with the class votes it stays apart
+    assert channel_groups(owner, segment, IS_OBJECT, 0.25, votes).tolist() == [0, 1, 1, 3]
+    # channel 2 votes table: it no longer joins channel 1 (0.71 of its rays in channel 1's masks); its
+    # masks 0-2 being dominated by channel 1 and 3 by 3 leaves it with no group of its class above 0.35
+    votes[2] = [0, 0, 0, 0, 4.0, 0]
+    assert channel_groups(owner, segment, IS_OBJECT, 0.35, votes).tolist() == [0, 1, 2, 3]
+    # a channel's class is the argmax of its votes: mostly table (4 : 1) stays apart, mostly chair joins
+    votes[2] = [0, 0, 0, 0, 4.0, 1.0]
+    assert channel_groups(owner, segment, IS_OBJECT, 0.35, votes).tolist() == [0, 1, 2, 3]
+    votes[2] = [0, 0, 0, 0, 1.0, 4.0]
+    assert channel_groups(owner, segment, IS_OBJECT, 0.35, votes).tolist() == [0, 1, 1, 3]
+
+
 def test_channel_groups_ignores_non_object_channels():
     owner, segment = _rays(SPEC)
     # channel 1 is not an object (e.g. it owns stuff): masks are dominated by object channels only,

@@ -34,7 +34,8 @@ def mask_segments(frames: np.ndarray, label: torch.Tensor) -> np.ndarray:
                     np.where(lab == 0, -1, -2))
 
 
-def channel_groups(owner: np.ndarray, segment: np.ndarray, is_object: np.ndarray, min_share: float) -> np.ndarray:
+def channel_groups(owner: np.ndarray, segment: np.ndarray, is_object: np.ndarray, min_share: float,
+                   class_votes: np.ndarray | None = None) -> np.ndarray:
     """Merge object channels that the 2D masks put together: representative channel per channel ``[K]``.
 
     ``owner [N]`` is the channel owning each sampled training ray, ``segment [N]`` the 2D mask it
@@ -46,6 +47,10 @@ def channel_groups(owner: np.ndarray, segment: np.ndarray, is_object: np.ndarray
     join it one by one); a 2D mask that wrongly covers two objects (under-segmentation) does so
     only in some views, which keeps their share low. Each group is represented by its member with
     the most masked rays. ``min_share <= 0`` or ``>= 1`` merges nothing.
+
+    ``class_votes [K, C]`` (optional): each channel's class votes. Two groups then join only when the
+    class their members' summed votes give is the same: pieces of one object agree on its class, while a
+    mask that covers a bag and the bed it lies on does not make one object of them.
     """
     k = is_object.size
     group = np.arange(k)
@@ -63,6 +68,11 @@ def channel_groups(owner: np.ndarray, segment: np.ndarray, is_object: np.ndarray
         np.add.at(share, (g, dominant[seg]), 1.0)
         np.fill_diagonal(share, 0.0)
         frac = share / np.maximum(np.bincount(g, minlength=k), 1)[:, None]
+        if class_votes is not None:
+            group_votes = np.zeros((k, class_votes.shape[1]))
+            np.add.at(group_votes, group, class_votes)
+            cls = group_votes.argmax(axis=1)
+            frac[cls[:, None] != cls[None, :]] = 0.0
         a, b = np.unravel_index(frac.argmax(), frac.shape)
         if frac[a, b] <= min_share:
             break
@@ -95,12 +105,14 @@ def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: Clas
                            chunk: int = 2048, min_votes: int = MIN_VOTES, seed: int = 0,
                            merge_share: float = 0.0, owner: Callable[[dict], torch.Tensor] | None = None,
                            keys: tuple[str, ...] = ("opacity",), num_slots: int | None = None,
-                           background_slot: int | None = 0, mask_share: float = 0.0) -> ChannelTable:
+                           background_slot: int | None = 0, mask_share: float = 0.0,
+                           merge_same_class: bool = False) -> ChannelTable:
     """Vote a class per channel from the noisy semantic labels of training pixels the channel owns;
     with ``merge_share > 0`` object channels that are fragments of one object share its instance id
     and class (:func:`channel_groups`, from the 2D instance labels of the same rays). Other slots than
     channels (a codebook's codes): ``owner`` and ``keys`` (see :func:`_class_vote_rays`), ``num_slots``
     rows; ``background_slot`` is the slot that is background whatever its vote (None: none is).
+    ``merge_same_class``: only channels whose class votes agree are merged.
 
     ``mask_share > 0``: a channel is an object when at least that share of its labelled rays lie in 2D
     instance masks, and its class is voted by the thing labels of those rays only
@@ -124,7 +136,8 @@ def assign_channel_classes(model: SceneModel, sampler: RaySampler, classes: Clas
         is_object[background_slot] = False
     instance = None  # ChannelTable's default: the channel index of each object
     if merge_share > 0:
-        group = channel_groups(owner, mask_segments(frames, b.label), is_object, merge_share)  # object channels only join objects
+        group = channel_groups(owner, mask_segments(frames, b.label), is_object, merge_share,  # objects join objects
+                               hist if merge_same_class else None)
         instance = np.where(is_object, group, 0)
         for r in np.unique(instance[is_object]):
             members = instance == r

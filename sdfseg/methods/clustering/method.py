@@ -98,7 +98,8 @@ class ClusteringMethod(Method):
         cfg = self.cfg
         return assign_channel_classes(trainer.model, trainer.sampler, trainer.scene.classes, chunk=cfg.render.chunk,
                                       seed=cfg.train.seed, merge_share=cfg.render.merge_share,
-                                      mask_share=cfg.render.object_mask_share)
+                                      mask_share=cfg.render.object_mask_share,
+                                      merge_same_class=cfg.render.merge_same_class)
 
     def ownership(self, trainer, table):
         """The multi-view ownership vote (``render.vote_grid`` > 0; else None), then the split step
