@@ -367,6 +367,10 @@ class RenderConfig:
     split_link: float = 0.25
     """Split step: two pieces stay one object when their rays share 2D masks by more than this share of
     the smaller piece's rays (``sdfseg.methods.clustering.split.mask_links``)."""
+    split_bisect: int = 0
+    """Split step: levels of 2-means cuts of each connected piece, a cut standing only where the 2D masks
+    keep its halves apart (``sdfseg.methods.clustering.split.bisect_components``): two chairs that stray
+    surface points join into one piece are still cut. 0 = connected pieces only."""
     vote_max_gap: Optional[float] = None
     """Geometry gate of the vote (normalised units): a vote, and then the re-assignment of a point,
     counts only where the voted instance's own SDF lies within this of the scene SDF (the object
@@ -709,6 +713,8 @@ def validate(cfg: Config) -> None:
                           f"got {r.vote_grid}, {r.vote_rays}")
     if r.labels not in ("volume", "surface"):
         raise SdfsegError(f"config key 'render.labels': expected volume or surface, got {r.labels!r}")
+    if r.split_bisect < 0:
+        raise SdfsegError(f"config key 'render.split_bisect': expected >= 0 (0 = off), got {r.split_bisect}")
     if r.split_grid < 0 or not 0.0 <= r.split_link <= 1.0:
         raise SdfsegError(f"config keys 'render.split_grid' (>= 0, 0 = off), 'render.split_link' (a share in [0, 1]): "
                           f"got {r.split_grid}, {r.split_link}")

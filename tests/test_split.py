@@ -10,7 +10,7 @@ from sdfseg.config import load_config
 from sdfseg.core.ownership import MARGIN, ChannelSplit, OwnershipGrid, flat_voxel
 from sdfseg.errors import SdfsegError
 from sdfseg.methods.clustering import channels
-from sdfseg.methods.clustering.split import (group_class, group_home, group_regions, link_groups, mask_links, plan_splits,
+from sdfseg.methods.clustering.split import (bisect_components, group_class, group_home, group_regions, link_groups, mask_links, plan_splits,
                                              split_objects)
 from sdfseg.methods.outputs import ChannelTable
 
@@ -164,20 +164,67 @@ def test_split_objects_gives_the_second_chair_a_spare_channel(monkeypatch):
     sdf = torch.tensor([[0.2, 0.0, 0.9], [0.2, 0.0, 0.9]])
     out = split_grid.split.apply(x, sdf, torch.as_tensor(new.instance))
     assert out[0].argmin().item() == 2 and out[1].argmin().item() == 1
-    # channel 0 is never a spare (instance id 0 is the background)
+    assert split_grid.split.fold is None  # the spare owned no surface: nothing to hand over
+    # channel 0 is never a spare (instance id 0 is the background), even when it owns nothing: channel 2,
+    # which owns the floor now, is the spare, and its floor goes to channel 0 first
     swapped = ChannelTable(is_object=np.array([False, True, False]), classes=np.array([0, 5, 0]),
                            votes=np.array([0, 200, 50]))
     monkeypatch.setattr(channels, "render_rays_chunked", lambda model, o, d, chunk, keys: {
         "opacity": torch.nn.functional.one_hot(torch.where(d[:, 1] > -0.3, 1, 2), 3).float(),
         "depth": torch.ones(o.shape[0]), "acc": torch.ones(o.shape[0])})
-    assert split_objects(None, sampler, swapped, grid, 16, 2000)[2] == []
-    # no spare channel (channel 2 owns the floor now): nothing is cut
+    new, folded, (report,) = split_objects(None, sampler, swapped, grid, 16, 2000)
+    assert new.instance.tolist() == [0, 1, 2] and report.groups == [1, 2]
+    assert folded.split.fold.tolist() == [-1, -1, 0] and folded.split.source.tolist() == [-1, -1, 1]
+    # on the floor near chair A (outside the spare's region): channel 0 holds channel 2's floor, channel 2
+    # is pushed one split voxel (2 / 16 = 0.125 > MARGIN 0.05) above 0, and the scene SDF (min) is the
+    # same; at chair B the spare holds the chair
+    x = torch.tensor([[-0.3, -0.6, 0.0], [0.5, 0.0, 0.0]])
+    sdf = torch.tensor([[0.9, 0.5, 0.0], [0.2, 0.0, 0.9]])
+    out = folded.split.apply(x, sdf, torch.as_tensor(new.instance))
+    assert torch.allclose(out[0], torch.tensor([0.0, 0.5, 0.125])) and out[1].argmin().item() == 2
+    assert torch.equal(out.min(dim=1).values, sdf.min(dim=1).values)
+    # no spare channel (only channel 0 is background): nothing is cut
     full = ChannelTable(is_object=np.array([False, True]), classes=np.array([0, 5]), votes=np.array([50, 200]))
     monkeypatch.setattr(channels, "render_rays_chunked", lambda model, o, d, chunk, keys: {
         "opacity": torch.nn.functional.one_hot((d[:, 1] > -0.3).long(), 2).float(),
         "depth": torch.ones(o.shape[0]), "acc": torch.ones(o.shape[0])})
     same, same_grid, cut = split_objects(None, sampler, full, grid, 16, 2000)
     assert same is full and same_grid is grid and cut == []
+
+
+def test_bisect_cuts_bridged_pieces_only_where_the_masks_keep_them_apart():
+    rng = np.random.default_rng(0)
+    a = rng.normal([-0.5, 0, 0], 0.03, (60, 3))
+    b = rng.normal([0.5, 0, 0], 0.03, (50, 3))
+    bridge = np.c_[np.linspace(-0.45, 0.45, 10), np.zeros((10, 2))]  # stray points join them in one piece
+    pts = np.r_[a, b, bridge]
+    one = np.zeros(len(pts), dtype=np.int64)
+    seg_apart = np.r_[np.full(60, 1), np.full(50, 2), np.full(10, 3)]
+    # cut at x = 0: B and half the bridge (55; 2-means starts from B's far side, the farthest point from
+    # the centroid at x = -0.04), A and the other half (65); no mask holds both
+    side = bisect_components(pts, one, seg_apart, 20, 0.25, depth=1)
+    assert side[:60].tolist() == [1] * 60 and side[60:110].tolist() == [0] * 50
+    assert np.bincount(side).tolist() == [55, 65]
+    # the same halves seen in one mask each view (one object): no cut
+    seg_one = np.r_[np.full(60, 1), np.full(50, 1), np.full(10, 1)]
+    assert bisect_components(pts, one, seg_one, 20, 0.25, depth=1).tolist() == [0] * len(pts)
+    # halves below the size floor, or depth 0: no cut
+    assert bisect_components(pts, one, seg_apart, 70, 0.25, depth=1).max() == 0
+    assert bisect_components(pts, one, seg_apart, 20, 0.25, depth=0).max() == 0
+    # plan_splits with bisect: the bridged piece is two objects (resolution 16 joins them as one component)
+    inst = np.full(len(pts), 3)
+    assert plan_splits(inst, pts, seg_apart, 16, 1.0, link=0.25, min_share=0.1) == []
+    (r, kept, group, rays, link), = plan_splits(inst, pts, seg_apart, 16, 1.0, link=0.25, min_share=0.1, bisect=1)
+    # the bridge's mask 3 holds 5 points of each half: link 5 / 55
+    assert r == 3 and rays.tolist() == [65, 55] and link == pytest.approx(5 / 55)
+
+
+def test_split_fold_round_trip(tmp_path):
+    split = ChannelSplit(torch.tensor([-1, 2] * 4), 2, 1.0, torch.tensor([-1, -1, 1]), torch.tensor([-1, -1, 0]))
+    grid = OwnershipGrid(torch.full((8,), -1, dtype=torch.long), 2, 1.0, 0.03, split)
+    grid.save(tmp_path / "o.npz")
+    back = OwnershipGrid.load(tmp_path / "o.npz")
+    assert back.split.fold.tolist() == [-1, -1, 0] and back.split.source.tolist() == [-1, -1, 1]
 
 
 def test_split_config_checks():

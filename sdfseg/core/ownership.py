@@ -57,12 +57,15 @@ class ChannelSplit:
 
     ``region [G^3]`` is -1 or the spare channel that takes over in that voxel; ``source [K]`` is, per
     spare channel, the instance id whose channels it takes over from (-1 for the other channels).
+    ``fold [K]`` (optional): per spare channel that owned background surface, the background channel that
+    takes that surface first (its column becomes the union of both), -1 for the others.
     """
 
     region: torch.Tensor
     resolution: int
     radius: float
     source: torch.Tensor
+    fold: Optional[torch.Tensor] = None
 
     def apply(self, x: torch.Tensor, sdf: torch.Tensor, instance: torch.Tensor) -> torch.Tensor:
         """Edited channel SDFs ``[P, K]``: in the region of spare channel ``c`` (source instance ``r``),
@@ -70,7 +73,15 @@ class ChannelSplit:
         it and above one voxel's width (no zero set of their own there); outside its region column ``c``
         is at least :data:`MARGIN` above the other columns and one voxel's width above 0. The scene SDF
         (min over columns) is unchanged wherever the spare channel did not hold it before.
-        ``instance [K]``: each channel's instance id, the spare channels' own included."""
+        ``instance [K]``: each channel's instance id, the spare channels' own included. A folded spare
+        channel's own surface goes to its fold target first, so the scene SDF is unchanged there too."""
+        if self.fold is not None:
+            fold = self.fold.to(sdf.device)
+            folded = sdf.clone()
+            for c in torch.nonzero(fold >= 0).flatten().tolist():
+                t = int(fold[c])
+                folded[:, t] = torch.minimum(folded[:, t], sdf[:, c])
+            sdf = folded
         dest = voxel_lookup(self.region, x, self.radius, self.resolution)
         source = self.source.to(sdf.device)
         spare = source >= 0
@@ -88,16 +99,18 @@ class ChannelSplit:
         return out
 
     def arrays(self) -> dict[str, np.ndarray]:
+        extra = {} if self.fold is None else {"split_fold": self.fold.cpu().numpy().astype(np.int64)}
         return {"split_region": self.region.cpu().numpy().astype(np.int32),
                 "split_resolution": np.int64(self.resolution), "split_radius": np.float64(self.radius),
-                "split_source": self.source.cpu().numpy().astype(np.int64)}
+                "split_source": self.source.cpu().numpy().astype(np.int64), **extra}
 
     @staticmethod
     def from_arrays(z) -> Optional["ChannelSplit"]:
         if "split_region" not in z:
             return None
+        fold = torch.as_tensor(z["split_fold"].astype(np.int64)) if "split_fold" in z else None
         return ChannelSplit(torch.as_tensor(z["split_region"].astype(np.int64)), int(z["split_resolution"]),
-                            float(z["split_radius"]), torch.as_tensor(z["split_source"].astype(np.int64)))
+                            float(z["split_radius"]), torch.as_tensor(z["split_source"].astype(np.int64)), fold)
 
 
 @dataclass

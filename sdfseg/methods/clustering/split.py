@@ -9,7 +9,8 @@ far apart, and the instance map shows one object where there are two. After the 
 1. Training rays (half uniform, half on labelled pixels) are rendered; each ray's surface point belongs to
    the instance that owns it after the vote.
 2. Per object instance, its points on labelled pixels are put in a ``resolution^3`` voxel grid, grown by
-   one voxel, and cut into connected components. A component with fewer than ``min_share`` of the
+   one voxel, and cut into connected components (with ``bisect``, each cut further by 2-means while the
+   masks keep the halves apart: :func:`bisect_components`). A component with fewer than ``min_share`` of the
    instance's rays (or :data:`MIN_RAYS`) is too small to be an object of its own.
 3. The 2D masks say which components are one object: components ``a`` and ``b`` are *linked* when
    ``sum_s min(n_sa, n_sb)`` over the masks ``s`` (``n_sa``: rays of component ``a`` in mask ``s``) is more
@@ -17,7 +18,8 @@ far apart, and the instance map shows one object where there are two. After the 
    two objects are seen in different ones (a mask merging two touching objects in a few views links them
    only weakly).
 4. Linked components form groups. The group with the most rays keeps the instance. Each other group
-   gets a spare channel (a background channel, not channel 0, that owns almost none of the rays), which
+   gets a spare channel (a background channel other than 0, those owning fewest rays first; one that owns
+   surface hands it to channel 0 first, see :data:`SPARE_SHARE`), which
    takes the part of space within ``reach`` voxels of the group's points that lies nearer to them than
    to the other groups' points (:class:`~sdfseg.core.ownership.ChannelSplit`); the vote's voxels there
    that went to the old instance go with it. The spare channel joins the instance whose masks hold most
@@ -45,9 +47,10 @@ MIN_RAYS = 40
 """A component (group) must hold at least this many labelled rays to become an object of its own."""
 
 SPARE_SHARE = 0.001
-"""A background channel is a spare when it owns at most this share of the rays. The few bits of surface it
-owned lose it (they go to the next-lowest channel); rooms trained at K = 20 seldom have a channel that
-owns none at all."""
+"""A background channel that owns at most this share of the rays is a spare as it is: the few bits of
+surface it owned go to the next-lowest channel. One that owns more first hands its surface to channel 0
+(:class:`~sdfseg.core.ownership.ChannelSplit` ``fold``); rooms trained at K = 20 often have no channel
+that owns none."""
 
 
 @dataclass
@@ -73,6 +76,48 @@ def point_components(vox: np.ndarray, resolution: int) -> np.ndarray:
     comp, _ = label(grown, np.ones((3, 3, 3), dtype=bool))
     _, ids = np.unique(comp[vox[:, 0], vox[:, 1], vox[:, 2]], return_inverse=True)
     return ids.reshape(-1)
+
+
+def two_means(points: np.ndarray, iters: int = 20) -> np.ndarray:
+    """Side ``[N]`` (0 or 1) of each point ``[N, 3]`` after 2-means, started deterministically from the
+    point farthest from the centroid and the point farthest from that one."""
+    a = points[np.argmax(((points - points.mean(axis=0)) ** 2).sum(axis=1))]
+    b = points[np.argmax(((points - a) ** 2).sum(axis=1))]
+    centres = np.stack([a, b])
+    side = np.zeros(len(points), dtype=np.int64)
+    for _ in range(iters):
+        new = ((points[:, None, :] - centres[None]) ** 2).sum(axis=-1).argmin(axis=1)
+        if np.array_equal(new, side) and _ > 0:
+            break
+        side = new
+        centres = np.stack([points[side == k].mean(axis=0) if (side == k).any() else centres[k] for k in (0, 1)])
+    return side
+
+
+def bisect_components(points: np.ndarray, component: np.ndarray, segment: np.ndarray, min_size: int,
+                      link: float, depth: int) -> np.ndarray:
+    """Components ``[N]`` (0, 1, ...) refined by 2-means, as long as the 2D masks keep the halves apart.
+
+    Connected components miss two objects that some stray surface points bridge (two chairs joined by the
+    table edge their masks spill onto). Each component is cut in two by :func:`two_means` on its points
+    ``[N, 3]``; the cut stands when both halves hold at least ``min_size`` points and their
+    :func:`mask_links` (``segment [N]``: each point's mask) is at most ``link``, and each half is cut
+    again, ``depth`` levels down. One object cut in two is held together by the masks that cover it
+    whole, so the geometry only proposes and the masks decide."""
+    out = np.full(component.shape, -1, dtype=np.int64)
+    todo = [(np.flatnonzero(component == c), depth) for c in np.unique(component)]
+    n = 0
+    while todo:
+        idx, left = todo.pop(0)
+        if left > 0 and idx.size >= 2 * min_size:
+            side = two_means(points[idx])
+            sizes = np.bincount(side, minlength=2)
+            if sizes.min() >= min_size and mask_links(side, segment[idx], 2)[0, 1] <= link:
+                todo += [(idx[side == 0], left - 1), (idx[side == 1], left - 1)]
+                continue
+        out[idx] = n
+        n += 1
+    return out
 
 
 def mask_links(component: np.ndarray, segment: np.ndarray, n_components: int) -> np.ndarray:
@@ -118,10 +163,11 @@ def group_regions(vox: np.ndarray, group: np.ndarray, resolution: int, reach: fl
 
 
 def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, resolution: int,
-                radius: float, link: float, min_share: float, min_rays: int = MIN_RAYS
+                radius: float, link: float, min_share: float, min_rays: int = MIN_RAYS, bisect: int = 0
                 ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float]]:
     """Which instances to cut, from rays on labelled pixels: ``instance [N]`` (> 0) owning each ray, its
-    surface point ``[N, 3]`` and 2D mask id ``segment [N]``. Returns per instance to cut
+    surface point ``[N, 3]`` and 2D mask id ``segment [N]``; ``bisect`` > 0: the connected components are
+    refined by :func:`bisect_components` that many levels down. Returns per instance to cut
     ``(instance id, kept [N] bool (its rays in big enough components), group [N] (of those rays, 0 =
     the biggest group), rays per group, largest link between groups)``."""
     plans = []
@@ -132,8 +178,11 @@ def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, r
             continue
         vox = vox_all[mine]
         comp = point_components(vox, resolution)
+        min_size = max(min_rays, min_share * mine.size)
+        if bisect > 0:
+            comp = bisect_components(points[mine], comp, segment[mine], int(np.ceil(min_size)), link, bisect)
         size = np.bincount(comp)
-        big = np.flatnonzero(size >= max(min_rays, min_share * mine.size))
+        big = np.flatnonzero(size >= min_size)
         if big.size < 2:
             continue
         keep = np.isin(comp, big)
@@ -186,27 +235,30 @@ def group_class(semantic: np.ndarray, confidence: np.ndarray, thing_ids, fallbac
 @torch.no_grad()
 def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, grid: OwnershipGrid,
                   resolution: int, n_rays: int, chunk: int = 2048, seed: int = 0, link: float = 0.25,
-                  min_share: float = 0.1, reach: float = 8.0, thing_ids=None
+                  min_share: float = 0.1, reach: float = 8.0, thing_ids=None, bisect: int = 0
                   ) -> tuple[ChannelTable, OwnershipGrid, list[SplitReport]]:
     """The split step (module docstring) on a model that follows ``grid``: the new table, the grid carrying
     the split, and what was cut. A group cut off goes to a spare channel; that channel joins the instance
     whose masks hold most of the group's rays (:func:`group_home`; a piece of another object the vote left
     with this one), else it is an object of its own, of the class its rays vote for among ``thing_ids``
-    (:func:`group_class`; None: its source's class). Without spare channels (or nothing to cut) the table
+    (:func:`group_class`; None: its source's class); ``bisect``: see :func:`plan_splits`. Without spare
+    channels (or nothing to cut) the table
     and grid come back as they were."""
     frames, b, _, owner, points, hit = surface_rays(model, sampler, n_rays, chunk, seed + 2)
     inst = table.instance[owner]
     label = b.label.cpu().numpy()
     use = hit & (inst > 0) & (label > 0)
     inst_u, seg_u = inst[use], mask_segments(frames[use], b.label[torch.as_tensor(use)])
-    plans = plan_splits(inst_u, points[use], seg_u, resolution, BOUND_RADIUS, link, min_share)
+    plans = plan_splits(inst_u, points[use], seg_u, resolution, BOUND_RADIUS, link, min_share, bisect=bisect)
     owned = np.bincount(owner[hit], minlength=len(table.is_object))
-    # spare channels: background channels (not channel 0, whose id 0 is the background) that own at most
-    # SPARE_SHARE of the rays, those that own fewest first
-    free = np.flatnonzero(~table.is_object & (owned <= SPARE_SHARE * hit.sum()))
+    # spare channels: background channels (not channel 0, whose id 0 is the background), those that own
+    # fewest rays first. One that owns more than SPARE_SHARE of them hands its surface to channel 0 first
+    # (``fold``): both are background, so the maps and the room's mesh stay as they were.
+    free = np.flatnonzero(~table.is_object)
     spares = [int(c) for c in free[np.argsort(owned[free], kind="stable")] if c > 0]
     if not plans or not spares:
         return table, grid, []
+    fold = torch.full((len(table.is_object),), -1, dtype=torch.long)
     sem_u, conf_u = b.semantic.cpu().numpy()[use], b.confidence.cpu().numpy()[use]
     is_object, classes = table.is_object.copy(), table.classes.copy()
     instance, votes = table.instance.copy(), np.asarray(table.votes).copy()
@@ -222,6 +274,8 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
             if home == r or not spares:
                 continue  # its masks say it is part of this object after all / no channel left
             c = spares.pop(0)
+            if owned[c] > SPARE_SHARE * hit.sum():
+                fold[c] = 0
             region[torch.as_tensor((near == g) & (region.numpy() < 0))] = c  # first come: regions do not overlap
             source[c] = r
             if home:
@@ -238,7 +292,7 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
             reports.append(SplitReport(r, ids, counts, max_link))
     if not reports:
         return table, grid, []
-    split = ChannelSplit(region, resolution, BOUND_RADIUS, source)
+    split = ChannelSplit(region, resolution, BOUND_RADIUS, source, fold if bool((fold >= 0).any()) else None)
     # the vote's voxels inside a region that went to the region's source go to the region's instance
     g = grid.resolution
     centres = (np.stack(np.meshgrid(*[np.arange(g)] * 3, indexing="ij"), axis=-1).reshape(-1, 3) + 0.5) * (
