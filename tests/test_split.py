@@ -183,6 +183,11 @@ def test_split_objects_gives_the_second_chair_a_spare_channel(monkeypatch):
     out = folded.split.apply(x, sdf, torch.as_tensor(new.instance))
     assert torch.allclose(out[0], torch.tensor([0.0, 0.5, 0.125])) and out[1].argmin().item() == 2
     assert torch.equal(out.min(dim=1).values, sdf.min(dim=1).values)
+    # the normals take gradients through the fold: the floor's gradient reaches channel 2's column
+    xg = x.clone().requires_grad_(True)
+    col = torch.stack([xg[:, 0] + 0.9, xg[:, 1] + 0.5, xg[:, 1] + 0.6], dim=1)  # channel 2 = 0 at y = -0.6
+    (g,) = torch.autograd.grad(folded.split.apply(xg, col, torch.as_tensor(new.instance)).min(dim=1).values.sum(), xg)
+    assert g[0].tolist() == [0.0, 1.0, 0.0]
     # no spare channel (only channel 0 is background): nothing is cut
     full = ChannelTable(is_object=np.array([False, True]), classes=np.array([0, 5]), votes=np.array([50, 200]))
     monkeypatch.setattr(channels, "render_rays_chunked", lambda model, o, d, chunk, keys: {

@@ -76,12 +76,11 @@ class ChannelSplit:
         ``instance [K]``: each channel's instance id, the spare channels' own included. A folded spare
         channel's own surface goes to its fold target first, so the scene SDF is unchanged there too."""
         if self.fold is not None:
-            fold = self.fold.to(sdf.device)
-            folded = sdf.clone()
-            for c in torch.nonzero(fold >= 0).flatten().tolist():
-                t = int(fold[c])
-                folded[:, t] = torch.minimum(folded[:, t], sdf[:, c])
-            sdf = folded
+            cols = list(sdf.unbind(dim=-1))  # out of place: the normals take gradients through this
+            for c in torch.nonzero(self.fold >= 0).flatten().tolist():
+                t = int(self.fold[c])
+                cols[t] = torch.minimum(cols[t], cols[c])
+            sdf = torch.stack(cols, dim=-1)
         dest = voxel_lookup(self.region, x, self.radius, self.resolution)
         source = self.source.to(sdf.device)
         spare = source >= 0
