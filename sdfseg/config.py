@@ -367,6 +367,9 @@ class RenderConfig:
     split_link: float = 0.25
     """Split step: two pieces stay one object when their rays share 2D masks by more than this share of
     the smaller piece's rays (``sdfseg.methods.clustering.split.mask_links``)."""
+    split_min_share: float = 0.1
+    """Split step: a piece must hold at least this share of its instance's labelled rays (and 40 rays) to
+    become an object of its own."""
     split_bisect: int = 0
     """Split step: levels of 2-means cuts of each connected piece, a cut standing only where the 2D masks
     keep its halves apart (``sdfseg.methods.clustering.split.bisect_components``): two chairs that stray
@@ -713,6 +716,8 @@ def validate(cfg: Config) -> None:
                           f"got {r.vote_grid}, {r.vote_rays}")
     if r.labels not in ("volume", "surface"):
         raise SdfsegError(f"config key 'render.labels': expected volume or surface, got {r.labels!r}")
+    if not 0.0 <= r.split_min_share < 1.0:
+        raise SdfsegError(f"config key 'render.split_min_share': expected a share in [0, 1), got {r.split_min_share}")
     if r.split_bisect < 0:
         raise SdfsegError(f"config key 'render.split_bisect': expected >= 0 (0 = off), got {r.split_bisect}")
     if r.split_grid < 0 or not 0.0 <= r.split_link <= 1.0:

@@ -238,3 +238,7 @@ def test_split_config_checks():
     with pytest.raises(SdfsegError, match="render.split_link"):
         load_config(None, ["render.vote_grid=64", "render.split_grid=64", "render.split_link=1.5"])
     assert load_config(None, ["render.vote_grid=64", "render.split_grid=128"]).render.split_grid == 128
+    with pytest.raises(SdfsegError, match="render.split_bisect"):
+        load_config(None, ["render.split_bisect=-1"])
+    with pytest.raises(SdfsegError, match="render.split_min_share"):
+        load_config(None, ["render.split_min_share=1.0"])
