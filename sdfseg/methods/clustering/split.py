@@ -84,10 +84,10 @@ def two_means(points: np.ndarray, iters: int = 20) -> np.ndarray:
     a = points[np.argmax(((points - points.mean(axis=0)) ** 2).sum(axis=1))]
     b = points[np.argmax(((points - a) ** 2).sum(axis=1))]
     centres = np.stack([a, b])
-    side = np.zeros(len(points), dtype=np.int64)
+    side = np.full(len(points), -1, dtype=np.int64)
     for _ in range(iters):
         new = ((points[:, None, :] - centres[None]) ** 2).sum(axis=-1).argmin(axis=1)
-        if np.array_equal(new, side) and _ > 0:
+        if np.array_equal(new, side):  # converged
             break
         side = new
         centres = np.stack([points[side == k].mean(axis=0) if (side == k).any() else centres[k] for k in (0, 1)])
