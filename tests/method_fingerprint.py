@@ -28,7 +28,7 @@ STEPS = 6
 COMMON = TINY + ["render.chunk=512", "render.mesh_resolution=24", "train.log_every=1", "train.segmentation_start=2",
                  "model.scene_offsets=false", "model.offset_grid_levels=0",  # written with the plain channels
                  "render.beta=null", "render.carve_margin=0",  # ... and the maps at the trained beta and SDF
-                 "render.split_grid=0",  # ... without the split step
+                 "render.split_grid=0", "render.vote_grid=64",  # ... without the split step, the vote at 64^3
                  f"train.iterations={STEPS}", "train.distinction_start=0.5", "train.device=cpu"]
 CASES = {
     "clustering": [],
