@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sdfseg.core.ownership import MARGIN, OwnershipGrid
+from sdfseg.core.ownership import MARGIN, ChannelSplit, OwnershipGrid, follow_ownership
 from sdfseg.errors import SdfsegError
 from sdfseg.methods.clustering.channels import owner_gap
 from sdfseg.methods.clustering.ownership import mask_votes, vote_grid
@@ -104,3 +104,30 @@ def test_owner_gap_uses_the_instance_lowest_channel():
     pts = np.array([[0.0, 0.4, 0.3], [0.2, 0.1, 0.5], [0.3, 0.1, 0.0]])
     gap = owner_gap(Columns(), pts, np.array([0, 5, 5]), np.array([5, 0, 0]), chunk=2)
     assert np.allclose(gap, [0.3, 0.1, 0.3])
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_follow_ownership_puts_the_grid_on_the_model_device(device):
+    """The model's edit uses the grid's tensors on the model's device (no copy per SDF evaluation) and
+    gives what the grid gives on the CPU."""
+    target = torch.full((8,), -1, dtype=torch.long)
+    target[0], target[7] = 2, 0
+    split = ChannelSplit(torch.full((8,), -1, dtype=torch.long), 2, 1.0, torch.tensor([-1, -1, -1]),
+                         torch.tensor([-1, -1, -1]))
+    grid = OwnershipGrid(target, 2, 1.0, 0.5, split)
+    moved = grid.to(device)
+    assert moved.target.device.type == device and moved.split.region.device.type == device
+    assert moved.split.source.device.type == device and moved.split.fold.device.type == device
+    assert (moved.resolution, moved.radius, moved.max_gap) == (2, 1.0, 0.5) and grid.target.device.type == "cpu"
+    model = torch.nn.Linear(1, 1).to(device)
+    follow_ownership(model, np.array([0, 1, 2]), grid)
+    x = torch.tensor([[-0.5, -0.5, -0.5], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5]])
+    sdf = torch.tensor([[0.1, 0.3, 0.5], [0.4, 0.2, 0.6], [0.3, 0.2, 0.1]])
+    out = model.channel_edit(x.to(device), sdf.to(device))
+    assert out.device.type == device
+    assert torch.allclose(out.cpu(), grid.apply(x, sdf, torch.tensor([0, 1, 2])))
+    follow_ownership(model, np.array([0, 1, 2]), None)
+    assert model.channel_edit is None

@@ -97,6 +97,11 @@ class ChannelSplit:
             out[:, members] = torch.where(here[:, None], pushed, sdf[:, members])
         return out
 
+    def to(self, device) -> "ChannelSplit":
+        """The same split with its tensors on ``device``."""
+        return ChannelSplit(self.region.to(device), self.resolution, self.radius, self.source.to(device),
+                            None if self.fold is None else self.fold.to(device))
+
     def arrays(self) -> dict[str, np.ndarray]:
         extra = {} if self.fold is None else {"split_fold": self.fold.cpu().numpy().astype(np.int64)}
         return {"split_region": self.region.cpu().numpy().astype(np.int32),
@@ -151,6 +156,11 @@ class OwnershipGrid:
         out = torch.where(edit[:, None] & ~own, torch.maximum(sdf, s_min[:, None] + MARGIN), sdf)
         return torch.where(own, s_min[:, None], out)
 
+    def to(self, device) -> "OwnershipGrid":
+        """The same grid with its tensors on ``device`` (lookups then copy nothing to it)."""
+        return OwnershipGrid(self.target.to(device), self.resolution, self.radius, self.max_gap,
+                             None if self.split is None else self.split.to(device))
+
     def save(self, path: Path) -> None:
         extra = self.split.arrays() if self.split is not None else {}
         save_npz_atomic(path, target=self.target.cpu().numpy().astype(np.int32),
@@ -171,6 +181,9 @@ class OwnershipGrid:
 
 def follow_ownership(model, instance, grid: Optional[OwnershipGrid]) -> None:
     """Make ``model``'s renders and meshes follow ``grid`` (None: the channels' own ownership);
-    ``instance [K]`` is each channel's instance id (0 = background channel)."""
-    instance = torch.as_tensor(instance)
+    ``instance [K]`` is each channel's instance id (0 = background channel). The grid's tensors go to the
+    model's device once, not to every SDF evaluation of the renders and meshes."""
+    dev = next(model.parameters(), torch.zeros(0)).device
+    instance = torch.as_tensor(instance).to(dev)
+    grid = None if grid is None else grid.to(dev)
     model.channel_edit = None if grid is None else (lambda x, sdf: grid.apply(x, sdf, instance))

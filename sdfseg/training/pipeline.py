@@ -115,13 +115,13 @@ def grouped_sdf(fn, table: ChannelTable):
     return merged
 
 
-def supported_sdf(fn, table: ChannelTable, grid: Optional[OwnershipGrid], dilation: int):
+def supported_sdf(fn, table: ChannelTable, grid: Optional[OwnershipGrid], dilation: int, device="cpu"):
     """SDF function for per-object meshes cut to where the ownership vote saw each object: column ``r`` of
     an object instance stays as it is inside the voxels of ``grid`` voted to ``r``, grown by ``dilation``
     voxels, and is at least one voxel's width above 0 elsewhere, so its mesh stays closed and keeps no
     surface the views never showed as that object (the rest of a channel's zero set: pieces in unseen
     space, floor it owns far away). An object with no voted voxel, ``grid`` None or ``dilation`` < 0
-    leaves ``fn`` as it is."""
+    leaves ``fn`` as it is. Each object's region is an int8 grid on ``device`` (1 inside, 0 elsewhere)."""
     if grid is None or dilation < 0:
         return fn
     from scipy.ndimage import binary_dilation
@@ -135,7 +135,8 @@ def supported_sdf(fn, table: ChannelTable, grid: Optional[OwnershipGrid], dilati
         if voted.any():
             grown = binary_dilation(voted, cube, iterations=dilation) if dilation > 0 else voted
             # a grid of its own: 1 in the object's region, 0 elsewhere (lookup: -1 outside the grid)
-            regions[int(r)] = OwnershipGrid(torch.as_tensor(grown.reshape(-1).astype(np.int64)), g, grid.radius)
+            regions[int(r)] = OwnershipGrid(torch.as_tensor(grown.reshape(-1).astype(np.int8), device=device), g,
+                                            grid.radius)
     if not regions:
         return fn
     above = 2.0 * grid.radius / g
@@ -168,7 +169,7 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
     model.eval()
     fn = grouped_sdf(trainer.method.mesh_sdf(trainer, table), table)
     objects = sorted({int(i) for i in table.instance[table.is_object]})
-    cut = supported_sdf(fn, table, support, trainer.cfg.render.mesh_support)
+    cut = supported_sdf(fn, table, support, trainer.cfg.render.mesh_support, dev)
     meshes = extract_channel_meshes(cut, model.num_channels, resolution, BOUND_RADIUS, dev, channels=objects,
                                     progress=progress)
     chunk = trainer.cfg.render.chunk
