@@ -203,3 +203,6 @@ def test_edge_rays_range():
     with pytest.raises(SdfsegError, match=r"train.edge_rays': must be >= 0, got -1"):
         load_config(None, ["train.edge_rays=-1"])
     assert load_config(None, ["train.edge_rays=256"]).train.edge_rays == 256
+    with pytest.raises(SdfsegError, match=r"train.depth_edge_rays': must be >= 0, got -1"):
+        load_config(None, ["train.depth_edge_rays=-1"])
+    assert load_config(None, ["train.depth_edge_rays=256"]).train.depth_edge_rays == 256

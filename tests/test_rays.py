@@ -104,3 +104,27 @@ def test_edge_rays_replace_uniform_rays():
     scene.depth = np.full((4, 6, 8), 2.0, np.float32)  # no edges: every ray uniform
     assert RaySampler(scene, labels, labels, None, torch.device("cpu"), seed=0, edge_rays=30).sample(40, 0) \
         .origins.shape[0] == 40
+
+
+def test_depth_edge_rays_are_extra_and_geometry_only():
+    scene = _scene()
+    depth = np.full((4, 6, 8), 2.0, np.float32)
+    depth[:, :, 4:] = 1.0  # a depth edge between columns 3 and 4
+    scene.depth = depth
+    labels = np.full((4, 6, 8), 3, dtype=np.int64)
+    semantic = np.full((4, 6, 8), 5, dtype=np.int64)
+    s = RaySampler(scene, labels, semantic, None, torch.device("cpu"), seed=0, depth_edge_rays=12)
+    b = s.sample(40, 0, extra_views=1, extra_rays=4)
+    assert b.origins.shape[0] == 40 + 12 + 4 and int((b.view == 0).sum()) == 52
+    # the main frame's last 12 rays go through columns 3 and 4 and carry no label and no class
+    x = (b.dirs[40:52, 0] / b.dirs[40:52, 2]).numpy()
+    assert {-0.125, 0.125} == set(np.round(x, 3).tolist())
+    assert (b.label[40:52] == -1).all() and (b.semantic[40:52] == 0).all()
+    assert (b.label[:40] == 3).all() and (b.semantic[:40] == 5).all() and (b.label[52:] == 3).all()
+    # off, or a scene without depth edges: the same rays as without the option
+    plain = RaySampler(scene, labels, semantic, None, torch.device("cpu"), seed=0).sample(40, 0, extra_views=1,
+                                                                                       extra_rays=4)
+    assert plain.origins.shape[0] == 44
+    scene.depth = np.full((4, 6, 8), 2.0, np.float32)
+    flat = RaySampler(scene, labels, semantic, None, torch.device("cpu"), seed=0, depth_edge_rays=12)
+    assert torch.equal(flat.sample(40, 0, extra_views=1, extra_rays=4).origins, plain.origins)

@@ -223,7 +223,7 @@ class RaySampler:
 
     def __init__(self, scene: Scene, labels, semantic, confidence: Optional[np.ndarray],
                  device: torch.device, keyframe_ratio: float = 0.1, replace_prob: float = 0.2, seed: int = 0,
-                 depth_rays: int = 0, edge_rays: int = 0):
+                 depth_rays: int = 0, edge_rays: int = 0, depth_edge_rays: int = 0):
         self.device = device
         self.label_maps: LabelMaps = as_label_maps(labels)
         self.semantic_maps: LabelMaps = as_label_maps(semantic)
@@ -266,6 +266,9 @@ class RaySampler:
         self.edge_rays = edge_rays
         self._scene_depth = scene.depth if scene.depth_kind != "sparse" else None
         self._edges: dict[int, np.ndarray] = {}
+        # geometry-only rays through the main frame's depth edges, on top of the others (labels not used)
+        self.depth_edge_rays = depth_edge_rays if scene.depth is not None and scene.depth_kind == "metric" else 0
+        self._depth_edges: dict[int, np.ndarray] = {}
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         """``a`` flattened over its frames and pixels (``[N * H * W, ...]``) on the device, one tensor per array
@@ -344,6 +347,12 @@ class RaySampler:
             self._edges[f] = edge_pixels(depth, self.frame_labels(f))
         return self._edges[f]
 
+    def frame_depth_edges(self, f: int) -> np.ndarray:
+        """Depth-edge pixels of frame ``f`` (:func:`edge_pixels` of its sensor depth alone), cached."""
+        if f not in self._depth_edges:
+            self._depth_edges[f] = edge_pixels(np.asarray(self._scene_depth[f]), None)
+        return self._depth_edges[f]
+
     def foreground_pixels(self, f: int, n: int) -> np.ndarray:
         """``n`` pixels of frame ``f``, preferring labelled (non-zero) pixels."""
         ids, starts, counts = self._segments[f]
@@ -384,6 +393,11 @@ class RaySampler:
         if self.depth_rays > 0 and self._depth_pixels[f].size:
             pool = self._depth_pixels[f]
             pix[0] = np.concatenate([pix[0], pool[self.rng.integers(0, pool.size, size=self.depth_rays)]])
+        n_geo = 0
+        if self.depth_edge_rays > 0 and self.frame_depth_edges(f).size:
+            pool, n_geo = self.frame_depth_edges(f), self.depth_edge_rays
+            pix[0] = np.concatenate([pix[0], pool[self.rng.integers(0, pool.size, size=n_geo)].astype(np.int64)])
+        main = pix[0].size
         frames = [np.full(pix[0].size, f)]
         views = [np.zeros(pix[0].size, dtype=np.int64)]
         if extra_views > 0:
@@ -393,4 +407,9 @@ class RaySampler:
                 pix.append(self.foreground_pixels(int(g), extra_rays))
                 frames.append(np.full(extra_rays, g))
                 views.append(np.full(extra_rays, j))
-        return self.gather(np.concatenate(frames), np.concatenate(pix), np.concatenate(views))
+        batch = self.gather(np.concatenate(frames), np.concatenate(pix), np.concatenate(views))
+        if n_geo:  # the depth-edge rays (the main frame's last): geometry only
+            batch.label, batch.semantic = batch.label.clone(), batch.semantic.clone()
+            batch.label[main - n_geo:main] = -1
+            batch.semantic[main - n_geo:main] = 0
+        return batch

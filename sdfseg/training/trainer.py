@@ -147,7 +147,7 @@ class Trainer:
         self.sampler = RaySampler(self.scene, self.labels.labels, self.labels.semantic, self.labels.confidence,
                                   self.device, cfg.train.keyframe_ratio, cfg.train.replace_prob, cfg.train.seed,
                                   depth_rays=cfg.train.depth_rays if self.scene.depth_kind == "sparse" else 0,
-                                  edge_rays=cfg.train.edge_rays)
+                                  edge_rays=cfg.train.edge_rays, depth_edge_rays=cfg.train.depth_edge_rays)
         self.model = build_model(cfg, self.method, self.scene, self.k).to(self.device)
         sem_weights = None
         if self.model.semantic is not None and cfg.loss.semantic_balance > 0:
