@@ -365,6 +365,11 @@ class RenderConfig:
     the views that got it right. False: every ray's vote counts the same."""
     vote_kernel: int = 3
     """Each vote also counts in the ``vote_kernel^3`` neighbouring voxels (1 = its own voxel only)."""
+    vote_min_island: int = 0
+    """A piece of the vote's grid with one decision (background or an object) and fewer voxels than
+    this goes to the decision holding most of the voxels around it (``absorb_islands`` in
+    ``sdfseg/methods/clustering/ownership.py``): stray votes neither cut holes in an object nor make
+    fragments of one elsewhere. 0 = off."""
     split_grid: int = 0
     """ClusteringSDF with the ownership vote: voxels per side of the split step's grid
     (``sdfseg/methods/clustering/split.py``): an object instance whose surface is several pieces far
@@ -732,6 +737,9 @@ def validate(cfg: Config) -> None:
     if r.split_grid > 0 and r.vote_grid <= 0:
         raise SdfsegError(f"config key 'render.split_grid' is {r.split_grid}: the split step follows the ownership "
                           "vote; set 'render.vote_grid' > 0 too, or split_grid to 0")
+    if r.vote_min_island < 0:
+        raise SdfsegError(f"config key 'render.vote_min_island': expected a voxel count >= 0 (0 = off), "
+                          f"got {r.vote_min_island}")
     if r.vote_kernel < 1 or r.vote_kernel % 2 == 0:
         raise SdfsegError(f"config key 'render.vote_kernel': expected an odd number >= 1, got {r.vote_kernel}")
     if r.vote_max_gap is not None and r.vote_max_gap < 0:

@@ -7,7 +7,7 @@ import torch
 from sdfseg.core.ownership import MARGIN, ChannelSplit, OwnershipGrid, follow_ownership
 from sdfseg.errors import SdfsegError
 from sdfseg.methods.clustering.channels import owner_gap
-from sdfseg.methods.clustering.ownership import mask_votes, vote_grid
+from sdfseg.methods.clustering.ownership import absorb_islands, mask_votes, vote_grid
 
 
 def test_mask_votes_follow_the_dominant_instance():
@@ -49,6 +49,41 @@ def test_vote_grid_kernel_spreads_to_neighbours():
     assert _cell(grid, 3, 3, 3) == -1 and int((grid.target >= 0).sum()) == 27
     none = vote_grid(np.zeros((2, 3)), np.array([-1, -1]), np.ones(2), resolution=4, radius=1.0)
     assert int((none.target >= 0).sum()) == 0
+
+
+def test_absorb_islands_hand_worked():
+    g = 6
+    t = np.full((g, g, g), -1)
+    t[:, :, 0] = 0  # a floor: one layer of background voxels
+    t[2, 2, 0] = 5  # one stray object voxel in it -> floor
+    t[0:2, 0:2, 1] = 3  # a 4-voxel object standing on the floor: its decided neighbours are floor ...
+    t[0:3, 0:3, 2] = 3  # ... and itself (9 more voxels above it: a piece of 13)
+    t[1, 1, 2] = 0  # a background hole in the object's top -> the object
+    t[5, 5, 5] = 7  # alone in space: no decided neighbour, it stays
+    out = absorb_islands(t.reshape(-1), g, 4).reshape(g, g, g)
+    assert out[2, 2, 0] == 0 and out[1, 1, 2] == 3 and out[5, 5, 5] == 7
+    assert (out[0:2, 0:2, 1] == 3).all()  # a piece of min_island voxels or more stays
+    assert (out[t == -1] == -1).all()  # voxels with no say keep none
+    changed = out != t
+    assert changed.sum() == 2
+    # at min_island 13 the object (12 voxels) is an island too: the hole goes to it first, then the
+    # object to the floor, which holds most of its decided ring
+    ring = absorb_islands(t.reshape(-1), g, 13).reshape(g, g, g)
+    assert (ring[t == 3] == 0).all() and ring[1, 1, 2] == 3
+    assert np.array_equal(absorb_islands(t.reshape(-1), g, 0), t.reshape(-1))  # off
+    # a tie around an island: no owner holds more than half, it stays
+    tie = np.full((g, g, g), -1)
+    tie[2, 2, 2] = 4
+    tie[1, 2, 2], tie[3, 2, 2] = 1, 2
+    assert absorb_islands(tie.reshape(-1), g, 2).reshape(g, g, g)[2, 2, 2] == 4
+    # two one-voxel islands side by side: the first taken (the smaller owner id) joins the other
+    pair = np.full((g, g, g), -1)
+    pair[2, 2, 2], pair[3, 2, 2] = 4, 6
+    assert absorb_islands(pair.reshape(-1), g, 2).reshape(g, g, g)[2:4, 2, 2].tolist() == [6, 6]
+    # through vote_grid: the same edit of the pooled grid
+    pts = np.array([[0.1, 0.1, 0.1]] * 3 + [[0.6, 0.1, 0.1]])
+    grid = vote_grid(pts, np.array([0, 0, 0, 9]), np.ones(4), resolution=4, radius=1.0, kernel=1, min_island=2)
+    assert _cell(grid, 2, 2, 2) == 9 and _cell(grid, 3, 2, 2) == 9  # background (id 0) is taken first
 
 
 def test_apply_moves_ownership_not_the_surface():

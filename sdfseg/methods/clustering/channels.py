@@ -214,13 +214,14 @@ def surface_rays(model: SceneModel, sampler: RaySampler, n_rays: int, chunk: int
 @torch.no_grad()
 def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, n_rays: int, resolution: int,
                    chunk: int = 2048, seed: int = 0, min_purity: float = 0.5, object_share: float = 0.5,
-                   kernel: int = 3, max_gap: float = float("inf"), use_confidence: bool = False) -> OwnershipGrid:
+                   kernel: int = 3, max_gap: float = float("inf"), use_confidence: bool = False,
+                   min_island: int = 0) -> OwnershipGrid:
     """Multi-view ownership vote of the 2D instance labels on the rendered surface (:mod:`.ownership`).
 
     Rays: half uniform over the training pixels, half over the labelled ones; the labelled half is
     weighted down to the uniform half's expected weight per pixel, so a labelled pixel's vote counts
     twice an unlabelled one's (its uniform rays and its labelled rays). ``use_confidence``: each ray's weight is
-    also multiplied by its label's confidence."""
+    also multiplied by its label's confidence. ``min_island``: see :func:`.ownership.absorb_islands`."""
     frames, b, weight, owner, points, hit = surface_rays(model, sampler, n_rays, chunk, seed + 1)
     if use_confidence:
         weight = weight * b.confidence.cpu().numpy()
@@ -229,7 +230,7 @@ def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, 
     if np.isfinite(max_gap):
         vote[owner_gap(model, points, table.instance, vote, chunk) > max_gap] = -1
     return vote_grid(points, vote, weight, resolution, BOUND_RADIUS, kernel=kernel, object_share=object_share,
-                     max_gap=max_gap)
+                     max_gap=max_gap, min_island=min_island)
 
 
 def owner_gap(model: SceneModel, points: np.ndarray, instance: np.ndarray, owner: np.ndarray, chunk: int) -> np.ndarray:

@@ -18,7 +18,10 @@ better when their evidence is pooled over views *in 3D*:
    neighbourhood). A voxel with votes goes to background if at least half of its votes
    say background, to its most-voted object if objects have more than ``object_share``
    of them (0.5: plain majority), and otherwise keeps the channels' ownership.
-4. Geometry gate (``max_gap``): a vote counts, and a point is re-assigned, only where the
+4. Islands (``min_island``): a piece of voxels with one decision, smaller than ``min_island``
+   voxels and surrounded mostly by another decision, takes that one (a few stray votes on a bed
+   do not cut a hole in it; a patch of floor votes does not become a chair fragment).
+5. Geometry gate (``max_gap``): a vote counts, and a point is re-assigned, only where the
    voted owner's own SDF lies within ``max_gap`` of the scene SDF, i.e. where that object
    already models the surface. The 2D labels of small objects are dilated (they spill onto
    the floor and wall around them); without the gate those spills would paint the floor.
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from ...core.ownership import OwnershipGrid, flat_voxel, voxel_index
 
@@ -66,14 +70,48 @@ def mask_votes(instance_owner: np.ndarray, segment: np.ndarray, min_purity: floa
     return vote
 
 
+def absorb_islands(target: np.ndarray, resolution: int, min_island: int) -> np.ndarray:
+    """``target [G^3]`` (-1 = no say, else the deciding owner) with its islands taken over: each
+    26-connected piece of one owner with fewer than ``min_island`` voxels goes to the owner holding more
+    than half of the decided voxels around it (its 26-neighbours outside the piece). Pieces are taken
+    smallest first, each seeing the ones taken before it (two one-voxel islands side by side end up as
+    one owner, not swapped); voxels with no say stay."""
+    g = resolution
+    t = np.asarray(target).reshape(g, g, g)
+    out = t.copy()
+    if min_island <= 1:
+        return out.reshape(-1)
+    cube = np.ones((3, 3, 3), dtype=bool)
+    pieces = []  # (size, owner, box, mask of the piece in its box)
+    for lab in np.unique(t[t >= 0]):
+        comp, n = ndimage.label(t == lab, structure=cube)
+        sizes = np.bincount(comp.reshape(-1), minlength=n + 1)
+        boxes = ndimage.find_objects(comp)
+        for c in np.flatnonzero(sizes[1:] < min_island) + 1:
+            box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in boxes[c - 1])
+            pieces.append((int(sizes[c]), int(lab), box, comp[box] == c))
+    for _, lab, box, piece in sorted(pieces, key=lambda p: (p[0], p[1])):
+        around = out[box][ndimage.binary_dilation(piece, structure=cube) & ~piece]
+        around = around[around >= 0]
+        if around.size == 0:
+            continue
+        owners, counts = np.unique(around, return_counts=True)
+        best = counts.argmax()
+        if owners[best] != lab and 2 * counts[best] > around.size:
+            out[box][piece] = owners[best]
+    return out.reshape(-1)
+
+
 def vote_grid(points: np.ndarray, vote: np.ndarray, weight: np.ndarray, resolution: int, radius: float,
-              kernel: int = 3, object_share: float = 0.5, max_gap: float = float("inf")) -> OwnershipGrid:
+              kernel: int = 3, object_share: float = 0.5, max_gap: float = float("inf"),
+              min_island: int = 0) -> OwnershipGrid:
     """Pool ray votes ``[N]`` (-1 = none) at surface ``points [N, 3]`` into an :class:`OwnershipGrid`.
 
     Each vote counts ``weight`` in its voxel and the ``kernel^3`` neighbours. A voxel goes to its
     most-voted object when objects have more than ``object_share`` of its votes, to background when
     background has at least half of them; otherwise (``object_share > 0.5``) it has no say.
-    ``max_gap`` is the grid's geometry gate (:attr:`OwnershipGrid.max_gap`).
+    ``max_gap`` is the grid's geometry gate (:attr:`OwnershipGrid.max_gap`). ``min_island`` > 1: smaller
+    pieces of one decision go to what surrounds them (:func:`absorb_islands`).
     """
     g = resolution
     keep = vote >= 0
@@ -97,4 +135,6 @@ def vote_grid(points: np.ndarray, vote: np.ndarray, weight: np.ndarray, resoluti
     decided = np.where(total - counts[:, 0] > object_share * total, best,
                        np.where(counts[:, 0] >= 0.5 * total, 0, -1))
     target[torch.as_tensor(cells)] = torch.as_tensor(decided)
+    if min_island > 1:
+        target = torch.as_tensor(absorb_islands(target.numpy(), g, min_island))
     return OwnershipGrid(target, g, radius, max_gap)
