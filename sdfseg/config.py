@@ -367,7 +367,7 @@ class RenderConfig:
     """Each vote also counts in the ``vote_kernel^3`` neighbouring voxels (1 = its own voxel only)."""
     vote_min_island: int = 0
     """A piece of the vote's grid with one decision (background or an object) and fewer voxels than
-    this goes to the decision holding most of the voxels around it (``absorb_islands`` in
+    this goes to the decision holding more than half of the decided voxels around it (``absorb_islands`` in
     ``sdfseg/methods/clustering/ownership.py``): stray votes neither cut holes in an object nor make
     fragments of one elsewhere. 0 = off."""
     split_grid: int = 0

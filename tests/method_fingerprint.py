@@ -29,7 +29,7 @@ COMMON = TINY + ["render.chunk=512", "render.mesh_resolution=24", "train.log_eve
                  "model.scene_offsets=false", "model.offset_grid_levels=0",  # written with the plain channels
                  "render.beta=null", "render.carve_margin=0",  # ... and the maps at the trained beta and SDF
                  "render.split_grid=0", "render.vote_grid=64",  # ... without the split step, the vote at 64^3 ...
-                 "render.vote_min_island=0", "render.vote_rays=32768",  # ... with its islands, from 32768 rays
+                 "render.vote_min_island=0", "render.vote_rays=32768",  # ... islands kept, from 32768 rays
                  f"train.iterations={STEPS}", "train.distinction_start=0.5", "train.device=cpu"]
 CASES = {
     "clustering": [],
