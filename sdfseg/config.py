@@ -385,6 +385,16 @@ class RenderConfig:
     """Split step: levels of 2-means cuts of each connected piece, a cut standing only where the 2D masks
     keep its halves apart (``sdfseg.methods.clustering.split.bisect_components``): two chairs that stray
     surface points join into one piece are still cut. 0 = connected pieces only."""
+    split_valley: float = 0.0
+    """Split step with ``split_bisect``: a 2-means cut also stands where the geometry keeps the halves
+    apart though the masks link them (labels that merge touching objects in half of the views): along the
+    line through the halves' centres the surface points' sparsest slab (one split-grid voxel thick) holds
+    at most this share of the lower half's densest (``sdfseg.methods.clustering.split.valley``); the masks
+    then do not join the halves again. 0 = off."""
+    split_valley_link: float = 0.75
+    """Split step with ``split_valley``: a cut by the geometry stands only where the halves share at most
+    this share of the smaller one's rays in common masks (an object whose parts meet in a thin stem is
+    covered by one mask in nearly every view)."""
     vote_max_gap: Optional[float] = None
     """Geometry gate of the vote (normalised units): a vote, and then the re-assignment of a point,
     counts only where the voted instance's own SDF lies within this of the scene SDF (the object
@@ -729,6 +739,9 @@ def validate(cfg: Config) -> None:
         raise SdfsegError(f"config key 'render.labels': expected volume or surface, got {r.labels!r}")
     if not 0.0 <= r.split_min_share < 1.0:
         raise SdfsegError(f"config key 'render.split_min_share': expected a share in [0, 1), got {r.split_min_share}")
+    if not 0.0 <= r.split_valley < 1.0 or not 0.0 <= r.split_valley_link <= 1.0:
+        raise SdfsegError(f"config keys 'render.split_valley' (a share in [0, 1), 0 = off), 'render.split_valley_link' "
+                          f"(a share in [0, 1]): got {r.split_valley}, {r.split_valley_link}")
     if r.split_bisect < 0:
         raise SdfsegError(f"config key 'render.split_bisect': expected >= 0 (0 = off), got {r.split_bisect}")
     if r.split_grid < 0 or not 0.0 <= r.split_link <= 1.0:

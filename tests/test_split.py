@@ -11,7 +11,7 @@ from sdfseg.core.ownership import MARGIN, ChannelSplit, OwnershipGrid, flat_voxe
 from sdfseg.errors import SdfsegError
 from sdfseg.methods.clustering import channels
 from sdfseg.methods.clustering.split import (bisect_components, group_class, group_home, group_regions, link_groups, mask_links, plan_splits,
-                                             split_objects)
+                                             split_objects, valley)
 from sdfseg.methods.outputs import ChannelTable
 
 
@@ -27,6 +27,32 @@ def test_mask_links_hand_worked():
     # chains join: 0-1 and 1-2 linked, 0-2 not
     chain = np.array([[0, 0.9, 0], [0.9, 0, 0.9], [0, 0.9, 0]])
     assert link_groups(chain, 0.5).tolist() == [0, 0, 0]
+
+
+def test_link_groups_keep_pairs_held_apart():
+    link = np.array([[0, 0.9, 0], [0.9, 0, 0.6], [0, 0.6, 0]])
+    assert link_groups(link, 0.5).tolist() == [0, 0, 0]
+    apart = np.zeros((3, 3), dtype=bool)
+    apart[0, 2] = apart[2, 0] = True
+    # strongest first: 0-1 (0.9) join; 1-2 (0.6) would put 2 with 0: skipped
+    assert link_groups(link, 0.5, apart).tolist() == [0, 0, 1]
+    # held apart pairs do not stop links elsewhere
+    assert link_groups(link, 0.5, np.zeros((3, 3), dtype=bool)).tolist() == [0, 0, 0]
+
+
+def test_valley_hand_worked():
+    # side 0 at x = -0.05 / 0.05 and stray points at -0.25 / 0.25 (centre 0), side 1 at 0.45 / 0.55 (centre 0.5)
+    x = np.r_[np.full(10, -0.05), np.full(10, 0.05), -0.25, 0.25, np.full(10, 0.45), np.full(10, 0.55)]
+    pts = np.c_[x, np.zeros((42, 2))]
+    side = np.r_[np.zeros(22, int), np.ones(20, int)]
+    # 5 slabs 0.1 thick over [0, 0.5) hold 10, 0, 1, 0, 10 (the end slabs repeated for the mean of three):
+    # means 20/3, 11/3, 1/3, 11/3, 20/3; sparsest inner 1/3 over the lower half's densest 20/3
+    assert valley(pts, side, 0.1) == pytest.approx(0.05)
+    # surface all along: 10 points per slab, no valley
+    even = np.c_[np.repeat(np.arange(-0.05, 0.6, 0.1), 10), np.zeros((70, 2))]
+    assert valley(even, (even[:, 0] > 0.25).astype(int), 0.1) == pytest.approx(1.0)
+    # centres fewer than three slabs apart: nothing to measure
+    assert valley(pts, side, 0.2) == 1.0
 
 
 def test_group_regions_nearest_group_within_reach():
@@ -70,7 +96,7 @@ def test_plan_splits_cuts_pieces_the_masks_keep_apart():
     rng = np.random.default_rng(1)
     pts, seg = _blobs(rng.integers(10, 20, 200))  # piece B seen in masks of its own
     inst = np.full(len(pts), 3)
-    (r, kept, group, rays, link), = plan_splits(inst, pts, seg, 64, 1.0, link=0.25, min_share=0.1)
+    (r, kept, group, rays, link, _), = plan_splits(inst, pts, seg, 64, 1.0, link=0.25, min_share=0.1)
     assert r == 3 and rays.tolist() == [300, 200] and link == 0.0
     assert (group[:300] == 0).all() and (group[300:500] == 1).all()
     assert not kept[500:].any() and (group[500:] == -1).all()  # the crumb is too small to be an object
@@ -114,15 +140,21 @@ def test_grid_with_split_round_trip(tmp_path):
     assert OwnershipGrid.load(tmp_path / "plain.npz").split is None
 
 
-def _fake_scene(monkeypatch, n_a=120, n_b=80):
+def _fake_scene(monkeypatch, n_a=120, n_b=80, merged=0, bridge=0):
     """One training frame, 1 x 240 pixels: pixels 0..n_a-1 are mask 1 (a chair at x = -0.5), the next n_b
-    mask 2 (a chair at x = +0.5), the rest background (the floor at y = -0.6); channel 1 owns both chairs."""
+    mask 2 (a chair at x = +0.5; its first ``merged`` pixels in mask 1 too, a mask merging the chairs), the
+    next ``bridge`` mask 3 (stray points on an arc between them), the rest background (the floor at
+    y = -0.6); channel 1 owns both chairs."""
     labels = torch.zeros(240, dtype=torch.long)
-    labels[:n_a], labels[n_a:n_a + n_b] = 1, 2
+    labels[:n_a], labels[n_a:n_a + n_b], labels[n_a + n_b:n_a + n_b + bridge] = 1, 2, 3
     rng = np.random.default_rng(0)
-    spot = torch.tensor(np.where((labels == 1).numpy()[:, None], [-0.5, 0.0, 0.0],
-                                 np.where((labels == 2).numpy()[:, None], [0.5, 0.0, 0.0], [0.0, -0.6, 0.0]))
-                        + rng.normal(0, 0.02, (240, 3)), dtype=torch.float32)
+    where = np.tile([0.0, -0.6, 0.0], (240, 1))
+    where[:n_a, 0], where[:n_a, 1] = -0.5, 0.0
+    where[n_a:n_a + n_b, 0], where[n_a:n_a + n_b, 1] = 0.5, 0.0
+    arc = np.linspace(0.15, np.pi - 0.15, bridge)  # the rays' unit directions are their surface points
+    where[n_a + n_b:n_a + n_b + bridge] = np.c_[-np.cos(arc), np.zeros(bridge), np.sin(arc)]
+    labels[n_a:n_a + merged] = 1
+    spot = torch.tensor(where + rng.normal(0, 0.02, (240, 3)), dtype=torch.float32)
 
     class Sampler:
         frames, h, w = np.array([0]), 1, 240
@@ -142,6 +174,22 @@ def _fake_scene(monkeypatch, n_a=120, n_b=80):
 
     monkeypatch.setattr(channels, "render_rays_chunked", render)
     return Sampler()
+
+
+def test_split_objects_cuts_chairs_the_geometry_holds_apart(monkeypatch):
+    # chair B's 80 rays: 50 in chair A's mask (a merged view), 30 in its own; 20 stray points join them
+    sampler = _fake_scene(monkeypatch, merged=50, bridge=20)
+    table = ChannelTable(is_object=np.array([False, True, False]), classes=np.array([0, 5, 0]),
+                         votes=np.array([50, 200, 0]))
+    grid = OwnershipGrid(torch.full((8 ** 3,), -1, dtype=torch.long), 8, 1.0, 0.03)
+    # one connected piece; the masks link the halves (more than 0.25): no cut
+    assert split_objects(None, sampler, table, grid, 16, 2000, bisect=1)[2] == []
+    # the geometry holds them apart, though chair B's rays lie mostly in masks the bigger half dominates
+    new, _, (report,) = split_objects(None, sampler, table, grid, 16, 2000, bisect=1, max_valley=0.2)
+    assert new.is_object.tolist() == [False, True, True] and new.instance.tolist() == [0, 1, 2]
+    assert report.groups == [1, 2] and 0.25 < report.max_link <= 0.75
+    # masks that link them more than valley_link keep them one object
+    assert split_objects(None, sampler, table, grid, 16, 2000, bisect=1, max_valley=0.2, valley_link=0.3)[2] == []
 
 
 def test_split_objects_gives_the_second_chair_a_spare_channel(monkeypatch):
@@ -207,21 +255,48 @@ def test_bisect_cuts_bridged_pieces_only_where_the_masks_keep_them_apart():
     seg_apart = np.r_[np.full(60, 1), np.full(50, 2), np.full(10, 3)]
     # cut at x = 0: B and half the bridge (55; 2-means starts from B's far side, the farthest point from
     # the centroid at x = -0.04), A and the other half (65); no mask holds both
-    side = bisect_components(pts, one, seg_apart, 20, 0.25, depth=1)
+    side, _ = bisect_components(pts, one, seg_apart, 20, 0.25, depth=1)
     assert side[:60].tolist() == [1] * 60 and side[60:110].tolist() == [0] * 50
     assert np.bincount(side).tolist() == [55, 65]
     # the same halves seen in one mask each view (one object): no cut
     seg_one = np.r_[np.full(60, 1), np.full(50, 1), np.full(10, 1)]
-    assert bisect_components(pts, one, seg_one, 20, 0.25, depth=1).tolist() == [0] * len(pts)
+    assert bisect_components(pts, one, seg_one, 20, 0.25, depth=1)[0].tolist() == [0] * len(pts)
     # halves below the size floor, or depth 0: no cut
-    assert bisect_components(pts, one, seg_apart, 70, 0.25, depth=1).max() == 0
-    assert bisect_components(pts, one, seg_apart, 20, 0.25, depth=0).max() == 0
+    assert bisect_components(pts, one, seg_apart, 70, 0.25, depth=1)[0].max() == 0
+    assert bisect_components(pts, one, seg_apart, 20, 0.25, depth=0)[0].max() == 0
     # plan_splits with bisect: the bridged piece is two objects (resolution 16 joins them as one component)
     inst = np.full(len(pts), 3)
     assert plan_splits(inst, pts, seg_apart, 16, 1.0, link=0.25, min_share=0.1) == []
-    (r, kept, group, rays, link), = plan_splits(inst, pts, seg_apart, 16, 1.0, link=0.25, min_share=0.1, bisect=1)
+    (r, kept, group, rays, link, held), = plan_splits(inst, pts, seg_apart, 16, 1.0, link=0.25, min_share=0.1, bisect=1)
     # the bridge's mask 3 holds 5 points of each half: link 5 / 55
-    assert r == 3 and rays.tolist() == [65, 55] and link == pytest.approx(5 / 55)
+    assert r == 3 and rays.tolist() == [65, 55] and link == pytest.approx(5 / 55) and held.tolist() == [False, False]
+
+
+def test_bisect_cuts_where_the_geometry_keeps_the_halves_apart():
+    rng = np.random.default_rng(0)
+    a = rng.normal([-0.5, 0, 0], 0.03, (60, 3))
+    b = rng.normal([0.5, 0, 0], 0.03, (50, 3))
+    bridge = np.c_[np.linspace(-0.45, 0.45, 10), np.zeros((10, 2))]
+    pts = np.r_[a, b, bridge]
+    one = np.zeros(len(pts), dtype=np.int64)
+    # one mask merges A's first 30 and B's first 25 rays (a merged view); A, B and the bridge otherwise apart
+    seg = np.r_[np.full(30, 1), np.full(30, 2), np.full(25, 1), np.full(25, 3), np.full(10, 4)]
+    # halves 65 / 55 (as above); shared: mask 1 min(30, 25), mask 4 min(5, 5): link 30 / 55 > 0.25
+    assert bisect_components(pts, one, seg, 20, 0.25, depth=1)[0].max() == 0
+    side, apart = bisect_components(pts, one, seg, 20, 0.25, depth=1, max_valley=0.2, valley_link=0.75, width=0.1)
+    assert np.bincount(side).tolist() == [55, 65] and len(apart) == 1
+    assert sorted(map(len, apart[0])) == [55, 65]
+    # the masks link them more than valley_link: no cut
+    assert bisect_components(pts, one, seg, 20, 0.25, depth=1, max_valley=0.2, valley_link=0.5, width=0.1)[0].max() == 0
+    # surface all along the line (one object): no cut
+    line = np.c_[np.linspace(-0.5, 0.5, 120), np.zeros((120, 2))]
+    assert bisect_components(line, one, seg, 20, 0.25, depth=1, max_valley=0.2, width=0.1)[0].max() == 0
+    # plan_splits: the masks do not join halves the geometry cut (their link 30 / 55 is above 0.25)
+    inst = np.full(len(pts), 3)
+    assert plan_splits(inst, pts, seg, 16, 1.0, link=0.25, min_share=0.1, bisect=1) == []
+    (r, kept, group, rays, link, held), = plan_splits(inst, pts, seg, 16, 1.0, link=0.25, min_share=0.1, bisect=1,
+                                                      max_valley=0.2)
+    assert r == 3 and rays.tolist() == [65, 55] and link == pytest.approx(30 / 55) and held.tolist() == [False, True]
 
 
 def test_split_fold_round_trip(tmp_path):
@@ -242,3 +317,7 @@ def test_split_config_checks():
         load_config(None, ["render.split_bisect=-1"])
     with pytest.raises(SdfsegError, match="render.split_min_share"):
         load_config(None, ["render.split_min_share=1.0"])
+    with pytest.raises(SdfsegError, match="render.split_valley"):
+        load_config(None, ["render.split_valley=1.0"])
+    with pytest.raises(SdfsegError, match="render.split_valley_link"):
+        load_config(None, ["render.split_valley_link=-0.1"])

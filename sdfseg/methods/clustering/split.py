@@ -94,8 +94,29 @@ def two_means(points: np.ndarray, iters: int = 20) -> np.ndarray:
     return side
 
 
+def valley(points: np.ndarray, side: np.ndarray, width: float) -> float:
+    """How far apart the two sides of a 2-means cut are in the geometry itself: the points ``[N, 3]`` are
+    projected on the line through the sides' centres and counted in slabs ``width`` thick between the
+    centres (each count the mean of three neighbouring slabs); the result is the sparsest inner slab's
+    count over the lower of the two halves' densest. Two chairs side by side leave only the stray points
+    between them (near 0); one object cut in two is surface across the cut. 1 when the centres lie fewer
+    than three slabs apart (nothing to measure)."""
+    c0, c1 = points[side == 0].mean(axis=0), points[side == 1].mean(axis=0)
+    span = float(np.linalg.norm(c1 - c0))
+    n_bins = int(span // width)
+    if n_bins < 3:
+        return 1.0
+    t = (points - c0) @ ((c1 - c0) / span)
+    hist = np.histogram(t, bins=n_bins, range=(0.0, span))[0].astype(np.float64)
+    dens = np.convolve(np.r_[hist[0], hist, hist[-1]], np.ones(3) / 3.0, mode="valid")
+    half = n_bins // 2
+    peak = min(dens[:half].max(), dens[half:].max())
+    return float(dens[1:-1].min() / peak) if peak > 0 else 1.0
+
+
 def bisect_components(points: np.ndarray, component: np.ndarray, segment: np.ndarray, min_size: int,
-                      link: float, depth: int) -> np.ndarray:
+                      link: float, depth: int, max_valley: float = 0.0, valley_link: float = 1.0,
+                      width: float = 0.0) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """Components ``[N]`` (0, 1, ...) refined by 2-means, as long as the 2D masks keep the halves apart.
 
     Connected components miss two objects that some stray surface points bridge (two chairs joined by the
@@ -103,21 +124,34 @@ def bisect_components(points: np.ndarray, component: np.ndarray, segment: np.nda
     ``[N, 3]``; the cut stands when both halves hold at least ``min_size`` points and their
     :func:`mask_links` (``segment [N]``: each point's mask) is at most ``link``, and each half is cut
     again, ``depth`` levels down. One object cut in two is held together by the masks that cover it
-    whole, so the geometry only proposes and the masks decide."""
+    whole, so the geometry only proposes and the masks decide.
+
+    ``max_valley`` > 0: a cut also stands where the geometry keeps the halves apart, its :func:`valley`
+    (slabs ``width`` thick) at most ``max_valley``, and the masks link them by at most ``valley_link``
+    (labels that merge touching objects in half of the views link two chairs side by side by about 0.5;
+    an object whose parts meet in a thin stem is covered by one mask in nearly every view). Also returns
+    each such cut as ``(point indices of one side, of the other)``: the masks must not join them again."""
     out = np.full(component.shape, -1, dtype=np.int64)
     todo = [(np.flatnonzero(component == c), depth) for c in np.unique(component)]
+    apart = []
     n = 0
     while todo:
         idx, left = todo.pop(0)
         if left > 0 and idx.size >= 2 * min_size:
             side = two_means(points[idx])
             sizes = np.bincount(side, minlength=2)
-            if sizes.min() >= min_size and mask_links(side, segment[idx], 2)[0, 1] <= link:
-                todo += [(idx[side == 0], left - 1), (idx[side == 1], left - 1)]
-                continue
+            if sizes.min() >= min_size:
+                lk = mask_links(side, segment[idx], 2)[0, 1]
+                by_valley = (lk > link and max_valley > 0 and lk <= valley_link
+                             and valley(points[idx], side, width) <= max_valley)
+                if lk <= link or by_valley:
+                    if by_valley:
+                        apart.append((idx[side == 0], idx[side == 1]))
+                    todo += [(idx[side == 0], left - 1), (idx[side == 1], left - 1)]
+                    continue
         out[idx] = n
         n += 1
-    return out
+    return out, apart
 
 
 def mask_links(component: np.ndarray, segment: np.ndarray, n_components: int) -> np.ndarray:
@@ -138,13 +172,20 @@ def mask_links(component: np.ndarray, segment: np.ndarray, n_components: int) ->
     return link
 
 
-def link_groups(link: np.ndarray, threshold: float) -> np.ndarray:
+def link_groups(link: np.ndarray, threshold: float, apart: np.ndarray | None = None) -> np.ndarray:
     """Group ``[n]`` of each component: components linked above ``threshold``, directly or through
-    others, share a group (numbered 0, 1, ... by their first component)."""
+    others, share a group (numbered 0, 1, ... by their first component). ``apart [n, n]`` (bool): pairs
+    that must stay in different groups; links are then taken strongest first and one that would join
+    such a pair is skipped."""
     n = link.shape[0]
     group = np.arange(n)
-    for a, b in zip(*np.nonzero(np.triu(link > threshold, 1))):
+    pairs = list(zip(*np.nonzero(np.triu(link > threshold, 1))))
+    if apart is not None:
+        pairs.sort(key=lambda ab: -link[ab[0], ab[1]])
+    for a, b in pairs:
         ga, gb = group[a], group[b]
+        if ga == gb or (apart is not None and apart[np.ix_(group == ga, group == gb)].any()):
+            continue
         group[group == max(ga, gb)] = min(ga, gb)
     return np.unique(group, return_inverse=True)[1].reshape(-1)
 
@@ -163,13 +204,17 @@ def group_regions(vox: np.ndarray, group: np.ndarray, resolution: int, reach: fl
 
 
 def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, resolution: int,
-                radius: float, link: float, min_share: float, min_rays: int = MIN_RAYS, bisect: int = 0
+                radius: float, link: float, min_share: float, min_rays: int = MIN_RAYS, bisect: int = 0,
+                max_valley: float = 0.0, valley_link: float = 1.0
                 ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float]]:
     """Which instances to cut, from rays on labelled pixels: ``instance [N]`` (> 0) owning each ray, its
     surface point ``[N, 3]`` and 2D mask id ``segment [N]``; ``bisect`` > 0: the connected components are
-    refined by :func:`bisect_components` that many levels down. Returns per instance to cut
+    refined by :func:`bisect_components` that many levels down (``max_valley``, ``valley_link``: its cuts
+    where the geometry keeps the halves apart, measured in slabs one voxel thick; the masks do not join
+    such halves again). Returns per instance to cut
     ``(instance id, kept [N] bool (its rays in big enough components), group [N] (of those rays, 0 =
-    the biggest group), rays per group, largest link between groups)``."""
+    the biggest group), rays per group, largest link between groups, held [groups] bool (the group is
+    held apart from group 0 by a cut of the geometry))``."""
     plans = []
     vox_all = np.clip(voxel_index(points, radius, resolution), 0, resolution - 1)
     for r in np.unique(instance):
@@ -179,8 +224,10 @@ def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, r
         vox = vox_all[mine]
         comp = point_components(vox, resolution)
         min_size = max(min_rays, min_share * mine.size)
+        apart = []
         if bisect > 0:
-            comp = bisect_components(points[mine], comp, segment[mine], int(np.ceil(min_size)), link, bisect)
+            comp, apart = bisect_components(points[mine], comp, segment[mine], int(np.ceil(min_size)), link, bisect,
+                                            max_valley, valley_link, 2.0 * radius / resolution)
         size = np.bincount(comp)
         big = np.flatnonzero(size >= min_size)
         if big.size < 2:
@@ -188,7 +235,14 @@ def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, r
         keep = np.isin(comp, big)
         comp_big = np.searchsorted(big, comp[keep])
         links = mask_links(comp_big, segment[mine[keep]], big.size)
-        group = link_groups(links, link)
+        held = None
+        if apart:
+            held = np.zeros((big.size, big.size), dtype=bool)
+            for a, b in apart:
+                ca = np.searchsorted(big, np.intersect1d(comp[a], big))
+                cb = np.searchsorted(big, np.intersect1d(comp[b], big))
+                held[np.ix_(ca, cb)] = held[np.ix_(cb, ca)] = True
+        group = link_groups(links, link, held)
         if group.max() == 0:
             continue
         rays = np.bincount(group[comp_big])
@@ -201,7 +255,12 @@ def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, r
         kept[mine[keep]] = True
         ray_group = np.full(instance.size, -1)
         ray_group[mine[keep]] = group[comp_big]
-        plans.append((int(r), kept, ray_group, rays[order], float(between.max(initial=0.0))))
+        # groups the geometry holds apart from the kept group 0: the masks cannot take them back
+        held_off = np.zeros(order.size, dtype=bool)
+        if held is not None:
+            for g in range(1, order.size):
+                held_off[g] = bool(held[np.ix_(group == 0, group == g)].any())
+        plans.append((int(r), kept, ray_group, rays[order], float(between.max(initial=0.0)), held_off))
     return plans
 
 
@@ -235,13 +294,15 @@ def group_class(semantic: np.ndarray, confidence: np.ndarray, thing_ids, fallbac
 @torch.no_grad()
 def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, grid: OwnershipGrid,
                   resolution: int, n_rays: int, chunk: int = 2048, seed: int = 0, link: float = 0.25,
-                  min_share: float = 0.1, reach: float = 8.0, thing_ids=None, bisect: int = 0
+                  min_share: float = 0.1, reach: float = 8.0, thing_ids=None, bisect: int = 0,
+                  max_valley: float = 0.0, valley_link: float = 1.0
                   ) -> tuple[ChannelTable, OwnershipGrid, list[SplitReport]]:
     """The split step (module docstring) on a model that follows ``grid``: the new table, the grid carrying
     the split, and what was cut. A group cut off goes to a spare channel; that channel joins the instance
     whose masks hold most of the group's rays (:func:`group_home`; a piece of another object the vote left
     with this one), else it is an object of its own, of the class its rays vote for among ``thing_ids``
-    (:func:`group_class`; None: its source's class); ``bisect``: see :func:`plan_splits`. Without spare
+    (:func:`group_class`; None: its source's class); ``bisect``, ``max_valley``, ``valley_link``: see
+    :func:`plan_splits`. Without spare
     channels (or nothing to cut) the table
     and grid come back as they were."""
     frames, b, _, owner, points, hit = surface_rays(model, sampler, n_rays, chunk, seed + 2)
@@ -249,7 +310,8 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     label = b.label.cpu().numpy()
     use = hit & (inst > 0) & (label > 0)
     inst_u, seg_u = inst[use], mask_segments(frames[use], b.label[torch.as_tensor(use)])
-    plans = plan_splits(inst_u, points[use], seg_u, resolution, BOUND_RADIUS, link, min_share, bisect=bisect)
+    plans = plan_splits(inst_u, points[use], seg_u, resolution, BOUND_RADIUS, link, min_share, bisect=bisect,
+                        max_valley=max_valley, valley_link=valley_link)
     owned = np.bincount(owner[hit], minlength=len(table.is_object))
     # spare channels: background channels (not channel 0, whose id 0 is the background), those that own
     # fewest rays first. One that owns more than SPARE_SHARE of them hands its surface to channel 0 first
@@ -266,11 +328,13 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     source = torch.full((len(is_object),), -1, dtype=torch.long)
     vox_use = np.clip(voxel_index(points[use], BOUND_RADIUS, resolution), 0, resolution - 1)
     reports = []
-    for r, kept, ray_group, rays, max_link in plans:
+    for r, kept, ray_group, rays, max_link, held_off in plans:
         near = group_regions(vox_use[kept], ray_group[kept], resolution, reach)
         ids, counts = [r], [int(rays[0])]
         for g in range(1, rays.size):
             home = group_home(inst_u, seg_u, ray_group == g)
+            if home == r and held_off[g]:
+                home = 0  # masks that merge it with the rest, but the geometry holds it apart: an object of its own
             if home == r or not spares:
                 continue  # its masks say it is part of this object after all / no channel left
             c = spares.pop(0)
