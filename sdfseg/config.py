@@ -395,6 +395,12 @@ class RenderConfig:
     """Split step with ``split_valley``: a cut by the geometry stands only where the halves share at most
     this share of the smaller one's rays in common masks (an object whose parts meet in a thin stem is
     covered by one mask in nearly every view)."""
+    split_join_touching: float = 0.0
+    """Split step with ``split_valley``: a piece cut off by the geometry alone (masks merge it with the rest)
+    that would become an object of its own joins an object instance of its class instead when more than
+    this share of its labelled surface points lie within one split-grid voxel of that instance's
+    (``sdfseg.methods.clustering.split.touching_instance``): the back of a chair whose seat has a channel
+    of its own. Pieces the masks cut off stay objects of their own. 0 = off."""
     vote_max_gap: Optional[float] = None
     """Geometry gate of the vote (normalised units): a vote, and then the re-assignment of a point,
     counts only where the voted instance's own SDF lies within this of the scene SDF (the object
@@ -742,6 +748,9 @@ def validate(cfg: Config) -> None:
     if not 0.0 <= r.split_valley < 1.0 or not 0.0 <= r.split_valley_link <= 1.0:
         raise SdfsegError(f"config keys 'render.split_valley' (a share in [0, 1), 0 = off), 'render.split_valley_link' "
                           f"(a share in [0, 1]): got {r.split_valley}, {r.split_valley_link}")
+    if not 0.0 <= r.split_join_touching < 1.0:
+        raise SdfsegError(f"config key 'render.split_join_touching': expected a share in [0, 1) (0 = off), "
+                          f"got {r.split_join_touching}")
     if r.split_bisect < 0:
         raise SdfsegError(f"config key 'render.split_bisect': expected >= 0 (0 = off), got {r.split_bisect}")
     if r.split_grid < 0 or not 0.0 <= r.split_link <= 1.0:

@@ -11,7 +11,7 @@ from sdfseg.core.ownership import MARGIN, ChannelSplit, OwnershipGrid, flat_voxe
 from sdfseg.errors import SdfsegError
 from sdfseg.methods.clustering import channels
 from sdfseg.methods.clustering.split import (bisect_components, group_class, group_home, group_regions, link_groups, mask_links, plan_splits,
-                                             split_objects, valley)
+                                             split_objects, touching_instance, valley)
 from sdfseg.methods.outputs import ChannelTable
 
 
@@ -53,6 +53,18 @@ def test_valley_hand_worked():
     assert valley(even, (even[:, 0] > 0.25).astype(int), 0.1) == pytest.approx(1.0)
     # centres fewer than three slabs apart: nothing to measure
     assert valley(pts, side, 0.2) == 1.0
+
+
+def test_touching_instance_hand_worked():
+    # instance 5 at voxels (2, 2, 2), (2, 2, 3); instance 6 at (6, 6, 6) (an 8^3 grid)
+    inst = np.array([5, 5, 6])
+    vox = np.array([[2, 2, 2], [2, 2, 3], [6, 6, 6]])
+    # the group: next to 5, diagonal to 5, next to 6, next to nothing -> shares 2/4 and 1/4
+    group = np.array([[3, 2, 2], [3, 3, 3], [5, 5, 5], [0, 7, 0]])
+    assert touching_instance(group, inst, vox, 8, [5, 6], 0.4) == 5
+    assert touching_instance(group, inst, vox, 8, [5, 6], 0.5) == 0  # more than the share
+    assert touching_instance(group, inst, vox, 8, [6], 0.2) == 6  # only the candidates count
+    assert touching_instance(group, inst, vox, 8, [7], 0.0) == 0  # no points
 
 
 def test_group_regions_nearest_group_within_reach():
@@ -190,6 +202,36 @@ def test_split_objects_cuts_chairs_the_geometry_holds_apart(monkeypatch):
     assert report.groups == [1, 2] and 0.25 < report.max_link <= 0.75
     # masks that link them more than valley_link keep them one object
     assert split_objects(None, sampler, table, grid, 16, 2000, bisect=1, max_valley=0.2, valley_link=0.3)[2] == []
+    # nothing of its class touches the piece: join_touching leaves it an object of its own
+    assert split_objects(None, sampler, table, grid, 16, 2000, bisect=1, max_valley=0.2,
+                         join_touching=0.5)[0].instance.tolist() == [0, 1, 2]
+
+
+def test_split_objects_joins_a_piece_to_the_object_it_touches(monkeypatch):
+    sampler = _fake_scene(monkeypatch, merged=50, bridge=20)
+
+    def render(model, o, d, chunk, keys):  # chair B's rays with y > 0 go to channel 2, a chair of its own
+        owner = (d[:, 1] > -0.3).long()
+        owner[(d[:, 0] > 0.3) & (d[:, 2].abs() < 0.1) & (d[:, 1] > 0)] = 2
+        return {"opacity": torch.nn.functional.one_hot(owner, 4).float(), "depth": torch.ones(o.shape[0]),
+                "acc": torch.ones(o.shape[0])}
+
+    monkeypatch.setattr(channels, "render_rays_chunked", render)
+    table = ChannelTable(is_object=np.array([False, True, True, False]), classes=np.array([0, 5, 5, 0]),
+                         votes=np.array([50, 200, 40, 0]))
+    grid = OwnershipGrid(torch.full((8 ** 3,), -1, dtype=torch.long), 8, 1.0, 0.03)
+    # cut off channel 1 by the geometry, the rest of chair B goes to spare channel 3: an object of its own ...
+    alone, _, (report,) = split_objects(None, sampler, table, grid, 16, 2000, bisect=1, max_valley=0.2)
+    assert alone.instance.tolist() == [0, 1, 2, 3] and report.groups == [1, 3]
+    # ... or, all of its points next to chair B's other half, a piece of instance 2
+    joined, _, (report,) = split_objects(None, sampler, table, grid, 16, 2000, bisect=1, max_valley=0.2,
+                                         join_touching=0.5)
+    assert joined.instance.tolist() == [0, 1, 2, 2] and joined.is_object.tolist() == [False, True, True, True]
+    assert report.groups == [1, 2]
+    # another class's object does not take it
+    other = ChannelTable(is_object=table.is_object, classes=np.array([0, 5, 7, 0]), votes=table.votes)
+    assert split_objects(None, sampler, other, grid, 16, 2000, bisect=1, max_valley=0.2,
+                         join_touching=0.5)[0].instance.tolist() == [0, 1, 2, 3]
 
 
 def test_split_objects_gives_the_second_chair_a_spare_channel(monkeypatch):
@@ -321,3 +363,5 @@ def test_split_config_checks():
         load_config(None, ["render.split_valley=1.0"])
     with pytest.raises(SdfsegError, match="render.split_valley_link"):
         load_config(None, ["render.split_valley_link=-0.1"])
+    with pytest.raises(SdfsegError, match="render.split_join_touching"):
+        load_config(None, ["render.split_join_touching=1.0"])

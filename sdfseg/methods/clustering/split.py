@@ -206,7 +206,7 @@ def group_regions(vox: np.ndarray, group: np.ndarray, resolution: int, reach: fl
 def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, resolution: int,
                 radius: float, link: float, min_share: float, min_rays: int = MIN_RAYS, bisect: int = 0,
                 max_valley: float = 0.0, valley_link: float = 1.0
-                ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float]]:
+                ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]]:
     """Which instances to cut, from rays on labelled pixels: ``instance [N]`` (> 0) owning each ray, its
     surface point ``[N, 3]`` and 2D mask id ``segment [N]``; ``bisect`` > 0: the connected components are
     refined by :func:`bisect_components` that many levels down (``max_valley``, ``valley_link``: its cuts
@@ -281,6 +281,29 @@ def group_home(instance: np.ndarray, segment: np.ndarray, members: np.ndarray) -
     return best if best != group_id and n.max(initial=0) > 0.5 * members.sum() else 0
 
 
+def touching_instance(group_vox: np.ndarray, instance: np.ndarray, vox: np.ndarray, resolution: int,
+                      candidates, share: float) -> int:
+    """The instance among ``candidates`` whose points lie within one voxel of more than ``share`` of a group's
+    points (``group_vox [M, 3]``, their voxels), the one with the largest such share; 0 when none does.
+    ``instance [N]`` and ``vox [N, 3]``: the instance and voxel of every point. A piece of an object that
+    another channel held (the back of a chair whose seat has a channel of its own) touches that object
+    all along; two objects side by side touch at an edge at most."""
+    from scipy.ndimage import binary_dilation
+
+    best, best_share = 0, share
+    for o in candidates:
+        mine = vox[instance == o]
+        if mine.size == 0:
+            continue
+        occ = np.zeros((resolution,) * 3, dtype=bool)
+        occ[mine[:, 0], mine[:, 1], mine[:, 2]] = True
+        occ = binary_dilation(occ, np.ones((3, 3, 3), dtype=bool))
+        near = float(occ[group_vox[:, 0], group_vox[:, 1], group_vox[:, 2]].mean())
+        if near > best_share:
+            best, best_share = int(o), near
+    return best
+
+
 def group_class(semantic: np.ndarray, confidence: np.ndarray, thing_ids, fallback: int) -> int:
     """The thing class with the largest summed confidence among a group's rays (``semantic [N]``, ``confidence
     [N]``); ``fallback`` when none of them has a thing class."""
@@ -295,14 +318,17 @@ def group_class(semantic: np.ndarray, confidence: np.ndarray, thing_ids, fallbac
 def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, grid: OwnershipGrid,
                   resolution: int, n_rays: int, chunk: int = 2048, seed: int = 0, link: float = 0.25,
                   min_share: float = 0.1, reach: float = 8.0, thing_ids=None, bisect: int = 0,
-                  max_valley: float = 0.0, valley_link: float = 1.0
+                  max_valley: float = 0.0, valley_link: float = 1.0, join_touching: float = 0.0
                   ) -> tuple[ChannelTable, OwnershipGrid, list[SplitReport]]:
     """The split step (module docstring) on a model that follows ``grid``: the new table, the grid carrying
     the split, and what was cut. A group cut off goes to a spare channel; that channel joins the instance
     whose masks hold most of the group's rays (:func:`group_home`; a piece of another object the vote left
     with this one), else it is an object of its own, of the class its rays vote for among ``thing_ids``
     (:func:`group_class`; None: its source's class); ``bisect``, ``max_valley``, ``valley_link``: see
-    :func:`plan_splits`. Without spare
+    :func:`plan_splits`. ``join_touching`` > 0: a group held apart by the geometry alone (the masks merge it
+    with the rest of its instance) that would be an object of its own joins an object instance of its class
+    whose points lie within one voxel of more than that share of its points (:func:`touching_instance`). A
+    group the masks cut off keeps their word: two chairs side by side touch too. Without spare
     channels (or nothing to cut) the table
     and grid come back as they were."""
     frames, b, _, owner, points, hit = surface_rays(model, sampler, n_rays, chunk, seed + 2)
@@ -342,11 +368,16 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
                 fold[c] = 0
             region[torch.as_tensor((near == g) & (region.numpy() < 0))] = c  # first come: regions do not overlap
             source[c] = r
+            cls = classes[r] if thing_ids is None else group_class(sem_u[ray_group == g], conf_u[ray_group == g],
+                                                                   thing_ids, int(classes[r]))
+            if not home and held_off[g] and join_touching > 0:
+                # masks that merged it with the rest say nothing of whose it is: a piece of an object of its
+                # class that has an instance touches that object
+                same = [o for o in np.unique(instance[is_object]) if o != r and classes[o] == cls]
+                home = touching_instance(vox_use[ray_group == g], inst_u, vox_use, resolution, same, join_touching)
             if home:
                 is_object[c], classes[c], instance[c] = True, classes[home], home
             else:
-                cls = classes[r] if thing_ids is None else group_class(sem_u[ray_group == g], conf_u[ray_group == g],
-                                                                       thing_ids, int(classes[r]))
                 is_object[c], classes[c], instance[c] = True, cls, c
             if votes.size:
                 votes[c] = int(rays[g])
