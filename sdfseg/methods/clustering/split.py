@@ -368,13 +368,15 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
                 fold[c] = 0
             region[torch.as_tensor((near == g) & (region.numpy() < 0))] = c  # first come: regions do not overlap
             source[c] = r
-            cls = classes[r] if thing_ids is None else group_class(sem_u[ray_group == g], conf_u[ray_group == g],
-                                                                   thing_ids, int(classes[r]))
-            if not home and held_off[g] and join_touching > 0:
-                # masks that merged it with the rest say nothing of whose it is: a piece of an object of its
-                # class that has an instance touches that object
-                same = [o for o in np.unique(instance[is_object]) if o != r and classes[o] == cls]
-                home = touching_instance(vox_use[ray_group == g], inst_u, vox_use, resolution, same, join_touching)
+            if not home:
+                cls = classes[r] if thing_ids is None else group_class(sem_u[ray_group == g], conf_u[ray_group == g],
+                                                                       thing_ids, int(classes[r]))
+                if held_off[g] and join_touching > 0:
+                    # masks that merged it with the rest say nothing of whose it is: a piece of an object of
+                    # its class that has an instance touches that object
+                    same = [o for o in np.unique(instance[is_object]) if o != r and classes[o] == cls]
+                    home = touching_instance(vox_use[ray_group == g], inst_u, vox_use, resolution, same,
+                                             join_touching)
             if home:
                 is_object[c], classes[c], instance[c] = True, classes[home], home
             else:
