@@ -65,15 +65,22 @@ class SplitReport:
     max_link: float
 
 
-def point_components(vox: np.ndarray, resolution: int) -> np.ndarray:
-    """Connected component ``[N]`` (0, 1, ...) of voxels ``vox [N, 3]`` in a ``resolution^3`` grid: voxels
-    are neighbours when their one-voxel grown neighbourhoods touch (26-connected after growing)."""
-    from scipy.ndimage import binary_dilation, label
+def grown_voxels(vox: np.ndarray, resolution: int) -> np.ndarray:
+    """``[G, G, G]`` bool: the voxels ``vox [N, 3]`` of a ``resolution^3`` grid, each grown by one voxel
+    (26-neighbourhood)."""
+    from scipy.ndimage import binary_dilation
 
     occ = np.zeros((resolution,) * 3, dtype=bool)
     occ[vox[:, 0], vox[:, 1], vox[:, 2]] = True
-    grown = binary_dilation(occ, np.ones((3, 3, 3), dtype=bool))
-    comp, _ = label(grown, np.ones((3, 3, 3), dtype=bool))
+    return binary_dilation(occ, np.ones((3, 3, 3), dtype=bool))
+
+
+def point_components(vox: np.ndarray, resolution: int) -> np.ndarray:
+    """Connected component ``[N]`` (0, 1, ...) of voxels ``vox [N, 3]`` in a ``resolution^3`` grid: voxels
+    are neighbours when their one-voxel grown neighbourhoods touch (26-connected after growing)."""
+    from scipy.ndimage import label
+
+    comp, _ = label(grown_voxels(vox, resolution), np.ones((3, 3, 3), dtype=bool))
     _, ids = np.unique(comp[vox[:, 0], vox[:, 1], vox[:, 2]], return_inverse=True)
     return ids.reshape(-1)
 
@@ -288,16 +295,12 @@ def touching_instance(group_vox: np.ndarray, instance: np.ndarray, vox: np.ndarr
     ``instance [N]`` and ``vox [N, 3]``: the instance and voxel of every point. A piece of an object that
     another channel held (the back of a chair whose seat has a channel of its own) touches that object
     all along; two objects side by side touch at an edge at most."""
-    from scipy.ndimage import binary_dilation
-
     best, best_share = 0, share
     for o in candidates:
         mine = vox[instance == o]
         if mine.size == 0:
             continue
-        occ = np.zeros((resolution,) * 3, dtype=bool)
-        occ[mine[:, 0], mine[:, 1], mine[:, 2]] = True
-        occ = binary_dilation(occ, np.ones((3, 3, 3), dtype=bool))
+        occ = grown_voxels(mine, resolution)
         near = float(occ[group_vox[:, 0], group_vox[:, 1], group_vox[:, 2]].mean())
         if near > best_share:
             best, best_share = int(o), near
