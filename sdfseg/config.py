@@ -401,6 +401,12 @@ class RenderConfig:
     this share of its labelled surface points lie within one split-grid voxel of that instance's
     (``sdfseg.methods.clustering.split.touching_instance``): the back of a chair whose seat has a channel
     of its own. Pieces the masks cut off stay objects of their own. 0 = off."""
+    split_class: bool = False
+    """Split step: an object instance whose surface holds a connected piece that the semantic head calls
+    another thing class, and the 2D labels too on more than half of its rays, is cut there, the piece an
+    object of that class (``sdfseg.methods.clustering.split.plan_class_splits``; ``split_min_share``
+    sizes the pieces): a chair trained into the table's channel. The head is the one ``loss.semantic_head``
+    trains; a model without one (semantic mode) is not cut this way."""
     vote_max_gap: Optional[float] = None
     """Geometry gate of the vote (normalised units): a vote, and then the re-assignment of a point,
     counts only where the voted instance's own SDF lies within this of the scene SDF (the object

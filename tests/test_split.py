@@ -10,7 +10,8 @@ from sdfseg.config import load_config
 from sdfseg.core.ownership import MARGIN, ChannelSplit, OwnershipGrid, flat_voxel
 from sdfseg.errors import SdfsegError
 from sdfseg.methods.clustering import channels
-from sdfseg.methods.clustering.split import (bisect_components, group_class, group_home, group_regions, link_groups, mask_links, plan_splits,
+from sdfseg.methods.clustering.split import (bisect_components, group_class, group_home, group_regions, link_groups, mask_links, plan_class_splits,
+                                             plan_splits,
                                              split_objects, touching_instance, valley)
 from sdfseg.methods.outputs import ChannelTable
 
@@ -117,6 +118,37 @@ def test_plan_splits_cuts_pieces_the_masks_keep_apart():
     assert plan_splits(inst, pts, seg, 64, 1.0, link=0.25, min_share=0.1) == []
     # one instance per piece already: nothing to cut either
     assert plan_splits(np.r_[np.full(300, 3), np.full(230, 4)], pts, seg, 64, 1.0, 0.25, 0.1) == []
+
+
+def test_plan_class_splits_hand_worked():
+    # instance 3 (a table, class 4): 100 rays at x = -0.5 the head calls table, 60 at x = +0.5 it calls
+    # chair (class 5), 50 of those labelled chair too (grid 16 over [-1, 1]: the pieces are far apart)
+    rng = np.random.default_rng(0)
+    pts = np.r_[rng.normal([-0.5, 0, 0], 0.02, (100, 3)), rng.normal([0.5, 0, 0], 0.02, (60, 3))]
+    inst, classes, things = np.full(160, 3), np.array([0, 0, 0, 4]), [4, 5]
+    head = np.r_[np.full(100, 4), np.full(60, 5)]
+    labels = np.r_[np.full(100, 4), np.full(50, 5), np.full(10, 4)]
+    # size floor max(40, 0.1 x 160) = 40: the chair piece (60) is cut, the labels agree on 50 / 60 > 0.5
+    (r, kept, group, rays, link, held, cls), = plan_class_splits(inst, pts, head, labels, classes, things, 16, 1.0, 0.1)
+    assert r == 3 and rays.tolist() == [100, 60] and cls.tolist() == [4, 5] and held.tolist() == [False, True]
+    assert kept.all() and (group[:100] == 0).all() and (group[100:] == 1).all()
+    # the labels call only 20 of its 60 rays chair (a stray piece the head calls chair): not cut
+    mixed = np.r_[np.full(100, 4), np.full(20, 5), np.full(40, 11)]
+    assert plan_class_splits(inst, pts, head, mixed, classes, things, 16, 1.0, 0.1) == []
+    # a stuff class (1) is no object; a piece under the floor (60 of 400 rays < 0.2 x 400) neither
+    assert plan_class_splits(inst, pts, np.r_[np.full(100, 4), np.full(60, 1)], np.r_[np.full(100, 4), np.full(60, 1)],
+                             classes, things, 16, 1.0, 0.1) == []
+    big = np.r_[pts, rng.normal([-0.5, 0, 0], 0.02, (240, 3))]
+    assert plan_class_splits(np.full(400, 3), big, np.r_[head, np.full(240, 4)], np.r_[labels, np.full(240, 4)],
+                             classes, things, 16, 1.0, 0.2) == []
+    # the instance's own class holds only 30 rays (its class vote is in doubt): not cut
+    assert plan_class_splits(inst[70:], pts[70:], head[70:], labels[70:], classes, things, 16, 1.0, 0.1) == []
+    # two chair pieces apart: two objects, the bigger first
+    pts2 = np.r_[pts, rng.normal([0, 0, 0.6], 0.02, (45, 3))]
+    head2, labels2 = np.r_[head, np.full(45, 5)], np.r_[labels, np.full(45, 5)]
+    (_, _, group, rays, _, _, cls), = plan_class_splits(np.full(205, 3), pts2, head2, labels2, classes, things, 16, 1.0,
+                                                        0.1)
+    assert rays.tolist() == [100, 60, 45] and cls.tolist() == [4, 5, 5] and (group[160:] == 2).all()
 
 
 def test_channel_split_hands_surface_to_the_spare_channel():
@@ -232,6 +264,39 @@ def test_split_objects_joins_a_piece_to_the_object_it_touches(monkeypatch):
     other = ChannelTable(is_object=table.is_object, classes=np.array([0, 5, 7, 0]), votes=table.votes)
     assert split_objects(None, sampler, other, grid, 16, 2000, bisect=1, max_valley=0.2,
                          join_touching=0.5)[0].instance.tolist() == [0, 1, 2, 3]
+
+
+def test_split_objects_cuts_a_piece_of_another_class(monkeypatch):
+    # chair B (x = +0.5) is in chair A's masks in every view: the masks keep them one object
+    sampler = _fake_scene(monkeypatch, merged=80)
+    gather = sampler.gather
+
+    def gather_b(frames, pix, view):  # the labels call chair B's pixels class 7
+        b = gather(frames, pix, view)
+        b.semantic = torch.where(b.dirs[:, 0] > 0.3, 7, b.semantic)
+        return b
+
+    def render(model, o, d, chunk, keys):  # the head calls chair B class 7, the rest class 6
+        owner = (d[:, 1] > -0.3).long()
+        out = {"opacity": torch.nn.functional.one_hot(owner, 3).float(), "depth": torch.ones(o.shape[0]),
+               "acc": torch.ones(o.shape[0])}
+        if "semantic" in keys:
+            out["semantic"] = torch.nn.functional.one_hot(torch.where(d[:, 0] > 0.3, 7, 6), 8).float()
+        return out
+
+    sampler.gather = gather_b
+    monkeypatch.setattr(channels, "render_rays_chunked", render)
+    table = ChannelTable(is_object=np.array([False, True, False]), classes=np.array([0, 6, 0]),
+                         votes=np.array([50, 200, 0]))
+    grid = OwnershipGrid(torch.full((8 ** 3,), -1, dtype=torch.long), 8, 1.0, 0.03)
+    model = SimpleNamespace(semantic=object())  # a model with a semantic head (the fake render ignores it)
+    assert split_objects(model, sampler, table, grid, 16, 2000, thing_ids=[6, 7])[2] == []
+    new, _, (report,) = split_objects(model, sampler, table, grid, 16, 2000, thing_ids=[6, 7], by_class=True)
+    assert new.instance.tolist() == [0, 1, 2] and new.classes.tolist() == [0, 6, 7]
+    assert report.groups == [1, 2] and report.rays[0] > report.rays[1] > 0 and report.max_link == 0.0
+    # without a semantic head or the thing classes the step stays as it was
+    assert split_objects(None, sampler, table, grid, 16, 2000, thing_ids=[6, 7], by_class=True)[2] == []
+    assert split_objects(model, sampler, table, grid, 16, 2000, by_class=True)[2] == []
 
 
 def test_split_objects_gives_the_second_chair_a_spare_channel(monkeypatch):
@@ -365,3 +430,6 @@ def test_split_config_checks():
         load_config(None, ["render.split_valley_link=-0.1"])
     with pytest.raises(SdfsegError, match="render.split_join_touching"):
         load_config(None, ["render.split_join_touching=1.0"])
+    assert load_config(None, ["render.split_class=true"]).render.split_class is True
+    with pytest.raises(SdfsegError, match="render.split_class"):
+        load_config(None, ["render.split_class=maybe"])

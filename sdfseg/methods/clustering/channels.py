@@ -178,11 +178,12 @@ def keep_owning_objects(table: ChannelTable, owner: np.ndarray, min_votes: int) 
 
 
 @torch.no_grad()
-def surface_rays(model: SceneModel, sampler: RaySampler, n_rays: int, chunk: int, seed: int):
+def surface_rays(model: SceneModel, sampler: RaySampler, n_rays: int, chunk: int, seed: int, semantic: bool = False):
     """Training rays rendered for the ownership vote and the split step: half uniform over the training
     pixels, half over the labelled ones (label > 0). Returns ``(frames [N], batch, weight [N], owning
     channel [N], surface point [N, 3], hit [N])``: the labelled half is weighted down to the uniform
-    half's expected weight per pixel; ``hit``: the ray's accumulated weight is at least 0.5."""
+    half's expected weight per pixel; ``hit``: the ray's accumulated weight is at least 0.5. ``semantic``:
+    the semantic head's rendered logits ``[N, C]`` come last too (the same rays)."""
     rng = np.random.default_rng(seed)
     hw = sampler.h * sampler.w
     n_cells = len(sampler.frames) * hw  # cells: the training frames' pixels, frame after frame
@@ -205,10 +206,12 @@ def surface_rays(model: SceneModel, sampler: RaySampler, n_rays: int, chunk: int
     weight = np.concatenate([np.ones(n_uni), np.full(n_lab, total / n_cells * n_uni / max(n_lab, 1))])
     frames = sampler.frames[cells // hw]
     b = sampler.gather(frames, cells % hw, np.zeros(cells.size, dtype=np.int64))
-    out = render_rays_chunked(model, b.origins, b.dirs, chunk, ("opacity", "depth", "acc"))
+    out = render_rays_chunked(model, b.origins, b.dirs, chunk,
+                              ("opacity", "depth", "acc") + (("semantic",) if semantic else ()))
     owner = out["opacity"].argmax(dim=-1).cpu().numpy()
     points = (b.origins + out["depth"][:, None] * b.dirs).cpu().numpy()
-    return frames, b, weight, owner, points, out["acc"].cpu().numpy() >= 0.5
+    rays = (frames, b, weight, owner, points, out["acc"].cpu().numpy() >= 0.5)
+    return rays + (out["semantic"].cpu().numpy(),) if semantic else rays
 
 
 @torch.no_grad()

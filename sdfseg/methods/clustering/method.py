@@ -122,7 +122,8 @@ class ClusteringMethod(Method):
                                              chunk=r.chunk, seed=self.cfg.train.seed, link=r.split_link,
                                              thing_ids=self.classes.thing_ids, bisect=r.split_bisect,
                                              min_share=r.split_min_share, max_valley=r.split_valley,
-                                             valley_link=r.split_valley_link, join_touching=r.split_join_touching)
+                                             valley_link=r.split_valley_link, join_touching=r.split_join_touching,
+                                             by_class=r.split_class)
             for c in cut:
                 print(f"split step: object {c.instance} -> {c.groups} ({'/'.join(map(str, c.rays))} rays, "
                       f"largest mask link between them {c.max_link:.2f})")

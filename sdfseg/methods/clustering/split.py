@@ -26,6 +26,12 @@ far apart, and the instance map shows one object where there are two. After the 
    of the group's rays (a piece of another object), else it is an object of its own, of the class its
    rays vote for.
 
+With ``by_class`` (``render.split_class``) an instance is first searched for pieces of another thing class:
+rays the semantic head gives that class, connected on the grid, at least ``min_share`` of the instance's
+rays, and called that class by the 2D labels too on most of their rays (:func:`plan_class_splits`). Such
+pieces are cut off the same way, each an object of its class: the masks are not asked, since an object
+trained into another's channel (a chair into the table's) was merged despite them.
+
 Nothing moves the surface: the split only renames who owns it, and maps and meshes follow (the
 :class:`~sdfseg.core.ownership.OwnershipGrid` carries the split).
 """
@@ -271,6 +277,50 @@ def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, r
     return plans
 
 
+def plan_class_splits(instance: np.ndarray, points: np.ndarray, head: np.ndarray, label_class: np.ndarray,
+                      classes: np.ndarray, thing_ids, resolution: int, radius: float, min_share: float,
+                      min_rays: int = MIN_RAYS, agree: float = 0.5
+                      ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]]:
+    """Which instances hold an object of another thing class, by the semantic head: ``instance [N]`` (> 0)
+    owning each ray, its surface point ``[N, 3]``, the head's class ``head [N]`` there and the 2D labels'
+    class ``label_class [N]``; ``classes`` maps an instance id to its class. Per instance, the rays the
+    head gives one other thing class are cut into connected pieces (the split grid's, grown by one
+    voxel); a piece of at least ``min_share`` of the instance's rays (and ``min_rays``) whose labels give
+    it that class on more than ``agree`` of its rays is an object of that class (the labels' classes
+    are mixed on a stray piece of surface, a wall behind a sofa that the sofa's channel holds). The
+    rest (group 0) keeps the instance and must be as big. Returns, like :func:`plan_splits`, per instance to cut ``(instance id,
+    kept [N] (all its rays), group [N] (-1: other instances' rays), rays per group, 0.0, held [groups]
+    (True but group 0's), class per group)``."""
+    plans = []
+    vox_all = np.clip(voxel_index(points, radius, resolution), 0, resolution - 1)
+    things = np.asarray(list(thing_ids))
+    for r in np.unique(instance):
+        mine = np.flatnonzero(instance == r)
+        own = int(classes[r])
+        min_size = max(min_rays, min_share * mine.size)
+        group = np.zeros(mine.size, dtype=np.int64)
+        group_cls = [own]
+        for c in np.unique(head[mine]):
+            sel = np.flatnonzero(head[mine] == c)
+            if c == own or c not in things or sel.size < min_size:
+                continue
+            comp = point_components(vox_all[mine[sel]], resolution)
+            for k in np.argsort(-np.bincount(comp), kind="stable"):
+                piece = sel[comp == k]
+                if piece.size >= min_size and (label_class[mine[piece]] == c).mean() > agree:
+                    group[piece] = len(group_cls)
+                    group_cls.append(int(c))
+        rays = np.bincount(group, minlength=len(group_cls))
+        if len(group_cls) == 1 or rays[0] < min_size:
+            continue  # nothing of another class / the instance's own class is the smaller part: its vote is in doubt
+        kept = np.zeros(instance.size, dtype=bool)
+        kept[mine] = True
+        ray_group = np.full(instance.size, -1)
+        ray_group[mine] = group
+        plans.append((int(r), kept, ray_group, rays, 0.0, np.arange(rays.size) > 0, np.asarray(group_cls)))
+    return plans
+
+
 def group_home(instance: np.ndarray, segment: np.ndarray, members: np.ndarray) -> int:
     """Where the rays ``members [N] bool`` (a group cut off an instance) belong by their 2D masks: 0 (an
     object of their own) unless more than half of them lie in masks dominated by one other instance, whose
@@ -321,8 +371,8 @@ def group_class(semantic: np.ndarray, confidence: np.ndarray, thing_ids, fallbac
 def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, grid: OwnershipGrid,
                   resolution: int, n_rays: int, chunk: int = 2048, seed: int = 0, link: float = 0.25,
                   min_share: float = 0.1, reach: float = 8.0, thing_ids=None, bisect: int = 0,
-                  max_valley: float = 0.0, valley_link: float = 1.0, join_touching: float = 0.0
-                  ) -> tuple[ChannelTable, OwnershipGrid, list[SplitReport]]:
+                  max_valley: float = 0.0, valley_link: float = 1.0, join_touching: float = 0.0,
+                  by_class: bool = False) -> tuple[ChannelTable, OwnershipGrid, list[SplitReport]]:
     """The split step (module docstring) on a model that follows ``grid``: the new table, the grid carrying
     the split, and what was cut. A group cut off goes to a spare channel; that channel joins the instance
     whose masks hold most of the group's rays (:func:`group_home`; a piece of another object the vote left
@@ -331,16 +381,26 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     :func:`plan_splits`. ``join_touching`` > 0: a group held apart by the geometry alone (the masks merge it
     with the rest of its instance) that would be an object of its own joins an object instance of its class
     whose points lie within one voxel of more than that share of its points (:func:`touching_instance`). A
-    group the masks cut off keeps their word: two chairs side by side touch too. Without spare
-    channels (or nothing to cut) the table
-    and grid come back as they were."""
-    frames, b, _, owner, points, hit = surface_rays(model, sampler, n_rays, chunk, seed + 2)
+    group the masks cut off keeps their word: two chairs side by side touch too. ``by_class`` (needs the
+    model's semantic head and ``thing_ids``): an instance that holds a piece of another thing class by the
+    head and the labels (:func:`plan_class_splits`) is cut that way instead, each piece an object of its
+    class (or, with ``join_touching``, a piece of the object of its class it touches). Without spare
+    channels (or nothing to cut) the table and grid come back as they were."""
+    by_class = by_class and thing_ids is not None and getattr(model, "semantic", None) is not None
+    rendered = surface_rays(model, sampler, n_rays, chunk, seed + 2, semantic=by_class)
+    frames, b, _, owner, points, hit = rendered[:6]
     inst = table.instance[owner]
     label = b.label.cpu().numpy()
     use = hit & (inst > 0) & (label > 0)
     inst_u, seg_u = inst[use], mask_segments(frames[use], b.label[torch.as_tensor(use)])
-    plans = plan_splits(inst_u, points[use], seg_u, resolution, BOUND_RADIUS, link, min_share, bisect=bisect,
-                        max_valley=max_valley, valley_link=valley_link)
+    plans = [p + (None,) for p in plan_splits(inst_u, points[use], seg_u, resolution, BOUND_RADIUS, link, min_share,
+                                              bisect=bisect, max_valley=max_valley, valley_link=valley_link)]
+    if by_class:
+        by_head = plan_class_splits(inst_u, points[use], rendered[6][use].argmax(axis=1),
+                                    b.semantic.cpu().numpy()[use], table.classes, thing_ids, resolution,
+                                    BOUND_RADIUS, min_share)
+        cut = {p[0] for p in by_head}
+        plans = by_head + [p for p in plans if p[0] not in cut]
     owned = np.bincount(owner[hit], minlength=len(table.is_object))
     # spare channels: background channels (not channel 0, whose id 0 is the background), those that own
     # fewest rays first. One that owns more than SPARE_SHARE of them hands its surface to channel 0 first
@@ -357,11 +417,12 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     source = torch.full((len(is_object),), -1, dtype=torch.long)
     vox_use = np.clip(voxel_index(points[use], BOUND_RADIUS, resolution), 0, resolution - 1)
     reports = []
-    for r, kept, ray_group, rays, max_link, held_off in plans:
+    for r, kept, ray_group, rays, max_link, held_off, group_cls in plans:
         near = group_regions(vox_use[kept], ray_group[kept], resolution, reach)
         ids, counts = [r], [int(rays[0])]
         for g in range(1, rays.size):
-            home = group_home(inst_u, seg_u, ray_group == g)
+            # a piece of another class (head and labels) is not the masks' to give back
+            home = 0 if group_cls is not None else group_home(inst_u, seg_u, ray_group == g)
             if home == r and held_off[g]:
                 home = 0  # masks that merge it with the rest, but the geometry holds it apart: an object of its own
             if home == r or not spares:
@@ -372,8 +433,8 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
             region[torch.as_tensor((near == g) & (region.numpy() < 0))] = c  # first come: regions do not overlap
             source[c] = r
             if not home:
-                cls = classes[r] if thing_ids is None else group_class(sem_u[ray_group == g], conf_u[ray_group == g],
-                                                                       thing_ids, int(classes[r]))
+                cls = (int(group_cls[g]) if group_cls is not None else classes[r] if thing_ids is None
+                       else group_class(sem_u[ray_group == g], conf_u[ray_group == g], thing_ids, int(classes[r])))
                 if held_off[g] and join_touching > 0:
                     # masks that merged it with the rest say nothing of whose it is: a piece of an object of
                     # its class that has an instance touches that object
