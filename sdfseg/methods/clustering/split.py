@@ -30,7 +30,9 @@ With ``by_class`` (``render.split_class``) an instance is first searched for pie
 rays the semantic head gives that class, connected on the grid, at least ``min_share`` of the instance's
 rays, and called that class by the 2D labels too on most of their rays (:func:`plan_class_splits`). Such
 pieces are cut off the same way, each an object of its class: the masks are not asked, since an object
-trained into another's channel (a chair into the table's) was merged despite them.
+trained into another's channel (a chair into the table's) was merged despite them. An instance the masks
+or the geometry cut (steps 2-4) is cut their way only: on room 0 (seed 1) the class cut of a chair pair
+the geometry had cut kept the pair together.
 
 Nothing moves the surface: the split only renames who owns it, and maps and meshes follow (the
 :class:`~sdfseg.core.ownership.OwnershipGrid` carries the split).
@@ -383,8 +385,9 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     whose points lie within one voxel of more than that share of its points (:func:`touching_instance`). A
     group the masks cut off keeps their word: two chairs side by side touch too. ``by_class`` (needs the
     model's semantic head and ``thing_ids``): an instance that holds a piece of another thing class by the
-    head and the labels (:func:`plan_class_splits`) is cut that way instead, each piece an object of its
-    class (or, with ``join_touching``, a piece of the object of its class it touches). Without spare
+    head and the labels (:func:`plan_class_splits`), and that the masks and the geometry do not cut, is cut
+    that way, each piece an object of its class (or, with ``join_touching``, a piece of the object of its
+    class it touches). Without spare
     channels (or nothing to cut) the table and grid come back as they were."""
     by_class = by_class and thing_ids is not None and getattr(model, "semantic", None) is not None
     rendered = surface_rays(model, sampler, n_rays, chunk, seed + 2, semantic=by_class)
@@ -399,8 +402,8 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
         by_head = plan_class_splits(inst_u, points[use], rendered[6][use].argmax(axis=1),
                                     b.semantic.cpu().numpy()[use], table.classes, thing_ids, resolution,
                                     BOUND_RADIUS, min_share)
-        cut = {p[0] for p in by_head}
-        plans = by_head + [p for p in plans if p[0] not in cut]
+        cut = {p[0] for p in plans}  # where the masks or the geometry found a cut, theirs stands
+        plans += [p for p in by_head if p[0] not in cut]
     owned = np.bincount(owner[hit], minlength=len(table.is_object))
     # spare channels: background channels (not channel 0, whose id 0 is the background), those that own
     # fewest rays first. One that owns more than SPARE_SHARE of them hands its surface to channel 0 first
