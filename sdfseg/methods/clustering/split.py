@@ -26,7 +26,7 @@ far apart, and the instance map shows one object where there are two. After the 
    of the group's rays (a piece of another object), else it is an object of its own, of the class its
    rays vote for.
 
-With ``by_class`` (``render.split_class``) an instance is first searched for pieces of another thing class:
+With ``by_class`` (``render.split_class``) an instance is also searched for pieces of another thing class:
 rays the semantic head gives that class, connected on the grid, at least ``min_share`` of the instance's
 rays, and called that class by the 2D labels too on most of their rays (:func:`plan_class_splits`). Such
 pieces are cut off the same way, each an object of its class: the masks are not asked, since an object
@@ -290,9 +290,9 @@ def plan_class_splits(instance: np.ndarray, points: np.ndarray, head: np.ndarray
     voxel); a piece of at least ``min_share`` of the instance's rays (and ``min_rays``) whose labels give
     it that class on more than ``agree`` of its rays is an object of that class (the labels' classes
     are mixed on a stray piece of surface, a wall behind a sofa that the sofa's channel holds). The
-    rest (group 0) keeps the instance and must be as big. Returns, like :func:`plan_splits`, per instance to cut ``(instance id,
-    kept [N] (all its rays), group [N] (-1: other instances' rays), rays per group, 0.0, held [groups]
-    (True but group 0's), class per group)``."""
+    rest (group 0) keeps the instance and must be as big. Returns, like :func:`plan_splits`, per instance
+    to cut ``(instance id, kept [N] (all its rays), group [N] (-1: other instances' rays), rays per group,
+    0.0, held [groups] (True but group 0's), class per group)``."""
     plans = []
     vox_all = np.clip(voxel_index(points, radius, resolution), 0, resolution - 1)
     things = np.asarray(list(thing_ids))
@@ -387,8 +387,8 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     model's semantic head and ``thing_ids``): an instance that holds a piece of another thing class by the
     head and the labels (:func:`plan_class_splits`), and that the masks and the geometry do not cut, is cut
     that way, each piece an object of its class (or, with ``join_touching``, a piece of the object of its
-    class it touches). Without spare
-    channels (or nothing to cut) the table and grid come back as they were."""
+    class it touches). Without spare channels (or nothing to cut) the table and grid come back as they
+    were."""
     by_class = by_class and thing_ids is not None and getattr(model, "semantic", None) is not None
     rendered = surface_rays(model, sampler, n_rays, chunk, seed + 2, semantic=by_class)
     frames, b, _, owner, points, hit = rendered[:6]
