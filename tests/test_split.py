@@ -10,9 +10,9 @@ from sdfseg.config import load_config
 from sdfseg.core.ownership import MARGIN, ChannelSplit, OwnershipGrid, flat_voxel
 from sdfseg.errors import SdfsegError
 from sdfseg.methods.clustering import channels
-from sdfseg.methods.clustering.split import (bisect_components, group_class, group_home, group_regions, link_groups, mask_links, plan_class_splits,
-                                             plan_splits,
-                                             split_objects, touching_instance, valley)
+from sdfseg.methods.clustering.split import (bisect_components, group_class, group_home, group_regions, link_groups,
+                                             mask_links, plan_class_splits, plan_splits, split_objects,
+                                             touching_instance, valley)
 from sdfseg.methods.outputs import ChannelTable
 
 
@@ -149,6 +149,8 @@ def test_plan_class_splits_hand_worked():
     (_, _, group, rays, _, _, cls), = plan_class_splits(np.full(205, 3), pts2, head2, labels2, classes, things, 16, 1.0,
                                                         0.1)
     assert rays.tolist() == [100, 60, 45] and cls.tolist() == [4, 5, 5] and (group[160:] == 2).all()
+    # an instance in skip (cut by the masks or the geometry) is not searched
+    assert plan_class_splits(inst, pts, head, labels, classes, things, 16, 1.0, 0.1, skip=[3]) == []
 
 
 def test_channel_split_hands_surface_to_the_spare_channel():

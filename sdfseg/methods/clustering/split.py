@@ -281,7 +281,7 @@ def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, r
 
 def plan_class_splits(instance: np.ndarray, points: np.ndarray, head: np.ndarray, label_class: np.ndarray,
                       classes: np.ndarray, thing_ids, resolution: int, radius: float, min_share: float,
-                      min_rays: int = MIN_RAYS, agree: float = 0.5
+                      min_rays: int = MIN_RAYS, agree: float = 0.5, skip=()
                       ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]]:
     """Which instances hold an object of another thing class, by the semantic head: ``instance [N]`` (> 0)
     owning each ray, its surface point ``[N, 3]``, the head's class ``head [N]`` there and the 2D labels'
@@ -290,13 +290,14 @@ def plan_class_splits(instance: np.ndarray, points: np.ndarray, head: np.ndarray
     voxel); a piece of at least ``min_share`` of the instance's rays (and ``min_rays``) whose labels give
     it that class on more than ``agree`` of its rays is an object of that class (the labels' classes
     are mixed on a stray piece of surface, a wall behind a sofa that the sofa's channel holds). The
-    rest (group 0) keeps the instance and must be as big. Returns, like :func:`plan_splits`, per instance
-    to cut ``(instance id, kept [N] (all its rays), group [N] (-1: other instances' rays), rays per group,
-    0.0, held [groups] (True but group 0's), class per group)``."""
+    rest (group 0) keeps the instance and must be as big. Instances in ``skip`` are not searched.
+    Returns, like :func:`plan_splits`, per instance to cut ``(instance id, kept [N] (all its rays), group
+    [N] (-1: other instances' rays), rays per group, 0.0, held [groups] (True but group 0's), class per
+    group)``."""
     plans = []
     vox_all = np.clip(voxel_index(points, radius, resolution), 0, resolution - 1)
     things = np.asarray(list(thing_ids))
-    for r in np.unique(instance):
+    for r in np.setdiff1d(np.unique(instance), np.asarray(list(skip), dtype=instance.dtype)):
         mine = np.flatnonzero(instance == r)
         own = int(classes[r])
         min_size = max(min_rays, min_share * mine.size)
@@ -399,11 +400,10 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     plans = [p + (None,) for p in plan_splits(inst_u, points[use], seg_u, resolution, BOUND_RADIUS, link, min_share,
                                               bisect=bisect, max_valley=max_valley, valley_link=valley_link)]
     if by_class:
-        by_head = plan_class_splits(inst_u, points[use], rendered[6][use].argmax(axis=1),
-                                    b.semantic.cpu().numpy()[use], table.classes, thing_ids, resolution,
-                                    BOUND_RADIUS, min_share)
-        cut = {p[0] for p in plans}  # where the masks or the geometry found a cut, theirs stands
-        plans += [p for p in by_head if p[0] not in cut]
+        # where the masks or the geometry found a cut, theirs stands
+        plans += plan_class_splits(inst_u, points[use], rendered[6][use].argmax(axis=1), b.semantic.cpu().numpy()[use],
+                                   table.classes, thing_ids, resolution, BOUND_RADIUS, min_share,
+                                   skip=[p[0] for p in plans])
     owned = np.bincount(owner[hit], minlength=len(table.is_object))
     # spare channels: background channels (not channel 0, whose id 0 is the background), those that own
     # fewest rays first. One that owns more than SPARE_SHARE of them hands its surface to channel 0 first
