@@ -405,8 +405,19 @@ class RenderConfig:
     """Split step: an object instance whose surface holds a connected piece that the semantic head calls
     another thing class, and the 2D labels too on more than half of its rays, is cut there, the piece an
     object of that class (``sdfseg.methods.clustering.split.plan_class_splits``; ``split_min_share``
-    sizes the pieces): a chair trained into the table's channel. The head is the one ``loss.semantic_head``
-    trains; a model without one (semantic mode) is not cut this way."""
+    sizes the pieces unless ``split_class_min_share`` is set): a chair trained into the table's channel.
+    The head is the one ``loss.semantic_head`` trains; a model without one (semantic mode) is not cut
+    this way."""
+    split_class_min_share: Optional[float] = None
+    """Split step with ``split_class``: the least share of its instance's labelled rays (and 40 rays) a
+    piece of another class must hold; null: ``split_min_share``. A small object the channel table merged
+    into a large one's instance (a bag into the sofa's) is a small share of it."""
+    split_class_depth: float = 0.0
+    """Split step with ``split_class``: a piece of another class is cut only where the sensor depth says it
+    is there: more than half of its rays with depth render their surface within this of the measured
+    depth, in the units of the scene's depth and poses (metres for the shipped layouts). Surface the
+    channel holds in front of what the views saw (a floater whose pixels see the sofa behind it) is no
+    object. 0 = off; scenes without sensor depth are not checked."""
     vote_max_gap: Optional[float] = None
     """Geometry gate of the vote (normalised units): a vote, and then the re-assignment of a point,
     counts only where the voted instance's own SDF lies within this of the scene SDF (the object
@@ -754,6 +765,12 @@ def validate(cfg: Config) -> None:
     if not 0.0 <= r.split_valley < 1.0 or not 0.0 <= r.split_valley_link <= 1.0:
         raise SdfsegError(f"config keys 'render.split_valley' (a share in [0, 1), 0 = off), 'render.split_valley_link' "
                           f"(a share in [0, 1]): got {r.split_valley}, {r.split_valley_link}")
+    if r.split_class_min_share is not None and not 0.0 <= r.split_class_min_share < 1.0:
+        raise SdfsegError(f"config key 'render.split_class_min_share': expected a share in [0, 1) or null, "
+                          f"got {r.split_class_min_share}")
+    if not r.split_class_depth >= 0.0:
+        raise SdfsegError(f"config key 'render.split_class_depth': expected a distance >= 0 (0 = off), "
+                          f"got {r.split_class_depth}")
     if not 0.0 <= r.split_join_touching < 1.0:
         raise SdfsegError(f"config key 'render.split_join_touching': expected a share in [0, 1) (0 = off), "
                           f"got {r.split_join_touching}")

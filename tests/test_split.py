@@ -151,6 +151,17 @@ def test_plan_class_splits_hand_worked():
     assert rays.tolist() == [100, 60, 45] and cls.tolist() == [4, 5, 5] and (group[160:] == 2).all()
     # an instance in skip (cut by the masks or the geometry) is not searched
     assert plan_class_splits(inst, pts, head, labels, classes, things, 16, 1.0, 0.1, skip=[3]) == []
+    # the sensor depth: the chair piece's surface within 0.1 of the measured depth on 30 of its 60 rays,
+    # 0.5 off on 30 (a floater whose pixels see the chair behind it): 30 / 60 is not more than half
+    err = np.r_[np.zeros(100), np.full(30, 0.05), np.full(30, 0.5)]
+    assert plan_class_splits(inst, pts, head, labels, classes, things, 16, 1.0, 0.1, depth_err=err, depth_tol=0.1) == []
+    # ... 31 of 60 within it, or 30 within and 30 without a measured depth (NaN): cut; tolerance 0 = off
+    err31 = np.r_[np.zeros(100), np.full(31, 0.05), np.full(29, 0.5)]
+    nan30 = np.r_[np.zeros(100), np.full(30, 0.05), np.full(30, np.nan)]
+    for e, tol in ((err31, 0.1), (nan30, 0.1), (np.full(160, np.nan), 0.1), (err, 0.0)):
+        (_, _, _, rays, _, _, cls), = plan_class_splits(inst, pts, head, labels, classes, things, 16, 1.0, 0.1,
+                                                        depth_err=e, depth_tol=tol)
+        assert rays.tolist() == [100, 60] and cls.tolist() == [4, 5]
 
 
 def test_channel_split_hands_surface_to_the_spare_channel():
@@ -298,6 +309,25 @@ def test_split_objects_cuts_a_piece_of_another_class(monkeypatch):
     assert report.groups == [1, 2] and report.rays[0] > report.rays[1] > 0 and report.max_link == 0.0
     # without a semantic head or the thing classes the step stays as it was
     assert split_objects(None, sampler, table, grid, 16, 2000, thing_ids=[6, 7], by_class=True)[2] == []
+    # the measured depth puts chair B's pixels twice as far as the rendered surface (a floater in front):
+    # not cut with class_depth; within it (or no depth in the scene): cut as above
+    far = lambda frames, pix, view: SimpleNamespace(  # noqa: E731
+        **vars(gather_b(frames, pix, view)), ray_scale=torch.ones(len(pix)),
+        depth=torch.where(torch.as_tensor(pix) >= 120, 2.0, 1.0))
+    sampler.gather = far
+    assert split_objects(model, sampler, table, grid, 16, 2000, thing_ids=[6, 7], by_class=True,
+                         class_depth=0.1)[2] == []
+    assert len(split_objects(model, sampler, table, grid, 16, 2000, thing_ids=[6, 7], by_class=True)[2]) == 1
+    sampler.gather = lambda frames, pix, view: SimpleNamespace(  # noqa: E731
+        **vars(gather_b(frames, pix, view)), ray_scale=torch.ones(len(pix)), depth=torch.ones(len(pix)))
+    assert len(split_objects(model, sampler, table, grid, 16, 2000, thing_ids=[6, 7], by_class=True,
+                             class_depth=0.1)[2]) == 1
+    # a piece of 80 of 200 rays: cut at the class floor 0.3, not at 0.5 (split_min_share 0.1 does not size it)
+    sampler.gather = gather_b
+    assert len(split_objects(model, sampler, table, grid, 16, 2000, thing_ids=[6, 7], by_class=True,
+                             class_min_share=0.3)[2]) == 1
+    assert split_objects(model, sampler, table, grid, 16, 2000, thing_ids=[6, 7], by_class=True,
+                         class_min_share=0.5)[2] == []
     assert split_objects(model, sampler, table, grid, 16, 2000, by_class=True)[2] == []
 
 
@@ -435,3 +465,10 @@ def test_split_config_checks():
     assert load_config(None, ["render.split_class=true"]).render.split_class is True
     with pytest.raises(SdfsegError, match="render.split_class"):
         load_config(None, ["render.split_class=maybe"])
+    r = load_config(None, ["render.split_class_min_share=0.0", "render.split_class_depth=0.1"]).render
+    assert r.split_class_min_share == 0.0 and r.split_class_depth == 0.1
+    assert load_config(None, []).render.split_class_min_share is None
+    with pytest.raises(SdfsegError, match="render.split_class_min_share"):
+        load_config(None, ["render.split_class_min_share=1.0"])
+    with pytest.raises(SdfsegError, match="render.split_class_depth"):
+        load_config(None, ["render.split_class_depth=-0.1"])

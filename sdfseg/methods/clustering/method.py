@@ -123,7 +123,8 @@ class ClusteringMethod(Method):
                                              thing_ids=self.classes.thing_ids, bisect=r.split_bisect,
                                              min_share=r.split_min_share, max_valley=r.split_valley,
                                              valley_link=r.split_valley_link, join_touching=r.split_join_touching,
-                                             by_class=r.split_class)
+                                             by_class=r.split_class, class_min_share=r.split_class_min_share,
+                                             class_depth=r.split_class_depth / trainer.scene.normalization.scale)
             for c in cut:
                 print(f"split step: object {c.instance} -> {c.groups} ({'/'.join(map(str, c.rays))} rays, "
                       f"largest mask link between them {c.max_link:.2f})")

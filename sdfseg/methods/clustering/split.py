@@ -27,10 +27,12 @@ far apart, and the instance map shows one object where there are two. After the 
    rays vote for.
 
 With ``by_class`` (``render.split_class``) an instance is also searched for pieces of another thing class:
-rays the semantic head gives that class, connected on the grid, at least ``min_share`` of the instance's
-rays, and called that class by the 2D labels too on most of their rays (:func:`plan_class_splits`). Such
-pieces are cut off the same way, each an object of its class: the masks are not asked, since an object
-trained into another's channel (a chair into the table's) was merged despite them. An instance the masks
+rays the semantic head gives that class, connected on the grid, at least a share of the instance's rays
+(``render.split_class_min_share``, else ``min_share``), called that class by the 2D labels too on most of
+their rays, and, with ``render.split_class_depth``, where the sensor depth saw them (a floater's pixels
+see the object behind it, whose class its labels and head give; :func:`plan_class_splits`). Such pieces
+are cut off the same way, each an object of its class: the masks are not asked, since an object trained
+into another's channel (a chair into the table's) was merged despite them. An instance the masks
 or the geometry cut (steps 2-4) is cut their way only: on room 0 (seed 1) the class cut of a chair pair
 the geometry had cut kept the pair together.
 
@@ -281,7 +283,8 @@ def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, r
 
 def plan_class_splits(instance: np.ndarray, points: np.ndarray, head: np.ndarray, label_class: np.ndarray,
                       classes: np.ndarray, thing_ids, resolution: int, radius: float, min_share: float,
-                      min_rays: int = MIN_RAYS, agree: float = 0.5, skip=()
+                      min_rays: int = MIN_RAYS, agree: float = 0.5, skip=(), depth_err: np.ndarray | None = None,
+                      depth_tol: float = 0.0
                       ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]]:
     """Which instances hold an object of another thing class, by the semantic head: ``instance [N]`` (> 0)
     owning each ray, its surface point ``[N, 3]``, the head's class ``head [N]`` there and the 2D labels'
@@ -289,8 +292,12 @@ def plan_class_splits(instance: np.ndarray, points: np.ndarray, head: np.ndarray
     head gives one other thing class are cut into connected pieces (the split grid's, grown by one
     voxel); a piece of at least ``min_share`` of the instance's rays (and ``min_rays``) whose labels give
     it that class on more than ``agree`` of its rays is an object of that class (the labels' classes
-    are mixed on a stray piece of surface, a wall behind a sofa that the sofa's channel holds). The
-    rest (group 0) keeps the instance and must be as big. Instances in ``skip`` are not searched.
+    are mixed on a stray piece of surface, a wall behind a sofa that the sofa's channel holds). With
+    ``depth_tol`` > 0 and ``depth_err [N]`` (how far each ray's rendered surface lies from its measured
+    depth, NaN where the pixel has none), more than half of a piece's rays with depth must lie within
+    ``depth_tol``: surface the channel holds in front of what the views saw (a floater whose pixels see
+    the sofa behind it) has labels and a head that name the thing behind. The rest (group 0) keeps the
+    instance and must be as big. Instances in ``skip`` are not searched.
     Returns, like :func:`plan_splits`, per instance to cut ``(instance id, kept [N] (all its rays), group
     [N] (-1: other instances' rays), rays per group, 0.0, held [groups] (True but group 0's), class per
     group)``."""
@@ -310,7 +317,8 @@ def plan_class_splits(instance: np.ndarray, points: np.ndarray, head: np.ndarray
             comp = point_components(vox_all[mine[sel]], resolution)
             for k in np.argsort(-np.bincount(comp), kind="stable"):
                 piece = sel[comp == k]
-                if piece.size >= min_size and (label_class[mine[piece]] == c).mean() > agree:
+                if piece.size >= min_size and (label_class[mine[piece]] == c).mean() > agree and (
+                        depth_tol <= 0 or depth_err is None or seen_there(depth_err[mine[piece]], depth_tol)):
                     group[piece] = len(group_cls)
                     group_cls.append(int(c))
         rays = np.bincount(group, minlength=len(group_cls))
@@ -322,6 +330,13 @@ def plan_class_splits(instance: np.ndarray, points: np.ndarray, head: np.ndarray
         ray_group[mine] = group
         plans.append((int(r), kept, ray_group, rays, 0.0, np.arange(rays.size) > 0, np.asarray(group_cls)))
     return plans
+
+
+def seen_there(depth_err: np.ndarray, tol: float) -> bool:
+    """Whether more than half of the rays with a measured depth (``depth_err [N]`` not NaN) render their
+    surface within ``tol`` of it; True when none has one (nothing says otherwise)."""
+    err = depth_err[np.isfinite(depth_err)]
+    return err.size == 0 or bool((np.abs(err) <= tol).mean() > 0.5)
 
 
 def group_home(instance: np.ndarray, segment: np.ndarray, members: np.ndarray) -> int:
@@ -375,7 +390,8 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
                   resolution: int, n_rays: int, chunk: int = 2048, seed: int = 0, link: float = 0.25,
                   min_share: float = 0.1, reach: float = 8.0, thing_ids=None, bisect: int = 0,
                   max_valley: float = 0.0, valley_link: float = 1.0, join_touching: float = 0.0,
-                  by_class: bool = False) -> tuple[ChannelTable, OwnershipGrid, list[SplitReport]]:
+                  by_class: bool = False, class_min_share: float | None = None, class_depth: float = 0.0
+                  ) -> tuple[ChannelTable, OwnershipGrid, list[SplitReport]]:
     """The split step (module docstring) on a model that follows ``grid``: the new table, the grid carrying
     the split, and what was cut. A group cut off goes to a spare channel; that channel joins the instance
     whose masks hold most of the group's rays (:func:`group_home`; a piece of another object the vote left
@@ -388,7 +404,9 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     model's semantic head and ``thing_ids``): an instance that holds a piece of another thing class by the
     head and the labels (:func:`plan_class_splits`), and that the masks and the geometry do not cut, is cut
     that way, each piece an object of its class (or, with ``join_touching``, a piece of the object of its
-    class it touches). Without spare channels (or nothing to cut) the table and grid come back as they
+    class it touches); ``class_min_share`` (None: ``min_share``) sizes those pieces, and ``class_depth`` > 0
+    (normalised units) asks the sensor depth too (``depth_tol`` of :func:`plan_class_splits`; rays without
+    depth are not asked). Without spare channels (or nothing to cut) the table and grid come back as they
     were."""
     by_class = by_class and thing_ids is not None and getattr(model, "semantic", None) is not None
     rendered = surface_rays(model, sampler, n_rays, chunk, seed + 2, semantic=by_class)
@@ -401,9 +419,16 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
                                               bisect=bisect, max_valley=max_valley, valley_link=valley_link)]
     if by_class:
         # where the masks or the geometry found a cut, theirs stands
+        err = None
+        if class_depth > 0 and getattr(b, "depth", None) is not None:
+            # how far each ray's rendered surface point lies from the one its measured depth puts there
+            measured = (b.depth * b.ray_scale).cpu().numpy()
+            seen = b.origins.cpu().numpy() + measured[:, None] * b.dirs.cpu().numpy()
+            err = np.where(measured > 0, np.linalg.norm(points - seen, axis=1), np.nan)[use]  # 0: no depth
         plans += plan_class_splits(inst_u, points[use], rendered[6][use].argmax(axis=1), b.semantic.cpu().numpy()[use],
-                                   table.classes, thing_ids, resolution, BOUND_RADIUS, min_share,
-                                   skip=[p[0] for p in plans])
+                                   table.classes, thing_ids, resolution, BOUND_RADIUS,
+                                   min_share if class_min_share is None else class_min_share,
+                                   skip=[p[0] for p in plans], depth_err=err, depth_tol=class_depth)
     owned = np.bincount(owner[hit], minlength=len(table.is_object))
     # spare channels: background channels (not channel 0, whose id 0 is the background), those that own
     # fewest rays first. One that owns more than SPARE_SHARE of them hands its surface to channel 0 first
