@@ -417,7 +417,8 @@ class RenderConfig:
     is there: more than half of its rays with depth render their surface within this of the measured
     depth, in the units of the scene's depth and poses (metres for the shipped layouts). Surface the
     channel holds in front of what the views saw (a floater whose pixels see the sofa behind it) is no
-    object. 0 = off; scenes without sensor depth are not checked."""
+    object. 0 = off; scenes without depth in the poses' units (none, or a monocular cue up to scale and
+    shift) are not checked."""
     vote_max_gap: Optional[float] = None
     """Geometry gate of the vote (normalised units): a vote, and then the re-assignment of a point,
     counts only where the voted instance's own SDF lies within this of the scene SDF (the object

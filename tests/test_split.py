@@ -10,9 +10,9 @@ from sdfseg.config import load_config
 from sdfseg.core.ownership import MARGIN, ChannelSplit, OwnershipGrid, flat_voxel
 from sdfseg.errors import SdfsegError
 from sdfseg.methods.clustering import channels
-from sdfseg.methods.clustering.split import (bisect_components, group_class, group_home, group_regions, link_groups,
-                                             mask_links, plan_class_splits, plan_splits, split_objects,
-                                             touching_instance, valley)
+from sdfseg.methods.clustering.split import (bisect_components, class_depth_tolerance, group_class, group_home,
+                                             group_regions, link_groups, mask_links, plan_class_splits, plan_splits,
+                                             split_objects, touching_instance, valley)
 from sdfseg.methods.outputs import ChannelTable
 
 
@@ -444,6 +444,16 @@ def test_split_fold_round_trip(tmp_path):
     grid.save(tmp_path / "o.npz")
     back = OwnershipGrid.load(tmp_path / "o.npz")
     assert back.split.fold.tolist() == [-1, -1, 0] and back.split.source.tolist() == [-1, -1, 1]
+
+
+def test_class_depth_tolerance_only_for_depth_in_the_poses_units():
+    norm = SimpleNamespace(scale=2.0)
+    scene = lambda kind, depth=np.ones((1, 2, 2)): SimpleNamespace(  # noqa: E731
+        depth=depth, depth_kind=kind, normalization=norm)
+    assert class_depth_tolerance(0.1, scene("metric")) == 0.05 and class_depth_tolerance(0.1, scene("sparse")) == 0.05
+    # a monocular cue (up to scale and shift), no depth, or the check off: not checked
+    assert class_depth_tolerance(0.1, scene("mono")) == 0.0 and class_depth_tolerance(0.1, scene("metric", None)) == 0.0
+    assert class_depth_tolerance(0.0, scene("metric")) == 0.0
 
 
 def test_split_config_checks():

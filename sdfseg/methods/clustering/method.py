@@ -116,7 +116,7 @@ class ClusteringMethod(Method):
                               max_gap=float("inf") if r.vote_max_gap is None else r.vote_max_gap)
         follow_ownership(trainer.model, table.instance, grid)
         if r.split_grid > 0:
-            from .split import split_objects
+            from .split import class_depth_tolerance, split_objects
 
             table, grid, cut = split_objects(trainer.model, trainer.sampler, table, grid, r.split_grid, r.vote_rays,
                                              chunk=r.chunk, seed=self.cfg.train.seed, link=r.split_link,
@@ -124,7 +124,7 @@ class ClusteringMethod(Method):
                                              min_share=r.split_min_share, max_valley=r.split_valley,
                                              valley_link=r.split_valley_link, join_touching=r.split_join_touching,
                                              by_class=r.split_class, class_min_share=r.split_class_min_share,
-                                             class_depth=r.split_class_depth / trainer.scene.normalization.scale)
+                                             class_depth=class_depth_tolerance(r.split_class_depth, trainer.scene))
             for c in cut:
                 print(f"split step: object {c.instance} -> {c.groups} ({'/'.join(map(str, c.rays))} rays, "
                       f"largest mask link between them {c.max_link:.2f})")

@@ -50,6 +50,7 @@ import torch
 from ...core.model import BOUND_RADIUS, SceneModel
 from ...core.ownership import ChannelSplit, OwnershipGrid, flat_voxel, voxel_index
 from ...data.rays import RaySampler
+from ...data.scene import METRIC_DEPTH
 from ..outputs import ChannelTable
 from .channels import mask_segments, surface_rays
 
@@ -337,6 +338,15 @@ def seen_there(depth_err: np.ndarray, tol: float) -> bool:
     surface within ``tol`` of it; True when none has one (nothing says otherwise)."""
     err = depth_err[np.isfinite(depth_err)]
     return err.size == 0 or bool((np.abs(err) <= tol).mean() > 0.5)
+
+
+def class_depth_tolerance(metres: float, scene) -> float:
+    """``render.split_class_depth`` in normalised units for ``scene``; 0 (not checked) where the scene has
+    no depth in the poses' units: none, or a monocular cue up to scale and shift, which says nothing of
+    where a surface is."""
+    if metres <= 0 or scene.depth is None or scene.depth_kind not in METRIC_DEPTH:
+        return 0.0
+    return metres / scene.normalization.scale
 
 
 def group_home(instance: np.ndarray, segment: np.ndarray, members: np.ndarray) -> int:
