@@ -14,6 +14,10 @@ from sdfseg.errors import SdfsegError
 from sdfseg.methods import create_method, method_name, method_names
 
 GOLDEN = ROOT / "tests" / "data" / "method_fingerprints.json"
+# Floats agree to this relative tolerance; label maps, metrics and channel tables exactly. Two CPUs of this
+# project's machines (one with AVX-512 kernels) give the same code and packages weight sums and opacity sums
+# up to 7.7e-5 apart (relative) after the six steps; the discrete outputs stayed identical.
+REL_TOL = 5e-4
 
 
 def _close(a, b, path):
@@ -26,7 +30,7 @@ def _close(a, b, path):
         for i, (x, y) in enumerate(zip(a, b)):
             _close(x, y, f"{path}[{i}]")
     elif isinstance(a, float) and isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9), f"{path}: {a} != {b}"
+        assert math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-6), f"{path}: {a} != {b}"
     else:
         assert a == b, f"{path}: {a!r} != {b!r}"
 
@@ -35,8 +39,8 @@ def test_every_method_trains_renders_and_scores_as_before_the_move():
     """Weights after 6 steps (every tensor's sum and absolute sum), the raw renders of a test view, the
     label maps, metrics and channel table of the finished run, for ClusteringSDF, the two ObjectSDF++
     baselines, semantic mode and ClusteringSDF with the feature head, against the values the code wrote
-    before the methods moved (tests/data/method_fingerprints.json). Locally they are bit-identical; the
-    tolerance (1e-6 relative) only absorbs another CPU's rounding."""
+    before the methods moved (tests/data/method_fingerprints.json). On one machine they are bit-identical;
+    the float tolerance (``REL_TOL``) absorbs another CPU's rounding."""
     threads = torch.get_num_threads()
     try:
         now = all_fingerprints()
