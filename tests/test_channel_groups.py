@@ -165,6 +165,20 @@ def test_object_meshes_cut_to_their_voted_voxels():
     assert supported_sdf(fn, table, grid, -1) is fn and supported_sdf(fn, table, None, 0) is fn
 
 
+def _origin_owner(monkeypatch, sampler, **kw) -> int:
+    """Owner the vote gives the voxel at the origin, from ``sampler``'s rays that all end there (channel 1,
+    an object, owns the rays whose ``dirs[:, 0]`` is 1; channel 0 is background)."""
+
+    def render(model, o, d, chunk, keys):  # the surface lies at the origin: depth = |origin|
+        return {"opacity": torch.nn.functional.one_hot(d[:, 0].long(), 2).float(), "depth": o.norm(dim=1),
+                "acc": torch.ones(o.shape[0])}
+
+    monkeypatch.setattr(channels, "render_rays_chunked", render)
+    table = ChannelTable(is_object=np.array([False, True]), classes=np.array([0, 5]), instance=np.array([0, 1]))
+    grid = channels.ownership_vote(None, sampler, table, 4000, 8, kernel=1, **kw)
+    return int(grid.lookup(torch.zeros(1, 3))[0])
+
+
 def test_vote_weighed_by_confidence(monkeypatch):
     # one surface voxel seen by seven training pixels: two in a chair mask (confidence 0.9) owned by channel 1,
     # five labelled background by views that missed the chair (confidence 0.2)
@@ -183,22 +197,11 @@ def test_vote_weighed_by_confidence(monkeypatch):
             dirs[:, 0] = (labels[p] > 0).float()
             return SimpleNamespace(origins=torch.zeros(p.numel(), 3), dirs=dirs, label=labels[p], confidence=conf[p])
 
-    def render(model, o, d, chunk, keys):  # surface at depth 0: every vote lands in the origin's voxel
-        n = o.shape[0]
-        return {"opacity": torch.nn.functional.one_hot(d[:, 0].long(), 2).float(), "depth": torch.zeros(n),
-                "acc": torch.ones(n)}
-
-    monkeypatch.setattr(channels, "render_rays_chunked", render)
-    table = ChannelTable(is_object=np.array([False, True]), classes=np.array([0, 5]), instance=np.array([0, 1]))
-
-    def owner(**kw):
-        grid = channels.ownership_vote(None, Sampler(), table, 4000, 8, kernel=1, **kw)
-        return int(grid.lookup(torch.zeros(1, 3))[0])
-
     # a labelled pixel's vote counts twice (its uniform rays and the labelled half's): chair 2 x 2 against
     # background 5, the voxel goes to background
-    assert owner() == 0
-    assert owner(use_confidence=True) == 1  # weighed by confidence: chair 4 x 0.9 = 3.6 against 5 x 0.2 = 1.0
+    assert _origin_owner(monkeypatch, Sampler()) == 0
+    # weighed by confidence: chair 4 x 0.9 = 3.6 against 5 x 0.2 = 1.0
+    assert _origin_owner(monkeypatch, Sampler(), use_confidence=True) == 1
 
 
 def test_vote_weighed_by_surface_area(monkeypatch):
@@ -220,21 +223,10 @@ def test_vote_weighed_by_surface_area(monkeypatch):
             dirs = torch.stack([(lab > 0).float(), (lab <= 0).float(), torch.zeros_like(t)], dim=1)
             return SimpleNamespace(origins=-t[:, None] * dirs, dirs=dirs, label=lab, confidence=torch.ones_like(t))
 
-    def render(model, o, d, chunk, keys):
-        return {"opacity": torch.nn.functional.one_hot(d[:, 0].long(), 2).float(), "depth": o.norm(dim=1),
-                "acc": torch.ones(o.shape[0])}
-
-    monkeypatch.setattr(channels, "render_rays_chunked", render)
-    table = ChannelTable(is_object=np.array([False, True]), classes=np.array([0, 5]), instance=np.array([0, 1]))
-
-    def owner(**kw):
-        grid = channels.ownership_vote(None, Sampler(), table, 4000, 8, kernel=1, **kw)
-        return int(grid.lookup(torch.zeros(1, 3))[0])
-
     # by pixels: chair 2 x 2 (labelled pixels count twice) against background 5: background
-    assert owner() == 0
+    assert _origin_owner(monkeypatch, Sampler()) == 0
     # by the surface each pixel covers, (2 / 100)^2 against (1 / 100)^2: chair 4 x 4 = 16 against 5
-    assert owner(use_area=True) == 1
+    assert _origin_owner(monkeypatch, Sampler(), use_area=True) == 1
 
 
 def test_footprint_weight_hand_worked():
