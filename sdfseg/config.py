@@ -363,10 +363,6 @@ class RenderConfig:
     """Weigh each ray's vote by its label's confidence (the maps' TTA confidence, as the training losses
     do): a segment the 2D segmenter got wrong in a few views, with a low confidence there, is outvoted by
     the views that got it right. False: every ray's vote counts the same."""
-    vote_area: bool = False
-    """Weigh each ray's vote by the surface area its pixel covers, ``(distance / focal length)^2``: a view
-    votes on a piece of surface in proportion to that surface, not to how many pixels it spans. Without
-    it, one close-up view whose segmenter missed an object outvotes several farther views that saw it."""
     vote_kernel: int = 3
     """Each vote also counts in the ``vote_kernel^3`` neighbouring voxels (1 = its own voxel only)."""
     vote_min_island: int = 0

@@ -203,38 +203,3 @@ def test_vote_weighed_by_confidence(monkeypatch):
     # weighed by confidence: chair 4 x 0.9 = 3.6 against 5 x 0.2 = 1.0
     assert _origin_owner(monkeypatch, Sampler(), use_confidence=True) == 1
 
-
-def test_vote_weighed_by_surface_area(monkeypatch):
-    # one surface voxel at the origin seen by two views: a far one (2 m away) with two pixels in a chair mask
-    # owned by channel 1, and a close-up (1 m away) whose five pixels the segmenter left unlabelled
-    labels = {0: torch.tensor([1, 1, -1, -1, -1]), 1: torch.tensor([0, 0, 0, 0, 0])}
-    dist = {0: 2.0, 1: 1.0}
-
-    class Sampler:
-        frames, h, w = np.array([0, 1]), 1, 5
-        K = torch.tensor([[[100.0, 0, 2], [0, 100.0, 0], [0, 0, 1]]] * 2)
-
-        def frame_labels(self, f):
-            return labels[int(f)].numpy()
-
-        def gather(self, frames, pix, view):  # rays end at the origin; dirs[:, 0] is the owning channel
-            lab = torch.stack([labels[int(f)][int(p)] for f, p in zip(frames, pix)])
-            t = torch.tensor([dist[int(f)] for f in frames])
-            dirs = torch.stack([(lab > 0).float(), (lab <= 0).float(), torch.zeros_like(t)], dim=1)
-            return SimpleNamespace(origins=-t[:, None] * dirs, dirs=dirs, label=lab, confidence=torch.ones_like(t))
-
-    # by pixels: chair 2 x 2 (labelled pixels count twice) against background 5: background
-    assert _origin_owner(monkeypatch, Sampler()) == 0
-    # by the surface each pixel covers, (2 / 100)^2 against (1 / 100)^2: chair 4 x 4 = 16 against 5
-    assert _origin_owner(monkeypatch, Sampler(), use_area=True) == 1
-
-
-def test_footprint_weight_hand_worked():
-    from sdfseg.methods.clustering.ownership import footprint_weight
-
-    pts = np.array([[0.0, 0, 1], [0, 0, 2], [3, 4, 0], [0, 0, 9]])
-    origins = np.zeros((4, 3))
-    focal = np.array([100.0, 100.0, 250.0, 100.0])
-    hit = np.array([True, True, True, False])
-    # areas (1/100)^2, (2/100)^2, (5/250)^2 = 1, 4, 4 (x 1e-4), mean 3; a ray that hits nothing gets 1
-    assert footprint_weight(pts, origins, focal, hit) == pytest.approx([1 / 3, 4 / 3, 4 / 3, 1.0])

@@ -23,7 +23,7 @@ from ...core.render.views import eval_points, render_rays_chunked
 from ...data.rays import RaySampler
 from ...data.scene import ClassInfo
 from ..outputs import ChannelTable
-from .ownership import footprint_weight, mask_votes, segment_owner_counts, vote_grid
+from .ownership import mask_votes, segment_owner_counts, vote_grid
 
 
 def mask_segments(frames: np.ndarray, label: torch.Tensor) -> np.ndarray:
@@ -218,20 +218,16 @@ def surface_rays(model: SceneModel, sampler: RaySampler, n_rays: int, chunk: int
 def ownership_vote(model: SceneModel, sampler: RaySampler, table: ChannelTable, n_rays: int, resolution: int,
                    chunk: int = 2048, seed: int = 0, min_purity: float = 0.5, object_share: float = 0.5,
                    kernel: int = 3, max_gap: float = float("inf"), use_confidence: bool = False,
-                   min_island: int = 0, use_area: bool = False) -> OwnershipGrid:
+                   min_island: int = 0) -> OwnershipGrid:
     """Multi-view ownership vote of the 2D instance labels on the rendered surface (:mod:`.ownership`).
 
     Rays: half uniform over the training pixels, half over the labelled ones; the labelled half is
     weighted down to the uniform half's expected weight per pixel, so a labelled pixel's vote counts
     twice an unlabelled one's (its uniform rays and its labelled rays). ``use_confidence``: each ray's weight is
-    also multiplied by its label's confidence. ``use_area``: and by the surface area its pixel covers
-    (:func:`.ownership.footprint_weight`). ``min_island``: see :func:`.ownership.absorb_islands`."""
+    also multiplied by its label's confidence. ``min_island``: see :func:`.ownership.absorb_islands`."""
     frames, b, weight, owner, points, hit = surface_rays(model, sampler, n_rays, chunk, seed + 1)
     if use_confidence:
         weight = weight * b.confidence.cpu().numpy()
-    if use_area:
-        focal = sampler.K[torch.as_tensor(frames, device=sampler.K.device)][:, :2, :2].diagonal(dim1=1, dim2=2)
-        weight = weight * footprint_weight(points, b.origins.cpu().numpy(), focal.prod(dim=1).sqrt().cpu().numpy(), hit)
     vote = mask_votes(table.instance[owner], mask_segments(frames, b.label), min_purity)
     vote[~hit] = -1  # rays that hit no surface say nothing
     if np.isfinite(max_gap):

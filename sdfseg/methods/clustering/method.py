@@ -112,7 +112,7 @@ class ClusteringMethod(Method):
             return None, table
         grid = ownership_vote(trainer.model, trainer.sampler, table, r.vote_rays, r.vote_grid, chunk=r.chunk,
                               seed=self.cfg.train.seed, object_share=r.vote_object_share, kernel=r.vote_kernel,
-                              use_confidence=r.vote_confidence, use_area=r.vote_area, min_island=r.vote_min_island,
+                              use_confidence=r.vote_confidence, min_island=r.vote_min_island,
                               max_gap=float("inf") if r.vote_max_gap is None else r.vote_max_gap)
         follow_ownership(trainer.model, table.instance, grid)
         if r.split_grid > 0:

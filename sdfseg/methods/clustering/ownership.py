@@ -8,8 +8,7 @@ better when their evidence is pooled over views *in 3D*:
 1. Sample training rays (half uniform, half on labelled pixels, the labelled half re-weighted
    to the uniform density, so a labelled pixel counts twice), render them and take the surface
    point ``o + depth * d``. With ``render.vote_confidence`` a ray's weight is also its label's
-   confidence; with ``render.vote_area`` also the surface area its pixel covers, so that a view
-   votes by the surface it sees, not by its pixels (a close-up view has many pixels per voxel).
+   confidence.
 2. Each 2D mask (frame, label) is mapped to the object instance owning most of its
    object-owned rays (its *dominant* instance, as in channel merging); masks whose
    dominant holds less than ``min_purity`` of those rays (an under-segmented mask over
@@ -101,15 +100,6 @@ def absorb_islands(target: np.ndarray, resolution: int, min_island: int) -> np.n
         if owners[best] != lab and 2 * counts[best] > around.size:
             out[box][piece] = owners[best]
     return out.reshape(-1)
-
-
-def footprint_weight(points: np.ndarray, origins: np.ndarray, focal: np.ndarray, hit: np.ndarray) -> np.ndarray:
-    """``[N]``: the surface area each ray's pixel covers at its surface point, ``(|point - origin| /
-    focal)^2`` (the off-axis slant and the surface's tilt left out), divided by its mean over the rays
-    that ``hit`` a surface (the others get 1; they do not vote). ``focal [N]`` in pixels, per ray."""
-    area = (np.linalg.norm(points - origins, axis=1) / focal) ** 2
-    mean = area[hit].mean() if hit.any() else 1.0
-    return np.where(hit, area / max(mean, 1e-12), 1.0)
 
 
 def vote_grid(points: np.ndarray, vote: np.ndarray, weight: np.ndarray, resolution: int, radius: float,
