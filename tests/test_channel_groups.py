@@ -202,4 +202,3 @@ def test_vote_weighed_by_confidence(monkeypatch):
     assert _origin_owner(monkeypatch, Sampler()) == 0
     # weighed by confidence: chair 4 x 0.9 = 3.6 against 5 x 0.2 = 1.0
     assert _origin_owner(monkeypatch, Sampler(), use_confidence=True) == 1
-
