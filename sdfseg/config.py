@@ -365,6 +365,10 @@ class RenderConfig:
     the views that got it right. False: every ray's vote counts the same."""
     vote_kernel: int = 3
     """Each vote also counts in the ``vote_kernel^3`` neighbouring voxels (1 = its own voxel only)."""
+    vote_refine: bool = False
+    """Inside the vote's boundary voxels (a decided voxel beside one decided otherwise) each point goes to
+    whichever owner of the voxel's neighbourhood has the lowest channel SDF there, not the whole voxel to
+    one owner; meshes then keep those voxels too (``OwnershipGrid.refine``). False: a voxel has one owner."""
     vote_min_island: int = 0
     """A piece of the vote's grid with one decision (background or an object) and fewer voxels than
     this goes to the decision holding more than half of the decided voxels around it (``absorb_islands`` in

@@ -163,6 +163,14 @@ def test_object_meshes_cut_to_their_voted_voxels():
     # grown by one voxel: voxel (1, 1, 1) is kept, (2, 2, 2) is not
     assert supported_sdf(fn, table, grid, 1)(p)[:, 1].tolist() == pytest.approx([-0.3, -0.3, 0.5, 0.5, 0.5])
     assert supported_sdf(fn, table, grid, -1) is fn and supported_sdf(fn, table, None, 0) is fn
+    # refined vote: the region also holds the boundary voxels beside the object's, where the border may
+    # run: voxel (0, 0, 0) touches no other decided voxel, so nothing changes; a background voxel next to
+    # it does and is kept for column 1
+    target[flat_voxel(np.array([1, 1, 1]), 4)] = 0
+    refined = OwnershipGrid(target, 4, 1.0, refine=True)
+    assert supported_sdf(fn, table, refined, 0)(p)[:, 1].tolist() == pytest.approx([-0.3, -0.3, 0.5, 0.5, 0.5])
+    assert supported_sdf(fn, table, OwnershipGrid(target, 4, 1.0), 0)(p)[:, 1].tolist() == pytest.approx(
+        [-0.3, 0.5, 0.5, 0.5, 0.5])
 
 
 def _origin_owner(monkeypatch, sampler, **kw) -> int:

@@ -101,13 +101,55 @@ def test_apply_moves_ownership_not_the_surface():
     assert torch.equal(out.min(dim=1).values, sdf.min(dim=1).values)
 
 
+def _halves_grid(**kw) -> OwnershipGrid:
+    """4^3 voxels over [-1, 1]^3 (0.5 wide): x < 0 voted to instance 1, x >= 0 to background; the
+    column z >= 0.5 (voxel z index 3) has no say."""
+    target = torch.zeros((4, 4, 4), dtype=torch.long)
+    target[:2] = 1
+    target[:, :, 3] = -1
+    return OwnershipGrid(target.reshape(-1), resolution=4, radius=1.0, **kw)
+
+
+def test_refine_boundary_voxels_hand_worked():
+    grid = _halves_grid(refine=True)
+    b = grid.boundary().reshape(4, 4, 4)
+    # the two voxel layers beside x = 0 (x index 1 and 2), where a voxel decides; not the undecided column
+    assert b[1, :, :3].all() and b[2, :, :3].all() and int(b.sum()) == 2 * 4 * 3
+    assert not b[0].any() and not b[3].any() and not b[:, :, 3].any()
+
+
+def test_refine_lets_the_channels_draw_the_border_inside_boundary_voxels():
+    instance = torch.tensor([0, 1, 2])  # channel 2: an object that no voxel nearby is voted to
+    x = torch.tensor([[-0.1, 0.1, 0.1],   # boundary voxel of instance 1, background's channel lowest
+                      [-0.9, 0.1, 0.1],   # inside instance 1's voxels (not a boundary voxel)
+                      [0.1, 0.1, 0.1],    # boundary voxel of background, instance 1's channel lowest
+                      [-0.1, 0.1, 0.1]])  # boundary voxel: channel 2 lowest, not a candidate there
+    sdf = torch.tensor([[0.00, 0.02, 0.30],
+                        [0.00, 0.02, 0.30],
+                        [0.04, 0.01, 0.30],
+                        [0.03, 0.02, 0.01]])
+    plain = _halves_grid().apply(x, sdf, instance)
+    refined = _halves_grid(refine=True).apply(x, sdf, instance)
+    s_min = sdf.min(dim=1).values
+    # the voxel's owner without refine: instance 1, background, background, instance 1
+    assert plain[:, 1].tolist() == pytest.approx([0.0, 0.0, 0.01 + MARGIN, 0.01])
+    # refined: background, instance 1 (no boundary), instance 1, instance 1 (channel 2 has no say there)
+    assert refined[:, 0].tolist() == pytest.approx([0.0, 0.0 + MARGIN, 0.01 + MARGIN, 0.01 + MARGIN])
+    assert refined[:, 1].tolist() == pytest.approx([0.0 + MARGIN, 0.0, 0.01, 0.01])
+    assert refined[3, 2].item() == pytest.approx(0.01 + MARGIN)  # pushed above the owner
+    assert torch.equal(refined.min(dim=1).values, s_min) and torch.equal(plain.min(dim=1).values, s_min)
+
+
 def test_grid_save_load_round_trip(tmp_path):
     grid = vote_grid(np.array([[0.1, 0.2, 0.3]]), np.array([5]), np.ones(1), resolution=8, radius=1.0)
     grid.max_gap = 0.03
     grid.save(tmp_path / "o.npz")
     back = OwnershipGrid.load(tmp_path / "o.npz")
     assert back.resolution == 8 and back.radius == 1.0 and torch.equal(back.target, grid.target)
-    assert back.max_gap == 0.03
+    assert back.max_gap == 0.03 and back.refine is False
+    grid.refine = True
+    grid.save(tmp_path / "r.npz")
+    assert OwnershipGrid.load(tmp_path / "r.npz").refine is True
     (tmp_path / "bad.npz").write_text("not a grid")
     with pytest.raises(SdfsegError, match="bad.npz"):
         OwnershipGrid.load(tmp_path / "bad.npz")

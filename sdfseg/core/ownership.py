@@ -14,7 +14,7 @@ one channel become two instances without moving any surface.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -40,6 +40,10 @@ def voxel_index(x, radius: float, resolution: int):
 def flat_voxel(v, resolution: int):
     """Flat index of voxel coordinates ``v [..., 3]`` (x-major, as :attr:`OwnershipGrid.target`)."""
     return (v[..., 0] * resolution + v[..., 1]) * resolution + v[..., 2]
+
+
+_NEIGHBOURS = torch.stack(torch.meshgrid(*[torch.arange(-1, 2)] * 3, indexing="ij"), dim=-1).reshape(-1, 3)
+"""The 27 offsets of a voxel's ``3^3`` neighbourhood (itself included)."""
 
 
 def voxel_lookup(values: torch.Tensor, x: torch.Tensor, radius: float, resolution: int) -> torch.Tensor:
@@ -131,6 +135,42 @@ class OwnershipGrid:
     onto the floor next to it)."""
     split: Optional[ChannelSplit] = None
     """Applied before the vote's edit (:class:`ChannelSplit`); None: no object is split."""
+    refine: bool = False
+    """Boundary voxels (decided, with a 26-neighbour decided otherwise) are not given whole to their
+    owner: a point there goes to whichever owner of the voxel's ``3^3`` neighbourhood has the lowest
+    channel SDF at it, so the channels' geometry draws the border inside the voxel."""
+    _boundary: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)
+
+    def boundary(self) -> torch.Tensor:
+        """``[G^3]`` int8: 1 where a decided voxel has a 26-neighbour with another decision (computed once)."""
+        if self._boundary is None:
+            g = self.resolution
+            t = self.target.reshape(g, g, g)
+            padded = torch.nn.functional.pad(t, (1, 1, 1, 1, 1, 1), value=-1)
+            b = torch.zeros_like(t, dtype=torch.bool)
+            for dx, dy, dz in _NEIGHBOURS.tolist():
+                n = padded[1 + dx:1 + dx + g, 1 + dy:1 + dy + g, 1 + dz:1 + dz + g]
+                b |= (n >= 0) & (n != t)
+            self._boundary = (b & (t >= 0)).reshape(-1).to(torch.int8)
+        return self._boundary
+
+    def refined_owner(self, x: torch.Tensor, sdf: torch.Tensor, instance: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Owner ``[P]`` with :attr:`refine`: ``t`` (:meth:`lookup`) except at points of boundary voxels,
+        which go to the owner in their voxel's neighbourhood whose lowest channel SDF is the lowest there.
+        ``sdf [P, K]`` (split applied), ``instance [K]`` each channel's instance id."""
+        at = voxel_lookup(self.boundary(), x, self.radius, self.resolution) > 0
+        if not bool(at.any()):
+            return t
+        g = self.resolution
+        nb = voxel_index(x.detach()[at], self.radius, g)[:, None, :] + _NEIGHBOURS.to(x.device)[None]
+        inside = ((nb >= 0) & (nb < g)).all(dim=-1)
+        owners = torch.where(inside, self.target[flat_voxel(nb.clamp(0, g - 1), g)], torch.full_like(inside, -1,
+                             dtype=torch.long))
+        candidate = (owners[:, :, None] == instance[None, None, :]).any(dim=1)  # [Pb, K]
+        best = torch.where(candidate, sdf[at], torch.full_like(sdf[at], float("inf"))).argmin(dim=-1)
+        out = t.clone()
+        out[at] = instance[best]
+        return out
 
     def lookup(self, x: torch.Tensor) -> torch.Tensor:
         """Owner ``[P]`` of the voxels of points ``x [P, 3]`` (-1 outside the grid or without votes)."""
@@ -143,12 +183,15 @@ class OwnershipGrid:
         (0 = background channel)."""
         if self.split is not None:
             sdf = self.split.apply(x, sdf, instance)
+        instance = instance.to(sdf.device)
         t = self.lookup(x)
+        if self.refine:
+            t = self.refined_owner(x, sdf, instance, t)
         edit = t >= 0
         if not bool(edit.any()):
             return sdf
         s_min = sdf.min(dim=-1).values
-        mine = torch.where(instance.to(sdf.device)[None, :] == t[:, None], sdf, torch.full_like(sdf, float("inf")))
+        mine = torch.where(instance[None, :] == t[:, None], sdf, torch.full_like(sdf, float("inf")))
         group_min, owner = mine.min(dim=-1)
         # gate; an owner with no channel left (an instance dropped after the vote) has no say
         edit = edit & torch.isfinite(group_min) & (group_min - s_min <= self.max_gap)
@@ -158,14 +201,14 @@ class OwnershipGrid:
 
     def to(self, device) -> "OwnershipGrid":
         """The same grid with its tensors on ``device`` (lookups then copy nothing to it)."""
-        return OwnershipGrid(self.target.to(device), self.resolution, self.radius, self.max_gap,
-                             None if self.split is None else self.split.to(device))
+        return replace(self, target=self.target.to(device), split=None if self.split is None else self.split.to(device),
+                       _boundary=None if self._boundary is None else self._boundary.to(device))
 
     def save(self, path: Path) -> None:
         extra = self.split.arrays() if self.split is not None else {}
         save_npz_atomic(path, target=self.target.cpu().numpy().astype(np.int32),
                         resolution=np.int64(self.resolution), radius=np.float64(self.radius),
-                        max_gap=np.float64(self.max_gap), **extra)
+                        max_gap=np.float64(self.max_gap), refine=np.bool_(self.refine), **extra)
 
     @staticmethod
     def load(path: Path) -> "OwnershipGrid":
@@ -173,7 +216,7 @@ class OwnershipGrid:
             with np.load(path) as z:
                 return OwnershipGrid(torch.as_tensor(z["target"].astype(np.int64)), int(z["resolution"]),
                                      float(z["radius"]), float(z["max_gap"]) if "max_gap" in z else float("inf"),
-                                     ChannelSplit.from_arrays(z))
+                                     ChannelSplit.from_arrays(z), bool(z["refine"]) if "refine" in z else False)
         except (OSError, KeyError, ValueError) as e:
             raise SdfsegError(f"{path}: not a readable ownership grid (expected target, resolution, radius; "
                               f"split_region, split_resolution, split_radius, split_source together): {e}")

@@ -121,19 +121,24 @@ def supported_sdf(fn, table: ChannelTable, grid: Optional[OwnershipGrid], dilati
     voxels, and is at least one voxel's width above 0 elsewhere, so its mesh stays closed and keeps no
     surface the views never showed as that object (the rest of a channel's zero set: pieces in unseen
     space, floor it owns far away). An object with no voted voxel, ``grid`` None or ``dilation`` < 0
-    leaves ``fn`` as it is. Each object's region is an int8 grid on ``device`` (1 inside, 0 elsewhere)."""
+    leaves ``fn`` as it is. With ``grid.refine`` the region also holds the boundary voxels beside the
+    object's, where the refined vote may give it points. Each object's region is an int8 grid on ``device``
+    (1 inside, 0 elsewhere)."""
     if grid is None or dilation < 0:
         return fn
     from scipy.ndimage import binary_dilation
 
     g = grid.resolution
     target = grid.target.cpu().numpy().reshape(g, g, g)
+    border = grid.boundary().cpu().numpy().reshape(g, g, g) > 0 if grid.refine else None
     cube = np.ones((3, 3, 3), dtype=bool)
     regions = {}
     for r in np.unique(table.instance[table.is_object]):
         voted = target == r
         if voted.any():
             grown = binary_dilation(voted, cube, iterations=dilation) if dilation > 0 else voted
+            if border is not None:  # the refined border runs inside the boundary voxels beside the object
+                grown = grown | (binary_dilation(voted, cube) & border)
             # a grid of its own: 1 in the object's region, 0 elsewhere (lookup: -1 outside the grid)
             regions[int(r)] = OwnershipGrid(torch.as_tensor(grown.reshape(-1).astype(np.int8), device=device), g,
                                             grid.radius)

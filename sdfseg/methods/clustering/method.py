@@ -114,6 +114,7 @@ class ClusteringMethod(Method):
                               seed=self.cfg.train.seed, object_share=r.vote_object_share, kernel=r.vote_kernel,
                               use_confidence=r.vote_confidence, min_island=r.vote_min_island,
                               max_gap=float("inf") if r.vote_max_gap is None else r.vote_max_gap)
+        grid.refine = r.vote_refine
         follow_ownership(trainer.model, table.instance, grid)
         if r.split_grid > 0:
             from .split import class_depth_tolerance, split_objects

@@ -503,4 +503,4 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     target[torch.as_tensor(moved)] = torch.as_tensor(instance[dest[moved]])
     new_table = ChannelTable(is_object=is_object, classes=np.where(is_object, classes, 0), votes=votes,
                              instance=instance)
-    return new_table, OwnershipGrid(target, g, grid.radius, grid.max_gap, split), reports
+    return new_table, OwnershipGrid(target, g, grid.radius, grid.max_gap, split, grid.refine), reports
