@@ -38,6 +38,9 @@ def test_a_command_runs_outside_the_checkout(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sdfseg.cli.extract_mesh", str(tmp_path / "nope"), "--format", "stl"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error: --format") and len(r.stderr.splitlines()) == 1
+    r = subprocess.run([sys.executable, "-m", "sdfseg.cli.extract_mesh", str(tmp_path / "nope"), "--set",
+                        "model.num_channels=4"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error: --set model.num_channels=4: expected render.KEY")
 
 
 def test_installed_configs_are_found_by_name(tmp_path, monkeypatch):

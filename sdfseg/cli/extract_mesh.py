@@ -13,6 +13,7 @@ Writes to RUN_DIR/meshes (or --out):
 Examples:
   python tools/extract_mesh.py runs/demo --resolution 512
   python tools/extract_mesh.py runs/demo --format ply glb obj --points 20000
+  python tools/extract_mesh.py runs/demo --set render.mesh_fill=1 --out runs/demo/meshes_fill
 """
 
 from __future__ import annotations
@@ -33,12 +34,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="one or more of ply, glb, obj (default ply)")
     ap.add_argument("--points", type=int, default=0, help="also N surface points per object (PLY point clouds)")
     ap.add_argument("--no-colors", action="store_true", help="no vertex colours (skips the colour field)")
+    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="render.KEY=VALUE",
+                    help="mesh options other than the run's config (render.* keys only, e.g. render.mesh_fill=1)")
     add_progress_option(ap)
     args = ap.parse_args(argv)
     if args.resolution < 16:
         raise SdfsegError(f"--resolution: expected >= 16, got {args.resolution}")
     if args.points < 0:
         raise SdfsegError(f"--points: expected >= 0, got {args.points}")
+    bad = [o for o in args.set if not o.startswith("render.") or "=" not in o]
+    if bad:
+        raise SdfsegError(f"--set {bad[0]}: expected render.KEY=VALUE (the training's own keys cannot change "
+                          "after it)")
     from sdfseg.export.scene import check_formats
 
     formats = check_formats(args.format)
@@ -48,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir = Path(args.run_dir)
     with RunLock(run_dir, "tools/extract_mesh.py"):  # not while a training run writes its meshes
-        trainer = load_run(run_dir)
+        trainer = load_run(run_dir, args.set)
         table = load_channel_table(run_dir)
         grid = load_ownership(run_dir)
         use_ownership(trainer, table, grid)  # the meshes follow the rendered maps ...
