@@ -187,11 +187,29 @@ def test_channel_split_hands_surface_to_the_spare_channel():
     assert torch.allclose(grid.apply(x, sdf, inst), expected)
 
 
+
+def test_channel_split_keeps_its_source_channels_when_the_source_is_dropped():
+    # the split was made while channel 1 was instance 1; a later step turned it into background
+    # (instance 0): spare channel 2 still takes channel 1's surface in its region, channel 1 keeps the rest
+    region = torch.full((64,), -1, dtype=torch.long)
+    region[flat_voxel(np.array([0, 0, 0]), 4)] = 2
+    source = torch.tensor([-1, -1, 1])
+    x = torch.tensor([[-0.9, -0.9, -0.9], [0.9, 0.9, 0.9]])
+    sdf = torch.tensor([[0.3, 0.1, 0.7], [0.3, 0.1, 0.7]])
+    after = torch.tensor([0, 0, 2])
+    frozen = ChannelSplit(region, 4, 1.0, source, members=torch.tensor([0, 1, 0]))
+    assert torch.allclose(frozen.apply(x, sdf, after), torch.tensor([[0.3, 0.5, 0.1], [0.3, 0.1, 0.7]]))
+    # without the split's own record the spare finds no source channel: the piece stays background
+    old = ChannelSplit(region, 4, 1.0, source)
+    assert torch.allclose(old.apply(x, sdf, after)[0], torch.tensor([0.3, 0.1, float("inf")]))
+
 def test_grid_with_split_round_trip(tmp_path):
-    split = ChannelSplit(torch.tensor([-1, 3] * 4), 2, 1.0, torch.tensor([-1, -1, -1, 1]))
+    split = ChannelSplit(torch.tensor([-1, 3] * 4), 2, 1.0, torch.tensor([-1, -1, -1, 1]),
+                         members=torch.tensor([0, 1, 1, 0]))
     OwnershipGrid(torch.zeros(8, dtype=torch.long), 2, 1.0, 0.03, split).save(tmp_path / "o.npz")
     back = OwnershipGrid.load(tmp_path / "o.npz")
     assert torch.equal(back.split.region, split.region) and torch.equal(back.split.source, split.source)
+    assert torch.equal(back.split.members, split.members) and back.split.fold is None
     assert back.split.resolution == 2 and back.max_gap == 0.03
     OwnershipGrid(torch.zeros(8, dtype=torch.long), 2, 1.0).save(tmp_path / "plain.npz")
     assert OwnershipGrid.load(tmp_path / "plain.npz").split is None

@@ -63,6 +63,10 @@ class ChannelSplit:
     spare channel, the instance id whose channels it takes over from (-1 for the other channels).
     ``fold [K]`` (optional): per spare channel that owned background surface, the background channel that
     takes that surface first (its column becomes the union of both), -1 for the others.
+    ``members [K]`` (optional): each channel's instance id when the split was made. The source's channels
+    are found by it, so a source whose own remaining piece later owns too little surface to stay an object
+    (its channels turned background, instance 0) still hands its split-off pieces to their spare channels.
+    None (grids written before it): the instance ids given to :meth:`apply`.
     """
 
     region: torch.Tensor
@@ -70,6 +74,7 @@ class ChannelSplit:
     radius: float
     source: torch.Tensor
     fold: Optional[torch.Tensor] = None
+    members: Optional[torch.Tensor] = None
 
     def apply(self, x: torch.Tensor, sdf: torch.Tensor, instance: torch.Tensor) -> torch.Tensor:
         """Edited channel SDFs ``[P, K]``: in the region of spare channel ``c`` (source instance ``r``),
@@ -88,7 +93,7 @@ class ChannelSplit:
         dest = voxel_lookup(self.region, x, self.radius, self.resolution)
         source = self.source.to(sdf.device)
         spare = source >= 0
-        instance = instance.to(sdf.device)
+        instance = (instance if self.members is None else self.members).to(sdf.device)
         above = 2.0 * self.radius / self.resolution
         others = torch.where(spare[None, :], torch.full_like(sdf, float("inf")), sdf).min(dim=-1).values
         out = sdf.clone()
@@ -103,11 +108,14 @@ class ChannelSplit:
 
     def to(self, device) -> "ChannelSplit":
         """The same split with its tensors on ``device``."""
-        return ChannelSplit(self.region.to(device), self.resolution, self.radius, self.source.to(device),
-                            None if self.fold is None else self.fold.to(device))
+        return replace(self, region=self.region.to(device), source=self.source.to(device),
+                       fold=None if self.fold is None else self.fold.to(device),
+                       members=None if self.members is None else self.members.to(device))
 
     def arrays(self) -> dict[str, np.ndarray]:
         extra = {} if self.fold is None else {"split_fold": self.fold.cpu().numpy().astype(np.int64)}
+        if self.members is not None:
+            extra["split_members"] = self.members.cpu().numpy().astype(np.int64)
         return {"split_region": self.region.cpu().numpy().astype(np.int32),
                 "split_resolution": np.int64(self.resolution), "split_radius": np.float64(self.radius),
                 "split_source": self.source.cpu().numpy().astype(np.int64), **extra}
@@ -117,8 +125,10 @@ class ChannelSplit:
         if "split_region" not in z:
             return None
         fold = torch.as_tensor(z["split_fold"].astype(np.int64)) if "split_fold" in z else None
+        members = torch.as_tensor(z["split_members"].astype(np.int64)) if "split_members" in z else None
         return ChannelSplit(torch.as_tensor(z["split_region"].astype(np.int64)), int(z["split_resolution"]),
-                            float(z["split_radius"]), torch.as_tensor(z["split_source"].astype(np.int64)), fold)
+                            float(z["split_radius"]), torch.as_tensor(z["split_source"].astype(np.int64)), fold,
+                            members)
 
 
 @dataclass

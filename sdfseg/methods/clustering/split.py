@@ -491,7 +491,10 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
             reports.append(SplitReport(r, ids, counts, max_link))
     if not reports:
         return table, grid, []
-    split = ChannelSplit(region, resolution, BOUND_RADIUS, source, fold if bool((fold >= 0).any()) else None)
+    # the source's channels as they are now: a later step may turn a source whose own piece is too small
+    # into background, and its split-off pieces must still take their surface from its channels
+    split = ChannelSplit(region, resolution, BOUND_RADIUS, source, fold if bool((fold >= 0).any()) else None,
+                         torch.as_tensor(table.instance, dtype=torch.long))
     # the vote's voxels inside a region that went to the region's source go to the region's instance
     g = grid.resolution
     centres = (np.stack(np.meshgrid(*[np.arange(g)] * 3, indexing="ij"), axis=-1).reshape(-1, 3) + 0.5) * (
