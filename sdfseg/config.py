@@ -354,12 +354,6 @@ class RenderConfig:
     to that object, grown by this many voxels (``sdfseg.training.pipeline.supported_sdf``): a channel's
     zero set elsewhere (in space no view saw, or floor it owns far from the object) is not part of the
     object. -1 = off (the channel's whole zero set)."""
-    mesh_fill: int = -1
-    """With ``mesh_support`` >= 0: the voxels without a vote (no view saw surface there) inside the
-    bounding box of an object's voted voxels, grown by this many voxels, also join its region, so the
-    channel's own geometry closes the surface no view showed (the underside, the back against a wall)
-    instead of a cut one voxel behind the seen surface. Voxels voted to another object or to the background
-    never join. -1 = off."""
     vote_rays: int = 32768
     """Training rays rendered for the ownership vote."""
     vote_object_share: float = 0.5
@@ -877,8 +871,6 @@ def _validate_ranges(cfg: Config) -> None:
         raise SdfsegError(f"config key 'render.merge_share': expected a share in [0, 1) (0 = off), got {r.merge_share}")
     if r.mesh_support < -1:
         raise SdfsegError(f"config key 'render.mesh_support': expected -1 (off) or voxels >= 0, got {r.mesh_support}")
-    if r.mesh_fill < -1:
-        raise SdfsegError(f"config key 'render.mesh_fill': expected -1 (off) or voxels >= 0, got {r.mesh_fill}")
     if not 0 <= r.object_mask_share <= 1:
         raise SdfsegError(f"config key 'render.object_mask_share': expected a share in [0, 1] (0 = off), "
                           f"got {r.object_mask_share}")

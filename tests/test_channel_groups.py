@@ -173,27 +173,6 @@ def test_object_meshes_cut_to_their_voted_voxels():
         [-0.3, 0.5, 0.5, 0.5, 0.5])
 
 
-
-def test_object_meshes_filled_in_their_box():
-    # 4^3 voxels over [-1, 1]^3 (0.5 wide; voxel i's centre at -0.75 + 0.5 i): instance 1 voted at
-    # (0, 0, 0) and (2, 2, 0), so its box spans x, y 0..2 and z 0; (2, 0, 0) is voted background
-    target = torch.full((64,), -1, dtype=torch.long)
-    for v in ([0, 0, 0], [2, 2, 0]):
-        target[flat_voxel(np.array(v), 4)] = 1
-    target[flat_voxel(np.array([2, 0, 0]), 4)] = 0
-    grid = OwnershipGrid(target, 4, 1.0)
-    table = ChannelTable(is_object=np.array([False, True]), classes=np.array([0, 5]))
-    fn = lambda p: torch.tensor([[-0.2, -0.3]]).expand(p.shape[0], 2)  # noqa: E731
-    # voxels (0,0,0) voted, (1,1,0) no say inside the box, (2,0,0) background inside it, (1,1,1) no say
-    # one voxel above the box, (3,3,3) no say far away
-    p = torch.tensor([[-0.75, -0.75, -0.75], [-0.25, -0.25, -0.75], [0.25, -0.75, -0.75], [-0.25, -0.25, -0.25],
-                      [0.75, 0.75, 0.75]])
-    assert supported_sdf(fn, table, grid, 0)(p)[:, 1].tolist() == pytest.approx([-0.3, 0.5, 0.5, 0.5, 0.5])
-    assert supported_sdf(fn, table, grid, 0, fill=0)(p)[:, 1].tolist() == pytest.approx([-0.3, -0.3, 0.5, 0.5, 0.5])
-    assert supported_sdf(fn, table, grid, 0, fill=1)(p)[:, 1].tolist() == pytest.approx(
-        [-0.3, -0.3, 0.5, -0.3, 0.5])
-    assert supported_sdf(fn, table, grid, 0, fill=-1)(p)[:, 1].tolist() == pytest.approx([-0.3, 0.5, 0.5, 0.5, 0.5])
-
 def _origin_owner(monkeypatch, sampler, **kw) -> int:
     """Owner the vote gives the voxel at the origin, from ``sampler``'s rays that all end there (channel 1,
     an object, owns the rays whose ``dirs[:, 0]`` is 1; channel 0 is background)."""

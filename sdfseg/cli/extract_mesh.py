@@ -13,7 +13,7 @@ Writes to RUN_DIR/meshes (or --out):
 Examples:
   python tools/extract_mesh.py runs/demo --resolution 512
   python tools/extract_mesh.py runs/demo --format ply glb obj --points 20000
-  python tools/extract_mesh.py runs/demo --set render.mesh_fill=1 --out runs/demo/meshes_fill
+  python tools/extract_mesh.py runs/demo --set render.mesh_support=1 --out runs/demo/meshes_grown
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", type=int, default=0, help="also N surface points per object (PLY point clouds)")
     ap.add_argument("--no-colors", action="store_true", help="no vertex colours (skips the colour field)")
     ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="render.KEY=VALUE",
-                    help="mesh options other than the run's config (render.* keys only, e.g. render.mesh_fill=1)")
+                    help="mesh options other than the run's config (render.* keys only, e.g. render.mesh_support=1)")
     add_progress_option(ap)
     args = ap.parse_args(argv)
     if args.resolution < 16:

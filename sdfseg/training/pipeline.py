@@ -115,18 +115,15 @@ def grouped_sdf(fn, table: ChannelTable):
     return merged
 
 
-def supported_sdf(fn, table: ChannelTable, grid: Optional[OwnershipGrid], dilation: int, device="cpu",
-                  fill: int = -1):
+def supported_sdf(fn, table: ChannelTable, grid: Optional[OwnershipGrid], dilation: int, device="cpu"):
     """SDF function for per-object meshes cut to where the ownership vote saw each object: column ``r`` of
     an object instance stays as it is inside the voxels of ``grid`` voted to ``r``, grown by ``dilation``
     voxels, and is at least one voxel's width above 0 elsewhere, so its mesh stays closed and keeps no
     surface the views never showed as that object (the rest of a channel's zero set: pieces in unseen
     space, floor it owns far away). An object with no voted voxel, ``grid`` None or ``dilation`` < 0
     leaves ``fn`` as it is. With ``grid.refine`` the region also holds the boundary voxels beside the
-    object's, where the refined vote may give it points. With ``fill`` >= 0 the region also holds the voxels
-    without a vote inside the bounding box of the object's voted voxels grown by ``fill`` voxels (the
-    surface no view saw: the channel's own geometry closes it). Each object's region is an int8 grid on
-    ``device`` (1 inside, 0 elsewhere)."""
+    object's, where the refined vote may give it points. Each object's region is an int8 grid on ``device``
+    (1 inside, 0 elsewhere)."""
     if grid is None or dilation < 0:
         return fn
     from scipy.ndimage import binary_dilation
@@ -142,12 +139,6 @@ def supported_sdf(fn, table: ChannelTable, grid: Optional[OwnershipGrid], dilati
             grown = binary_dilation(voted, cube, iterations=dilation) if dilation > 0 else voted
             if border is not None:  # the refined border runs inside the boundary voxels beside the object
                 grown = grown | (binary_dilation(voted, cube) & border)
-            if fill >= 0:  # unseen voxels in the object's box: the back, the underside, the inside
-                idx = np.argwhere(voted)
-                lo, hi = np.maximum(idx.min(0) - fill, 0), np.minimum(idx.max(0) + fill + 1, g)
-                box = np.zeros_like(voted)
-                box[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
-                grown = grown | (box & (target < 0))
             # a grid of its own: 1 in the object's region, 0 elsewhere (lookup: -1 outside the grid)
             regions[int(r)] = OwnershipGrid(torch.as_tensor(grown.reshape(-1).astype(np.int8), device=device), g,
                                             grid.radius)
@@ -183,7 +174,7 @@ def export_meshes(trainer: Trainer, table: ChannelTable, resolution: int, out_di
     model.eval()
     fn = grouped_sdf(trainer.method.mesh_sdf(trainer, table), table)
     objects = sorted({int(i) for i in table.instance[table.is_object]})
-    cut = supported_sdf(fn, table, support, trainer.cfg.render.mesh_support, dev, trainer.cfg.render.mesh_fill)
+    cut = supported_sdf(fn, table, support, trainer.cfg.render.mesh_support, dev)
     meshes = extract_channel_meshes(cut, model.num_channels, resolution, BOUND_RADIUS, dev, channels=objects,
                                     progress=progress)
     chunk = trainer.cfg.render.chunk
