@@ -423,6 +423,11 @@ class RenderConfig:
     channel holds in front of what the views saw (a floater whose pixels see the sofa behind it) is no
     object. 0 = off; scenes without depth in the poses' units (none, or a monocular cue up to scale and
     shift) are not checked."""
+    join_fit: float = 0.0
+    """ClusteringSDF instance mode, after the split step: two object instances of one thing class join
+    when the box of their surface points together fits in this many times one object of that class (each
+    sorted extent against the class's typical one over the scene's instances; the seat and the back of a
+    chair that the geometry and the masks left apart; ``sdfseg/methods/clustering/join.py``). 0 = off."""
     vote_max_gap: Optional[float] = None
     """Geometry gate of the vote (normalised units): a vote, and then the re-assignment of a point,
     counts only where the voted instance's own SDF lies within this of the scene SDF (the object
@@ -776,6 +781,8 @@ def validate(cfg: Config) -> None:
     if not r.split_class_depth >= 0.0:
         raise SdfsegError(f"config key 'render.split_class_depth': expected a distance >= 0 (0 = off), "
                           f"got {r.split_class_depth}")
+    if not r.join_fit >= 0.0:
+        raise SdfsegError(f"config key 'render.join_fit': expected a factor >= 0 (0 = off), got {r.join_fit}")
     if not 0.0 <= r.split_join_touching < 1.0:
         raise SdfsegError(f"config key 'render.split_join_touching': expected a share in [0, 1) (0 = off), "
                           f"got {r.split_join_touching}")

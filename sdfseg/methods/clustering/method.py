@@ -103,7 +103,8 @@ class ClusteringMethod(Method):
 
     def ownership(self, trainer, table):
         """The multi-view ownership vote (``render.vote_grid`` > 0; else None), then the split step
-        (``render.split_grid`` > 0), and the table with the objects left without surface made background."""
+        (``render.split_grid`` > 0), the table with the objects left without surface made background, and
+        the join step (``render.join_fit`` > 0: two instances of a class that together are one's size)."""
         from ...core.ownership import follow_ownership
         from .channels import drop_vanished_objects, ownership_vote
 
@@ -131,4 +132,13 @@ class ClusteringMethod(Method):
                       f"largest mask link between them {c.max_link:.2f})")
             follow_ownership(trainer.model, table.instance, grid)
         table = drop_vanished_objects(trainer.model, trainer.sampler, table, chunk=r.chunk, seed=self.cfg.train.seed)
+        if r.join_fit > 0:
+            from .join import join_objects
+
+            follow_ownership(trainer.model, table.instance, grid)
+            table, grid, joins = join_objects(trainer.model, trainer.sampler, table, grid, r.join_fit, r.vote_rays,
+                                              chunk=r.chunk, seed=self.cfg.train.seed)
+            for gone, keep in sorted(joins.items()):
+                print(f"join step: object {gone} joins object {keep} (together the size of one "
+                      f"{self.classes.name(int(table.classes[keep]))})")
         return grid, table
