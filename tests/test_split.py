@@ -187,7 +187,6 @@ def test_channel_split_hands_surface_to_the_spare_channel():
     assert torch.allclose(grid.apply(x, sdf, inst), expected)
 
 
-
 def test_channel_split_keeps_its_source_channels_when_the_source_is_dropped():
     # the split was made while channel 1 was instance 1; a later step turned it into background
     # (instance 0): spare channel 2 still takes channel 1's surface in its region, channel 1 keeps the rest

@@ -42,7 +42,8 @@ def sorted_extent(points: np.ndarray) -> np.ndarray:
 def plan_joins(instance: np.ndarray, points: np.ndarray, classes: np.ndarray, fit: float) -> dict[int, int]:
     """Which instances join which: ``{instance: the instance it joins}``. ``instance [N]`` (> 0) and
     ``points [N, 3]`` per ray; ``classes [K]`` the class of each instance id (indexed by id)."""
-    ids = [int(i) for i in np.unique(instance) if (instance == i).sum() >= MIN_POINTS]
+    size = {int(i): int(c) for i, c in zip(*np.unique(instance, return_counts=True))}
+    ids = [i for i, c in size.items() if c >= MIN_POINTS]
     ext = {i: sorted_extent(points[instance == i]) for i in ids}
     rep = {i: i for i in ids}  # union-find over instance ids
 
@@ -71,7 +72,7 @@ def plan_joins(instance: np.ndarray, points: np.ndarray, classes: np.ndarray, fi
             if not np.all(sorted_extent(points[np.isin(instance, group)]) <= fit * typical):
                 continue
             # the instance with more points keeps its id
-            keep, gone = (ra, rb) if (instance == ra).sum() >= (instance == rb).sum() else (rb, ra)
+            keep, gone = (ra, rb) if size[ra] >= size[rb] else (rb, ra)
             rep[gone] = keep
     for i in ids:
         if root(i) != i:
