@@ -80,3 +80,50 @@ def test_join_objects_relabels_the_table_and_the_vote(monkeypatch):
     # nothing to join: the same table and grid back
     same = join.join_objects(None, None, table, grid, 0.5, 100)
     assert same[0] is table and same[1] is grid and same[2] == {}
+
+
+def test_the_join_step_comes_before_the_drop(monkeypatch):
+    # the split step cuts off a piece (instance 3, another chair's seat) too small to stay an object alone;
+    # the join step gives it to the rest of its chair (instance 2) before the drop counts what each owns
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    import torch
+
+    from sdfseg.config import load_config
+    from sdfseg.core import ownership as core_ownership
+    from sdfseg.core.ownership import OwnershipGrid
+    from sdfseg.methods.clustering import channels as ch
+    from sdfseg.methods.clustering import join as jn
+    from sdfseg.methods.clustering import split as sp
+    from sdfseg.methods.clustering.method import ClusteringMethod
+    from sdfseg.methods.outputs import ChannelTable
+
+    cfg = load_config(None, ["render.vote_grid=16", "render.split_grid=16", "render.join_fit=1.15"])
+    calls = []
+    grid = OwnershipGrid(torch.zeros(16 ** 3, dtype=torch.long), 16, 1.0)
+    cut = ChannelTable(is_object=np.array([False, True, True, True]), classes=np.array([0, 5, 5, 5]),
+                       votes=np.zeros(4, dtype=np.int64), instance=np.array([0, 1, 2, 3]))
+
+    def split(model, sampler, table, g, *a, **k):
+        calls.append("split")
+        return cut, g, []
+
+    def join(model, sampler, table, g, fit, n_rays, **k):
+        calls.append(("join", table.instance.tolist()))
+        return replace(table, instance=np.array([0, 1, 2, 2])), g, {3: 2}
+
+    def drop(model, sampler, table, **k):
+        calls.append(("drop", table.instance.tolist()))
+        return table
+
+    monkeypatch.setattr(ch, "ownership_vote", lambda *a, **k: grid)
+    monkeypatch.setattr(ch, "drop_vanished_objects", drop)
+    monkeypatch.setattr(sp, "split_objects", split)
+    monkeypatch.setattr(jn, "join_objects", join)
+    monkeypatch.setattr(core_ownership, "follow_ownership", lambda *a, **k: None)
+    trainer = SimpleNamespace(model=None, sampler=None, scene=None)
+    method = ClusteringMethod(cfg, classes=SimpleNamespace(thing_ids=[5], name=lambda c: "chair"))
+    _, table = method.ownership(trainer, cut)
+    assert calls == ["split", ("join", [0, 1, 2, 3]), ("drop", [0, 1, 2, 2])]
+    assert table.instance.tolist() == [0, 1, 2, 2]
