@@ -423,12 +423,6 @@ class RenderConfig:
     channel holds in front of what the views saw (a floater whose pixels see the sofa behind it) is no
     object. 0 = off; scenes without depth in the poses' units (none, or a monocular cue up to scale and
     shift) are not checked."""
-    split_fit: float = 0.0
-    """The split step (``split_grid`` > 0): two pieces of one instance whose surface points together are
-    more than this many times one object of its class (the ``join_fit`` sizes: the class's instances'
-    sorted extents) stay apart, though the masks link them (a chair and the seat of another chair behind
-    it, merged by the 2D masks); the join step may then join such a piece to the rest of its own object.
-    0 = off."""
     join_fit: float = 0.0
     """ClusteringSDF instance mode, after the split step: two object instances of one thing class join
     when the box of their surface points together fits in this many times one object of that class (each
@@ -787,8 +781,6 @@ def validate(cfg: Config) -> None:
     if not r.split_class_depth >= 0.0:
         raise SdfsegError(f"config key 'render.split_class_depth': expected a distance >= 0 (0 = off), "
                           f"got {r.split_class_depth}")
-    if not r.split_fit >= 0.0:
-        raise SdfsegError(f"config key 'render.split_fit': expected a factor >= 0 (0 = off), got {r.split_fit}")
     if not r.join_fit >= 0.0:
         raise SdfsegError(f"config key 'render.join_fit': expected a factor >= 0 (0 = off), got {r.join_fit}")
     if not 0.0 <= r.split_join_touching < 1.0:

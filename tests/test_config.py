@@ -34,7 +34,6 @@ def test_reference_defaults():
     ("model.encoding.backend=cuda", "model.encoding.backend"),
     ("noequals", "key=value"),
     ("render.vote_kernel=2", "render.vote_kernel"),
-    ("render.split_fit=-1", "render.split_fit"),
     ("render.vote_min_island=-1", "render.vote_min_island"),
     ("render.vote_object_share=0.3", "render.vote_object_share"),
     ("render.vote_max_gap=-0.1", "render.vote_max_gap"),

@@ -11,8 +11,8 @@ from sdfseg.core.ownership import MARGIN, ChannelSplit, OwnershipGrid, flat_voxe
 from sdfseg.errors import SdfsegError
 from sdfseg.methods.clustering import channels
 from sdfseg.methods.clustering.split import (bisect_components, class_depth_tolerance, group_class, group_home,
-                                             group_regions, link_groups, mask_links, oversized_pairs,
-                                             plan_class_splits, plan_splits, split_objects, touching_instance, valley)
+                                             group_regions, link_groups, mask_links, plan_class_splits, plan_splits,
+                                             split_objects, touching_instance, valley)
 from sdfseg.methods.outputs import ChannelTable
 
 
@@ -118,44 +118,6 @@ def test_plan_splits_cuts_pieces_the_masks_keep_apart():
     assert plan_splits(inst, pts, seg, 64, 1.0, link=0.25, min_share=0.1) == []
     # one instance per piece already: nothing to cut either
     assert plan_splits(np.r_[np.full(300, 3), np.full(230, 4)], pts, seg, 64, 1.0, 0.25, 0.1) == []
-
-
-def test_oversized_pairs_hand_worked():
-    # three pieces on the x axis: A from 0 to 0.4, B from 0.5 to 0.6, C from 1.5 to 1.9 (uniform points)
-    x = np.r_[np.linspace(0, 0.4, 101), np.linspace(0.5, 0.6, 101), np.linspace(1.5, 1.9, 101)]
-    pts = np.c_[x, np.zeros((303, 2))]
-    comp = np.repeat([0, 1, 2], 101)
-    # A + B span 0.6 (0.588 between the 2nd and 98th percentiles), A + C and B + C over 1.3
-    over = oversized_pairs(pts, comp, 3, np.array([0.7, 0.1, 0.1]))
-    assert over.tolist() == [[False, False, True], [False, False, True], [True, True, False]]
-    assert not oversized_pairs(pts, comp, 3, np.array([2.0, 0.1, 0.1])).any()
-
-
-def test_plan_splits_holds_apart_pieces_bigger_than_one_object():
-    # one instance: a chair's seat and back (two pieces close together) and another chair's seat 1.2 further
-    # on, all in the same masks (merged by the 2D segmenter): nothing to cut by the masks alone
-    rng = np.random.default_rng(2)
-    seat = rng.uniform([0, 0, 0], [0.4, 0.4, 0.02], (150, 3))
-    back = rng.uniform([0, 0.38, 0.12], [0.4, 0.4, 0.5], (100, 3))
-    other = seat + [1.2, 0, 0]
-    pts, inst, seg = np.r_[seat, back, other], np.full(400, 3), np.zeros(400, dtype=np.int64)
-    assert plan_splits(inst, pts, seg, 32, 1.0, link=0.25, min_share=0.1) == []
-    limit = 1.15 * np.array([0.4, 0.4, 0.5])  # one chair's sorted extents
-    (r, kept, group, rays, link, held), = plan_splits(inst, pts, seg, 32, 1.0, link=0.25, min_share=0.1,
-                                                      limits={3: limit})
-    assert r == 3 and rays.tolist() == [250, 150] and held.tolist() == [False, True] and link == 1.0
-    assert (group[:250] == 0).all() and (group[250:] == 1).all() and kept.all()
-    # an instance without a limit (its class has no size) is left as it is
-    assert plan_splits(inst, pts, seg, 32, 1.0, link=0.25, min_share=0.1, limits={4: limit}) == []
-    # the same with a bridge of stray points between the two chairs: one component, whose 2-means cut
-    # (bisect) stands because the component is bigger than one chair, though the masks link its halves
-    bridge = np.c_[np.linspace(0.4, 1.2, 40), np.full(40, 0.2), np.zeros(40)]
-    pts_b, inst_b, seg_b = np.r_[pts, bridge], np.full(440, 3), np.zeros(440, dtype=np.int64)
-    assert plan_splits(inst_b, pts_b, seg_b, 32, 1.0, link=0.25, min_share=0.1, bisect=1) == []
-    (r, kept, group, rays, link, held), = plan_splits(inst_b, pts_b, seg_b, 32, 1.0, link=0.25, min_share=0.1,
-                                                      bisect=1, limits={3: limit})
-    assert held.tolist() == [False, True] and (group[:250] == 0).all() and (group[250:400] == 1).all()
-    assert rays.sum() == 440 and rays[1] >= 150
 
 
 def test_plan_class_splits_hand_worked():

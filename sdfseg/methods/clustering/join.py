@@ -39,24 +39,12 @@ def sorted_extent(points: np.ndarray) -> np.ndarray:
     return np.sort(hi - lo)[::-1]
 
 
-def typical_extents(instance: np.ndarray, points: np.ndarray, classes: np.ndarray) -> dict[int, np.ndarray]:
-    """One object's sorted extents ``{class: [3]}`` per class of the instances in ``instance [N]`` (> 0;
-    ``points [N, 3]`` per ray, ``classes`` the class of each instance id): the ``TYPICAL_QUANTILE`` of each
-    sorted extent over the class's instances with at least ``MIN_POINTS`` points."""
-    ids, counts = np.unique(instance, return_counts=True)
-    ext: dict[int, list] = {}
-    for i, c in zip(ids, counts):
-        if c >= MIN_POINTS:
-            ext.setdefault(int(classes[i]), []).append(sorted_extent(points[instance == i]))
-    return {c: np.percentile(np.stack(e), TYPICAL_QUANTILE, axis=0) for c, e in ext.items()}
-
-
 def plan_joins(instance: np.ndarray, points: np.ndarray, classes: np.ndarray, fit: float) -> dict[int, int]:
     """Which instances join which: ``{instance: the instance it joins}``. ``instance [N]`` (> 0) and
     ``points [N, 3]`` per ray; ``classes [K]`` the class of each instance id (indexed by id)."""
     size = {int(i): int(c) for i, c in zip(*np.unique(instance, return_counts=True))}
     ids = [i for i, c in size.items() if c >= MIN_POINTS]
-    typical = typical_extents(instance, points, classes)
+    ext = {i: sorted_extent(points[instance == i]) for i in ids}
     rep = {i: i for i in ids}  # union-find over instance ids
 
     def root(i: int) -> int:
@@ -69,19 +57,19 @@ def plan_joins(instance: np.ndarray, points: np.ndarray, classes: np.ndarray, fi
         members = [i for i in ids if classes[i] == cls]
         if len(members) < 2:
             continue
-        one = typical[int(cls)]
+        typical = np.percentile(np.stack([ext[i] for i in members]), TYPICAL_QUANTILE, axis=0)
         pairs = []
         for a_pos, a in enumerate(members):
             for b in members[a_pos + 1:]:
                 u = sorted_extent(points[(instance == a) | (instance == b)])
-                if np.all(u <= fit * one):
+                if np.all(u <= fit * typical):
                     pairs.append((float(np.prod(u)), a, b))
         for _, a, b in sorted(pairs):
             ra, rb = root(a), root(b)
             if ra == rb:
                 continue
             group = [i for i in members if root(i) in (ra, rb)]
-            if not np.all(sorted_extent(points[np.isin(instance, group)]) <= fit * one):
+            if not np.all(sorted_extent(points[np.isin(instance, group)]) <= fit * typical):
                 continue
             # the instance with more points keeps its id
             keep, gone = (ra, rb) if size[ra] >= size[rb] else (rb, ra)

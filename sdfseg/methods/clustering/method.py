@@ -103,8 +103,8 @@ class ClusteringMethod(Method):
 
     def ownership(self, trainer, table):
         """The multi-view ownership vote (``render.vote_grid`` > 0; else None), then the split step
-        (``render.split_grid`` > 0), the join step (``render.join_fit`` > 0: two instances of a class that
-        together are one's size), and the table with the objects left without surface made background."""
+        (``render.split_grid`` > 0), the table with the objects left without surface made background, and
+        the join step (``render.join_fit`` > 0: two instances of a class that together are one's size)."""
         from ...core.ownership import follow_ownership
         from .channels import drop_vanished_objects, ownership_vote
 
@@ -126,22 +126,19 @@ class ClusteringMethod(Method):
                                              min_share=r.split_min_share, max_valley=r.split_valley,
                                              valley_link=r.split_valley_link, join_touching=r.split_join_touching,
                                              by_class=r.split_class, class_min_share=r.split_class_min_share,
-                                             class_depth=class_depth_tolerance(r.split_class_depth, trainer.scene),
-                                             fit=r.split_fit)
+                                             class_depth=class_depth_tolerance(r.split_class_depth, trainer.scene))
             for c in cut:
                 print(f"split step: object {c.instance} -> {c.groups} ({'/'.join(map(str, c.rays))} rays, "
                       f"largest mask link between them {c.max_link:.2f})")
             follow_ownership(trainer.model, table.instance, grid)
+        table = drop_vanished_objects(trainer.model, trainer.sampler, table, chunk=r.chunk, seed=self.cfg.train.seed)
         if r.join_fit > 0:
-            # before the drop: a piece the split step cut off (another chair's seat) may be too small to stay
-            # an object alone, and whole with the rest of its object
             from .join import join_objects
 
+            follow_ownership(trainer.model, table.instance, grid)
             table, grid, joins = join_objects(trainer.model, trainer.sampler, table, grid, r.join_fit, r.vote_rays,
                                               chunk=r.chunk, seed=self.cfg.train.seed)
             for gone, keep in sorted(joins.items()):
                 print(f"join step: object {gone} joins object {keep} (together the size of one "
                       f"{self.classes.name(int(table.classes[keep]))})")
-            follow_ownership(trainer.model, table.instance, grid)
-        table = drop_vanished_objects(trainer.model, trainer.sampler, table, chunk=r.chunk, seed=self.cfg.train.seed)
         return grid, table

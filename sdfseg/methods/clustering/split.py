@@ -53,7 +53,6 @@ from ...data.rays import RaySampler
 from ...data.scene import METRIC_DEPTH
 from ..outputs import ChannelTable
 from .channels import mask_segments, surface_rays
-from .join import sorted_extent, typical_extents
 
 MIN_RAYS = 40
 """A component (group) must hold at least this many labelled rays to become an object of its own."""
@@ -135,8 +134,7 @@ def valley(points: np.ndarray, side: np.ndarray, width: float) -> float:
 
 def bisect_components(points: np.ndarray, component: np.ndarray, segment: np.ndarray, min_size: int,
                       link: float, depth: int, max_valley: float = 0.0, valley_link: float = 1.0,
-                      width: float = 0.0, limit: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+                      width: float = 0.0) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """Components ``[N]`` (0, 1, ...) refined by 2-means, as long as the 2D masks keep the halves apart.
 
     Connected components miss two objects that some stray surface points bridge (two chairs joined by the
@@ -150,9 +148,7 @@ def bisect_components(points: np.ndarray, component: np.ndarray, segment: np.nda
     (slabs ``width`` thick) at most ``max_valley``, and the masks link them by at most ``valley_link``
     (labels that merge touching objects in half of the views link two chairs side by side by about 0.5;
     an object whose parts meet in a thin stem is covered by one mask in nearly every view). Also returns
-    each such cut as ``(point indices of one side, of the other)``: the masks must not join them again.
-    ``limit [3]`` (sorted extents): a cut also stands, held apart the same way, where the component's
-    points are more than that on some axis (:func:`oversized_pairs`: more than one object of its class)."""
+    each such cut as ``(point indices of one side, of the other)``: the masks must not join them again."""
     out = np.full(component.shape, -1, dtype=np.int64)
     todo = [(np.flatnonzero(component == c), depth) for c in np.unique(component)]
     apart = []
@@ -166,9 +162,8 @@ def bisect_components(points: np.ndarray, component: np.ndarray, segment: np.nda
                 lk = mask_links(side, segment[idx], 2)[0, 1]
                 by_valley = (lk > link and max_valley > 0 and lk <= valley_link
                              and valley(points[idx], side, width) <= max_valley)
-                by_size = lk > link and limit is not None and bool(np.any(sorted_extent(points[idx]) > limit))
-                if lk <= link or by_valley or by_size:
-                    if by_valley or by_size:
+                if lk <= link or by_valley:
+                    if by_valley:
                         apart.append((idx[side == 0], idx[side == 1]))
                     todo += [(idx[side == 0], left - 1), (idx[side == 1], left - 1)]
                     continue
@@ -226,29 +221,15 @@ def group_regions(vox: np.ndarray, group: np.ndarray, resolution: int, reach: fl
     return np.where(dist <= reach, nearest, -1).reshape(-1)
 
 
-def oversized_pairs(points: np.ndarray, comp: np.ndarray, n: int, limit: np.ndarray) -> np.ndarray:
-    """``[n, n]`` bool: pairs of components (``comp [N]`` of ``points [N, 3]``) whose points together have
-    a sorted extent (2nd-98th percentile box, largest first) above ``limit [3]`` on some axis."""
-    out = np.zeros((n, n), dtype=bool)
-    for a in range(n):
-        for b in range(a + 1, n):
-            both = points[(comp == a) | (comp == b)]
-            out[a, b] = out[b, a] = bool(np.any(sorted_extent(both) > limit))
-    return out
-
-
 def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, resolution: int,
                 radius: float, link: float, min_share: float, min_rays: int = MIN_RAYS, bisect: int = 0,
-                max_valley: float = 0.0, valley_link: float = 1.0, limits: dict | None = None
+                max_valley: float = 0.0, valley_link: float = 1.0
                 ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]]:
     """Which instances to cut, from rays on labelled pixels: ``instance [N]`` (> 0) owning each ray, its
     surface point ``[N, 3]`` and 2D mask id ``segment [N]``; ``bisect`` > 0: the connected components are
     refined by :func:`bisect_components` that many levels down (``max_valley``, ``valley_link``: its cuts
     where the geometry keeps the halves apart, measured in slabs one voxel thick; the masks do not join
-    such halves again). ``limits`` ``{instance id: sorted extents [3]}``: two components of that instance
-    whose points together exceed those extents (:func:`.join.sorted_extent`; more than one object of its
-    class) are held apart as the geometry's cuts are (the masks that merge two chairs do not join
-    them again). Returns per instance to cut
+    such halves again). Returns per instance to cut
     ``(instance id, kept [N] bool (its rays in big enough components), group [N] (of those rays, 0 =
     the biggest group), rays per group, largest link between groups, held [groups] bool (the group is
     held apart from group 0 by a cut of the geometry))``."""
@@ -264,8 +245,7 @@ def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, r
         apart = []
         if bisect > 0:
             comp, apart = bisect_components(points[mine], comp, segment[mine], int(np.ceil(min_size)), link, bisect,
-                                            max_valley, valley_link, 2.0 * radius / resolution,
-                                            None if limits is None else limits.get(int(r)))
+                                            max_valley, valley_link, 2.0 * radius / resolution)
         size = np.bincount(comp)
         big = np.flatnonzero(size >= min_size)
         if big.size < 2:
@@ -280,10 +260,6 @@ def plan_splits(instance: np.ndarray, points: np.ndarray, segment: np.ndarray, r
                 ca = np.searchsorted(big, np.intersect1d(comp[a], big))
                 cb = np.searchsorted(big, np.intersect1d(comp[b], big))
                 held[np.ix_(ca, cb)] = held[np.ix_(cb, ca)] = True
-        if limits is not None and int(r) in limits:
-            over = oversized_pairs(points[mine[keep]], comp_big, big.size, limits[int(r)])
-            if over.any():
-                held = over if held is None else held | over
         group = link_groups(links, link, held)
         if group.max() == 0:
             continue
@@ -424,8 +400,8 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
                   resolution: int, n_rays: int, chunk: int = 2048, seed: int = 0, link: float = 0.25,
                   min_share: float = 0.1, reach: float = 8.0, thing_ids=None, bisect: int = 0,
                   max_valley: float = 0.0, valley_link: float = 1.0, join_touching: float = 0.0,
-                  by_class: bool = False, class_min_share: float | None = None, class_depth: float = 0.0,
-                  fit: float = 0.0) -> tuple[ChannelTable, OwnershipGrid, list[SplitReport]]:
+                  by_class: bool = False, class_min_share: float | None = None, class_depth: float = 0.0
+                  ) -> tuple[ChannelTable, OwnershipGrid, list[SplitReport]]:
     """The split step (module docstring) on a model that follows ``grid``: the new table, the grid carrying
     the split, and what was cut. A group cut off goes to a spare channel; that channel joins the instance
     whose masks hold most of the group's rays (:func:`group_home`; a piece of another object the vote left
@@ -440,9 +416,7 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     that way, each piece an object of its class (or, with ``join_touching``, a piece of the object of its
     class it touches); ``class_min_share`` (None: ``min_share``) sizes those pieces, and ``class_depth`` > 0
     (normalised units) asks the sensor depth too (``depth_tol`` of :func:`plan_class_splits`; rays without
-    depth are not asked). ``fit`` > 0: two pieces of an instance that together are more than ``fit`` times
-    one object of its class (:func:`.join.typical_extents`: a chair and another chair's seat the masks
-    merged) are held apart as the geometry's cuts are (``limits`` of :func:`plan_splits`). Without spare channels (or nothing to cut) the table and grid come back as they
+    depth are not asked). Without spare channels (or nothing to cut) the table and grid come back as they
     were."""
     by_class = by_class and thing_ids is not None and getattr(model, "semantic", None) is not None
     rendered = surface_rays(model, sampler, n_rays, chunk, seed + 2, semantic=by_class)
@@ -451,14 +425,8 @@ def split_objects(model: SceneModel, sampler: RaySampler, table: ChannelTable, g
     label = b.label.cpu().numpy()
     use = hit & (inst > 0) & (label > 0)
     inst_u, seg_u = inst[use], mask_segments(frames[use], b.label[torch.as_tensor(use)])
-    limits = None
-    if fit > 0:
-        typical = typical_extents(inst_u, points[use], table.classes)
-        limits = {int(r): fit * typical[int(table.classes[r])] for r in np.unique(inst_u)
-                  if int(table.classes[r]) in typical}
     plans = [p + (None,) for p in plan_splits(inst_u, points[use], seg_u, resolution, BOUND_RADIUS, link, min_share,
-                                              bisect=bisect, max_valley=max_valley, valley_link=valley_link,
-                                              limits=limits)]
+                                              bisect=bisect, max_valley=max_valley, valley_link=valley_link)]
     if by_class:
         # where the masks or the geometry found a cut, theirs stands
         err = None
